@@ -1,0 +1,230 @@
+"""The warehouse tables, in three layers with one job each.
+
+- **landed** (``landed_record``): every record version as received, append-only,
+  tagged with the sync run that brought it; the audit trail. Personal data is
+  scrubbed before landing (no names; passport numbers only as pseudonyms).
+- **set aside** (``quarantined_record``): records that broke the contract, with
+  the reason and the (scrubbed) payload.
+- **core** (``permit_application``, ``inspection``, ``officer``, ``document``):
+  typed current state, one row per natural key; the newest change wins whatever
+  the arrival order. Deletions are soft (``is_deleted``, ``is_active``) so the
+  history stays. A key whose newest version was malformed is kept with
+  ``is_set_aside`` and counts nowhere until a good version replaces it.
+- **operations** (``sync_run``, ``sync_state``, ``calendar_day``, ``warehouse_meta``).
+
+Timestamps (``*_at``) are naive UTC; dates (``*_on``) are local dates in the
+configured timezone. Schema changes go through Alembic (``migrations/``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+RUN_ID = String(36)
+
+# One row per source per sync: what it read, loaded and set aside, and how it ended.
+sync_run = Table(
+    "sync_run",
+    metadata,
+    Column("sync_run_id", RUN_ID, primary_key=True),
+    Column("job_id", RUN_ID, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("is_full_refresh", Boolean, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("status", String(16), nullable=False),  # running, succeeded, failed
+    Column("pages", Integer, nullable=False, default=0),
+    Column("records_read", Integer, nullable=False, default=0),
+    Column("records_loaded", Integer, nullable=False, default=0),
+    Column("records_set_aside", Integer, nullable=False, default=0),
+    Column("duration_seconds", Float),
+    Column("error", Text),
+    Index(None, "job_id"),
+)
+
+# One row per stream: the incremental watermark, committed with the rows it covers.
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("stream", String(64), primary_key=True),  # e.g. "enforcement.inspections"
+    Column("watermark_at", DateTime),  # newest change time loaded (UTC)
+    Column("sync_run_id", RUN_ID),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# One row per distinct record version received (append-only audit trail).
+landed_record = Table(
+    "landed_record",
+    metadata,
+    Column("landed_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("sync_run_id", RUN_ID, nullable=False),
+    Column("stream", String(64), nullable=False),
+    Column("natural_key", String(128)),
+    Column("changed_at", DateTime),
+    Column("record_hash", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("landed_at", DateTime, nullable=False),
+    UniqueConstraint("stream", "record_hash"),
+    Index(None, "stream", "natural_key"),
+)
+
+# One row per distinct malformed record version received, with the reason.
+quarantined_record = Table(
+    "quarantined_record",
+    metadata,
+    Column("quarantine_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("sync_run_id", RUN_ID, nullable=False),
+    Column("stream", String(64), nullable=False),
+    Column("natural_key", String(128)),
+    Column("check_name", String(128), nullable=False),  # "contract" or an expectation
+    Column("reason", Text, nullable=False),
+    Column("record_hash", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("quarantined_at", DateTime, nullable=False),
+    UniqueConstraint("stream", "record_hash"),
+)
+
+
+def _current_state_columns() -> list[Column]:
+    return [
+        Column("changed_at", DateTime, nullable=False),
+        Column("is_set_aside", Boolean, nullable=False, default=False),
+        Column("set_aside_reason", Text),
+        Column("sync_run_id", RUN_ID, nullable=False),
+    ]
+
+
+# One row per application_id: current state of a work-permit application.
+permit_application = Table(
+    "permit_application",
+    metadata,
+    Column("application_id", String(128), primary_key=True),
+    Column("received_at", DateTime),
+    Column("received_on", Date),
+    Column("decided_at", DateTime),
+    Column("decided_on", Date),
+    Column("status", String(16)),
+    Column("permit_type", String(16)),
+    Column("category", String(1)),
+    Column("employer_credit_code", String(32)),
+    Column("employer_name", Text),
+    Column("applicant_pseudonym", String(64)),
+    Column("applicant_nationality", String(3)),
+    Column("is_joint_residence_permit", Boolean),
+    Column("promised_days", Integer),
+    *_current_state_columns(),
+    Index(None, "received_on"),
+    Index(None, "decided_on"),
+)
+
+# One row per inspection_no: current state of an inspection.
+inspection = Table(
+    "inspection",
+    metadata,
+    Column("inspection_no", String(128), primary_key=True),
+    Column("task_type", String(16)),
+    Column("is_joint", Boolean),
+    Column("target_credit_code", String(32)),
+    Column("target_name", Text),
+    Column("credit_risk_level", String(1)),
+    Column("is_credit_rule_applied", Boolean),
+    Column("inspected_on", Date),
+    Column("officers", Text),  # JSON list as received: [{"officer_id", "certified"}]
+    Column("officer_count", Integer),
+    Column("is_all_officers_certified", Boolean),
+    Column("outcome", String(32)),
+    Column("is_published", Boolean),
+    Column("published_on", Date),
+    *_current_state_columns(),
+    Index(None, "inspected_on"),
+)
+
+# One row per officer_id ever on the roster; those who left are is_active = false.
+officer = Table(
+    "officer",
+    metadata,
+    Column("officer_id", String(128), primary_key=True),
+    Column("name", Text),
+    Column("role", String(16)),
+    Column("is_certified", Boolean),
+    Column("certificate_expires_on", Date),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("first_seen_at", DateTime, nullable=False),
+    Column("left_at", DateTime),
+    *_current_state_columns(),
+)
+
+# One row per doc_id: current state of a document; tombstones set is_deleted.
+document = Table(
+    "document",
+    metadata,
+    Column("doc_id", String(128), primary_key=True),
+    Column("title", Text),
+    Column("doc_type", String(32)),
+    Column("drafting_unit", Text),
+    Column("issued_on", Date),
+    Column("is_legality_reviewed", Boolean),
+    Column("legality_reviewed_on", Date),
+    Column("is_fair_competition_reviewed", Boolean),
+    Column("has_filing", Boolean),
+    Column("is_filed", Boolean),
+    Column("filed_on", Date),
+    Column("filing_deadline_on", Date),
+    Column("is_filing_accepted", Boolean),
+    Column("filing_issues", Text),  # JSON list of strings
+    Column("status", String(16)),
+    Column("status_changed_on", Date),
+    Column("is_deleted", Boolean, nullable=False, default=False),
+    Column("deleted_at", DateTime),
+    *_current_state_columns(),
+    Index(None, "issued_on"),
+)
+
+# One row per day: the working-day calendar, with a running count of working days
+# so that working_days(a, b) = seq(b) - seq(a) is a join, not a loop.
+calendar_day = Table(
+    "calendar_day",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("is_working", Boolean, nullable=False),
+    Column("workday_seq", Integer, nullable=False),
+)
+
+# Key/value facts about the warehouse itself (e.g. the calendar's fingerprint).
+warehouse_meta = Table(
+    "warehouse_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+CORE_TABLES = {
+    "permits.applications": permit_application,
+    "enforcement.inspections": inspection,
+    "enforcement.officers": officer,
+    "docreview.documents": document,
+}
