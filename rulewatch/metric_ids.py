@@ -11,7 +11,7 @@ MetricKind = Literal["count", "rate", "yoy"]
 
 #: metric id -> (kind, English label, Chinese label)
 METRICS: dict[str, tuple[MetricKind, str, str]] = {
-    "permits.received": ("count", "Work-permit applications received", "受理外国人来华工作许可申请"),
+    "permits.received": ("count", "Work-permit applications received", "受理工作许可申请"),
     "permits.approved": ("count", "Applications approved", "准予许可"),
     "permits.denied": ("count", "Applications denied", "不予许可"),
     "permits.received_yoy": ("yoy", "Received, year on year", "受理量同比"),

@@ -125,7 +125,8 @@ class Settings:
         url_var, cred_vars = _SOURCE_ENV[name]
         missing = [v for v in (url_var, *cred_vars.values()) if not self.env.get(v)]
         if missing:
-            raise ConfigError(f"source {name}: environment variable(s) {', '.join(missing)} not set")
+            names = ", ".join(missing)
+            raise ConfigError(f"source {name}: environment variable(s) {names} not set")
         creds = {key: self.env[var] for key, var in cred_vars.items()}
         return SourceEndpoint(
             name=name,

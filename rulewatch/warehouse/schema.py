@@ -78,8 +78,12 @@ sync_state = Table(
 landed_record = Table(
     "landed_record",
     metadata,
-    Column("landed_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    Column(
+        "landed_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     Column("sync_run_id", RUN_ID, nullable=False),
     Column("stream", String(64), nullable=False),
     Column("natural_key", String(128)),
@@ -95,8 +99,12 @@ landed_record = Table(
 quarantined_record = Table(
     "quarantined_record",
     metadata,
-    Column("quarantine_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    Column(
+        "quarantine_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     Column("sync_run_id", RUN_ID, nullable=False),
     Column("stream", String(64), nullable=False),
     Column("natural_key", String(128)),
