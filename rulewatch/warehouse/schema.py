@@ -120,6 +120,7 @@ quarantined_record = Table(
 def _current_state_columns() -> list[Column]:
     return [
         Column("changed_at", DateTime, nullable=False),
+        Column("record_hash", String(64), nullable=False),  # the version in landed_record
         Column("is_set_aside", Boolean, nullable=False, default=False),
         Column("set_aside_reason", Text),
         Column("sync_run_id", RUN_ID, nullable=False),

@@ -1,8 +1,8 @@
 """initial warehouse: landed, quarantine, core, operations
 
 Revision ID: 0001
-Revises:
-Create Date: 2026-11-28 14:09:34.579655
+Revises: (none)
+Create Date: 2026-11-28 14:13:47.196169
 """
 
 import sqlalchemy as sa
@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("is_deleted", sa.Boolean(), nullable=False),
         sa.Column("deleted_at", sa.DateTime(), nullable=True),
         sa.Column("changed_at", sa.DateTime(), nullable=False),
+        sa.Column("record_hash", sa.String(length=64), nullable=False),
         sa.Column("is_set_aside", sa.Boolean(), nullable=False),
         sa.Column("set_aside_reason", sa.Text(), nullable=True),
         sa.Column("sync_run_id", sa.String(length=36), nullable=False),
@@ -69,6 +70,7 @@ def upgrade() -> None:
         sa.Column("is_published", sa.Boolean(), nullable=True),
         sa.Column("published_on", sa.Date(), nullable=True),
         sa.Column("changed_at", sa.DateTime(), nullable=False),
+        sa.Column("record_hash", sa.String(length=64), nullable=False),
         sa.Column("is_set_aside", sa.Boolean(), nullable=False),
         sa.Column("set_aside_reason", sa.Text(), nullable=True),
         sa.Column("sync_run_id", sa.String(length=36), nullable=False),
@@ -117,6 +119,7 @@ def upgrade() -> None:
         sa.Column("first_seen_at", sa.DateTime(), nullable=False),
         sa.Column("left_at", sa.DateTime(), nullable=True),
         sa.Column("changed_at", sa.DateTime(), nullable=False),
+        sa.Column("record_hash", sa.String(length=64), nullable=False),
         sa.Column("is_set_aside", sa.Boolean(), nullable=False),
         sa.Column("set_aside_reason", sa.Text(), nullable=True),
         sa.Column("sync_run_id", sa.String(length=36), nullable=False),
@@ -139,6 +142,7 @@ def upgrade() -> None:
         sa.Column("is_joint_residence_permit", sa.Boolean(), nullable=True),
         sa.Column("promised_days", sa.Integer(), nullable=True),
         sa.Column("changed_at", sa.DateTime(), nullable=False),
+        sa.Column("record_hash", sa.String(length=64), nullable=False),
         sa.Column("is_set_aside", sa.Boolean(), nullable=False),
         sa.Column("set_aside_reason", sa.Text(), nullable=True),
         sa.Column("sync_run_id", sa.String(length=36), nullable=False),

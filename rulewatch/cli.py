@@ -1,0 +1,258 @@
+"""The ``rulewatch`` command (interface.md).
+
+Exit codes: 0 done; 1 the job failed (a source still failing after its
+retries, an unreachable warehouse); 2 bad usage or configuration, with one
+line naming the file, key, variable or flag at fault; 3 a target slipped and
+``--fail-on-slip`` was given.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated, Any
+
+import typer
+
+from rulewatch.periods import Period, PeriodError
+from rulewatch.settings import SOURCE_NAMES, ConfigError, Settings, load_settings
+
+app = typer.Typer(
+    name="rulewatch",
+    help="Nightly ETL and compliance checks for a bureau's rule-of-law reporting.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_FAILED, EXIT_USAGE, EXIT_SLIPPED = 1, 2, 3
+
+
+class JobFailed(Exception):
+    """The job ran but failed; exit 1 with this message."""
+
+
+def _quiet_prefect() -> None:
+    """Prefect settings for a command-line run, unless the operator set them."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING" if sys.stderr.isatty() else "INFO")
+
+
+def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn known errors into one clear line and the contract's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rulewatch.sources.engine import SourceError
+        from rulewatch.warehouse.db import WarehouseError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, PeriodError) as exc:
+            print(f"rulewatch: error: {exc}", file=sys.stderr)
+            raise typer.Exit(EXIT_USAGE) from None
+        except (JobFailed, SourceError, WarehouseError) as exc:
+            print(f"rulewatch: failed: {exc}", file=sys.stderr)
+            raise typer.Exit(EXIT_FAILED) from None
+
+    return wrapper
+
+
+def _parse_date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--as-of {value!r}: not a date (YYYY-MM-DD)") from None
+
+
+def _parse_period(value: str) -> str:
+    try:
+        return Period.parse(value).label
+    except PeriodError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+AsOf = Annotated[
+    str | None,
+    typer.Option("--as-of", help="YYYY-MM-DD; default today in the configured timezone"),
+]
+PeriodOpt = Annotated[
+    str, typer.Option("--period", help="a year 2023, a quarter 2023-Q4 or a month 2023-10")
+]
+
+
+def _as_of(settings: Settings, value: str | None) -> date:
+    from datetime import datetime
+
+    return _parse_date(value) or datetime.now(settings.timezone).date()
+
+
+def _warehouse(settings: Settings):  # noqa: ANN202 - sqlalchemy Engine
+    from rulewatch.flows.nightly import calendar_of
+    from rulewatch.warehouse.db import open_warehouse
+
+    return open_warehouse(settings.warehouse_url, calendar_of(settings))
+
+
+@app.command()
+@_errors
+def kpis(
+    period: PeriodOpt,
+    as_of: AsOf = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="a JSON array on standard output")
+    ] = False,
+) -> None:
+    """The metrics of one period from the warehouse."""
+    from rulewatch.console import out, scorecard_table
+    from rulewatch.metrics import compute_metrics
+
+    settings = load_settings()
+    label = _parse_period(period)
+    day = _as_of(settings, as_of)
+    engine = _warehouse(settings)
+    with engine.connect() as conn:
+        metrics = compute_metrics(conn, Period.parse(label), day, settings.targets)
+    engine.dispose()
+    if as_json:
+        sys.stdout.write(json.dumps([m.to_json() for m in metrics], ensure_ascii=False) + "\n")
+        return
+    out.print(scorecard_table(metrics, f"{label} as of {day}", settings.alerts.language))
+
+
+def _run_nightly(
+    settings: Settings, sources: list[str], full_refresh: bool, as_of: date
+) -> Any:  # NightlyResult
+    _quiet_prefect()
+    from rulewatch.console import err, live_progress, out, sync_table
+    from rulewatch.flows.nightly import SourcesFailed, nightly_sync, set_progress_sink
+
+    for name in sources:
+        settings.source(name)  # exit 2 on a missing URL or credential, before any work
+    with live_progress(sources) as on_page:
+        set_progress_sink(on_page)
+        try:
+            state = nightly_sync(
+                sources=sources, full_refresh=full_refresh, as_of=as_of, return_state=True
+            )
+        finally:
+            set_progress_sink(None)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, SourcesFailed):
+        out.print(sync_table(outcome.result.sources, outcome.result.failed))
+        raise JobFailed(str(outcome))
+    if isinstance(outcome, BaseException):
+        raise outcome
+    out.print(sync_table(outcome.sources, outcome.failed))
+    err.print(f"warehouse: {_describe(settings.warehouse_url)}")
+    return outcome
+
+
+def _describe(url: str) -> str:
+    from rulewatch.warehouse.db import redact
+
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    return redact(url)
+
+
+@app.command()
+@_errors
+def sync(
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help=f"only this source (repeatable): {', '.join(SOURCE_NAMES)}"),
+    ] = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="re-read everything, ignoring watermarks")
+    ] = False,
+    as_of: AsOf = None,
+) -> None:
+    """The nightly job: extract each source, validate, load, compute the metrics."""
+    from rulewatch.console import out, scorecard_table
+
+    settings = load_settings()
+    names = list(dict.fromkeys(source or SOURCE_NAMES))
+    for name in names:
+        if name not in SOURCE_NAMES:
+            raise ConfigError(f"--source {name!r}: unknown source; choose from {SOURCE_NAMES}")
+    day = _as_of(settings, as_of)
+    result = _run_nightly(settings, names, full_refresh, day)
+    out.print(scorecard_table(result.metrics, f"{day.year} as of {day}", settings.alerts.language))
+
+
+@app.command()
+@_errors
+def demo() -> None:
+    """Start the demo source systems, run the nightly pipeline on them, show the scorecards."""
+    from rulewatch.console import err, out, scorecard_table
+    from rulewatch.demo.data import DEMO_TODAY
+    from rulewatch.demo.servers import start_demo_sources
+    from rulewatch.metrics import compute_metrics, early_warnings
+
+    with start_demo_sources() as demo_sources:
+        os.environ.update(demo_sources.env())
+        settings = load_settings()
+        _, key_from = settings.pii_key()
+        err.print(
+            f"demo sources: permits {demo_sources.permits_url}, enforcement "
+            f"{demo_sources.enforcement_url}, docreview {demo_sources.docreview_url}"
+        )
+        if key_from != "RULEWATCH_PII_KEY":
+            err.print(
+                f"passport pseudonym key: {key_from} (made for the demo and kept; "
+                "set RULEWATCH_PII_KEY in production)"
+            )
+        _run_nightly(settings, list(SOURCE_NAMES), False, DEMO_TODAY)
+    engine = _warehouse(settings)
+    lang = settings.alerts.language
+    with engine.connect() as conn:
+        for period in (str(DEMO_TODAY.year - 1), str(DEMO_TODAY.year)):
+            metrics = compute_metrics(conn, Period.parse(period), DEMO_TODAY, settings.targets)
+            title = f"{period} as of {DEMO_TODAY}" + (
+                " (year to date)" if period == str(DEMO_TODAY.year) else ""
+            )
+            out.print(scorecard_table(metrics, title, lang))
+        warnings = early_warnings(conn, DEMO_TODAY, settings.alerts.early_warning_days)
+    engine.dispose()
+    for w in warnings:
+        out.print(
+            f"[yellow]early warning[/]: docreview.filing_rate — {w['doc_id']} "
+            f"not filed, deadline {w['deadline']} ({w['days_left']} days left)"
+        )
+    out.print(f"warehouse: {_describe(settings.warehouse_url)}")
+
+
+@app.command("demo-sources")
+@_errors
+def demo_sources(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", help="permits on N, enforcement N+1, docreview N+2")
+    ] = 8701,
+) -> None:
+    """Run only the demo source systems, until Ctrl-C."""
+    from rulewatch.demo.servers import serve_demo_sources
+
+    serve_demo_sources(host, port)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""What people see: scorecards, sync summaries and live progress (Rich)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rulewatch.metric_ids import METRICS, label
+from rulewatch.metrics import MetricValue
+from rulewatch.sync import Progress as PageProgress
+from rulewatch.sync import ProgressCallback, SourceSyncResult
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+log = logging.getLogger("rulewatch")
+
+_STATUS_STYLE = {"met": "green", "slipped": "bold red", "no_data": "yellow", "info": "dim"}
+
+
+def format_value(m: MetricValue) -> str:
+    if m.value is None:
+        return "—"
+    kind = METRICS[m.metric][0]
+    if kind == "count":
+        return str(m.value)
+    if kind == "yoy":
+        return f"{m.value:+.2%}"
+    return f"{m.value:.2%}"
+
+
+def scorecard_table(metrics: Iterable[MetricValue], title: str, language: str = "en") -> Table:
+    """A scorecard: one row per metric with value, n/d, target and status."""
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("metric")
+    table.add_column("label")
+    table.add_column("value", justify="right")
+    table.add_column("n / d", justify="right")
+    table.add_column("target", justify="right")
+    table.add_column("status")
+    for m in metrics:
+        nd = "" if m.denominator is None else f"{m.numerator} / {m.denominator}"
+        target = "" if m.target is None else f"{m.target:.0%}"
+        style = _STATUS_STYLE.get(m.status, "")
+        table.add_row(
+            m.metric,
+            label(m.metric, language),
+            format_value(m),
+            nd,
+            target,
+            f"[{style}]{m.status}[/]" if style else m.status,
+        )
+    return table
+
+
+def sync_table(results: dict[str, SourceSyncResult], failed: dict[str, str]) -> Table:
+    """One row per source: pages, records read, loaded, set aside, time, outcome."""
+    table = Table(title="sync", title_justify="left")
+    for col in ("source", "pages", "read", "loaded", "set aside", "seconds", "outcome"):
+        table.add_column(col, justify="left" if col in ("source", "outcome") else "right")
+    for name, r in results.items():
+        table.add_row(
+            name,
+            str(r.pages),
+            str(r.records_read),
+            str(r.records_loaded),
+            str(r.records_set_aside),
+            f"{r.duration_seconds:.1f}",
+            "[green]ok[/]",
+        )
+    for name, why in failed.items():
+        table.add_row(name, "", "", "", "", "", f"[bold red]failed[/]: {why}")
+    return table
+
+
+@contextmanager
+def live_progress(sources: Iterable[str]) -> Iterator[ProgressCallback]:
+    """A progress callback: bars on a terminal, a plain log line now and then otherwise."""
+    if err.is_terminal:
+        bars = Progress(
+            TextColumn("{task.fields[source]:<12}"),
+            BarColumn(bar_width=None, pulse_style="cyan"),
+            TextColumn("{task.fields[pages]:>5} pages"),
+            TextColumn("{task.fields[read]:>9} read"),
+            TextColumn("{task.fields[aside]:>5} set aside"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        )
+        ids = {s: bars.add_task(s, total=None, source=s, pages=0, read=0, aside=0) for s in sources}
+
+        def on_page(p: PageProgress) -> None:
+            bars.update(
+                ids[p.source], pages=p.pages, read=p.records_read, aside=p.records_set_aside
+            )
+
+        with bars:
+            yield on_page
+        return
+    last: dict[str, float] = {}
+
+    def log_page(p: PageProgress) -> None:
+        now = time.monotonic()
+        if now - last.get(p.stream, 0.0) >= 5.0 or p.pages == 1:
+            last[p.stream] = now
+            print(
+                f"{p.stream}: {p.pages} pages, {p.records_read} read, "
+                f"{p.records_set_aside} set aside",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    yield log_page
