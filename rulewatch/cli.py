@@ -131,11 +131,58 @@ def kpis(
     out.print(scorecard_table(metrics, f"{label} as of {day}", settings.alerts.language))
 
 
+def _print_checks(settings: Settings, result: Any) -> None:
+    """A nightly run's data-quality findings and slipped targets with their records."""
+    from rulewatch.checks.config import load_checks_config
+    from rulewatch.checks.report import print_quality_run, print_target_run
+    from rulewatch.console import out
+
+    listed = load_checks_config(settings).listed_offenders
+    if result.quality is not None:
+        print_quality_run(out, result.quality, listed)
+    if result.targets is not None:
+        print_target_run(out, result.targets, listed, table=False)
+        out.print(f"data docs: {result.targets.data_docs}")
+
+
+@app.command()
+@_errors
+def check(
+    period: Annotated[
+        str | None,
+        typer.Option("--period", help="2023, 2023-Q4 or 2023-10; default the as-of date's year"),
+    ] = None,
+    as_of: AsOf = None,
+    fail_on_slip: Annotated[
+        bool, typer.Option("--fail-on-slip", help="exit 3 when a critical target slipped")
+    ] = False,
+) -> None:
+    """Check the targets on what the warehouse holds; list slipped ones and their records."""
+    from rulewatch.checks.config import load_checks_config
+    from rulewatch.checks.report import print_target_run
+    from rulewatch.checks.targets import run_target_checks
+    from rulewatch.console import out
+
+    settings = load_settings()
+    checks = load_checks_config(settings)
+    day = _as_of(settings, as_of)
+    checked = Period.parse(period if period is not None else str(day.year))
+    engine = _warehouse(settings)
+    try:
+        run = run_target_checks(engine, settings, [checked], day, checks=checks)
+    finally:
+        engine.dispose()
+    print_target_run(out, run, checks.listed_offenders)
+    out.print(f"data docs: {run.data_docs}")
+    if fail_on_slip and run.critical_slipped:
+        raise typer.Exit(EXIT_SLIPPED)
+
+
 def _run_nightly(
     settings: Settings, sources: list[str], full_refresh: bool, as_of: date
 ) -> Any:  # NightlyResult
     _quiet_prefect()
-    from rulewatch.console import err, live_progress, out, sync_table
+    from rulewatch.console import live_progress, out, sync_table
     from rulewatch.flows.nightly import SourcesFailed, nightly_sync, set_progress_sink
 
     for name in sources:
@@ -149,13 +196,12 @@ def _run_nightly(
         finally:
             set_progress_sink(None)
     outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, SourcesFailed):
-        out.print(sync_table(outcome.result.sources, outcome.result.failed))
-        raise JobFailed(str(outcome))
     if isinstance(outcome, BaseException):
         raise outcome
+    if outcome.failed:
+        out.print(sync_table(outcome.sources, outcome.failed))
+        raise JobFailed(str(SourcesFailed(outcome)))
     out.print(sync_table(outcome.sources, outcome.failed))
-    err.print(f"warehouse: {_describe(settings.warehouse_url)}")
     return outcome
 
 
@@ -190,6 +236,8 @@ def sync(
     day = _as_of(settings, as_of)
     result = _run_nightly(settings, names, full_refresh, day)
     out.print(scorecard_table(result.metrics, f"{day.year} as of {day}", settings.alerts.language))
+    _print_checks(settings, result)
+    out.print(f"warehouse: {_describe(settings.warehouse_url)}")
 
 
 @app.command()
@@ -214,7 +262,7 @@ def demo() -> None:
                 f"passport pseudonym key: {key_from} (made for the demo and kept; "
                 "set RULEWATCH_PII_KEY in production)"
             )
-        _run_nightly(settings, list(SOURCE_NAMES), False, DEMO_TODAY)
+        result = _run_nightly(settings, list(SOURCE_NAMES), False, DEMO_TODAY)
     engine = _warehouse(settings)
     lang = settings.alerts.language
     with engine.connect() as conn:
@@ -226,6 +274,7 @@ def demo() -> None:
             out.print(scorecard_table(metrics, title, lang))
         warnings = early_warnings(conn, DEMO_TODAY, settings.alerts.early_warning_days)
     engine.dispose()
+    _print_checks(settings, result)
     for w in warnings:
         out.print(
             f"[yellow]early warning[/]: docreview.filing_rate — {w['doc_id']} "
@@ -246,6 +295,49 @@ def demo_sources(
     from rulewatch.demo.servers import serve_demo_sources
 
     serve_demo_sources(host, port)
+
+
+@app.command()
+@_errors
+def serve(
+    once_now: Annotated[
+        bool, typer.Option("--once-now", help="also run the nightly sync right away")
+    ] = False,
+) -> None:
+    """Stay up and run the nightly sync on its schedule (cron and timezone from config)."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")  # flow-run logs in this terminal
+    _quiet_prefect()
+    from rulewatch.serve import PrefectServerError, run_serve
+
+    settings = load_settings()
+    for name in SOURCE_NAMES:
+        settings.source(name)  # exit 2 now rather than fail every night
+    _warehouse(settings).dispose()  # exit 1 now if the warehouse cannot be reached
+    try:
+        run_serve(settings, once_now=once_now)
+    except PrefectServerError as exc:
+        raise JobFailed(str(exc)) from None
+
+
+@app.command()
+@_errors
+def deploy(
+    pool: Annotated[
+        str, typer.Option("--pool", help="the work pool (made a process pool if missing)")
+    ] = "rulewatch",
+) -> None:
+    """Register the nightly and backfill deployments on the work pool of PREFECT_API_URL."""
+    _quiet_prefect()
+    from rulewatch.flows.deploy import DeployError, deploy_to_pool
+
+    settings = load_settings()
+    try:
+        registered = deploy_to_pool(settings, pool)
+    except DeployError as exc:
+        raise JobFailed(str(exc)) from None
+    for deployment in registered:
+        print(f"deployment {deployment.name} on work pool {pool}")
+    print(f"start workers with: prefect worker start --pool {pool}")
 
 
 def main() -> None:

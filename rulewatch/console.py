@@ -18,6 +18,8 @@ from rulewatch.sync import Progress as PageProgress
 from rulewatch.sync import ProgressCallback, SourceSyncResult
 
 out = Console(highlight=False, soft_wrap=False)
+if not out.is_terminal:  # piped or scheduled: do not squeeze tables into 80 columns
+    out = Console(highlight=False, soft_wrap=False, width=160)
 err = Console(stderr=True, highlight=False)
 log = logging.getLogger("rulewatch")
 
@@ -38,8 +40,8 @@ def format_value(m: MetricValue) -> str:
 def scorecard_table(metrics: Iterable[MetricValue], title: str, language: str = "en") -> Table:
     """A scorecard: one row per metric with value, n/d, target and status."""
     table = Table(title=title, title_justify="left", show_lines=False)
-    table.add_column("metric")
-    table.add_column("label")
+    table.add_column("metric", no_wrap=True)
+    table.add_column("label", no_wrap=True)
     table.add_column("value", justify="right")
     table.add_column("n / d", justify="right")
     table.add_column("target", justify="right")

@@ -1,4 +1,4 @@
-"""The nightly Prefect flow: one task per source, then the metrics.
+"""The nightly Prefect flow: one task per source, data quality, metrics, target checks.
 
 Orchestration only: every task calls one plain function. Sources run
 concurrently and independently; if one fails after its retries the others
@@ -14,12 +14,17 @@ from datetime import date, datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
 
+from rulewatch.checks.quality import QualityRun, run_quality_checks
+from rulewatch.checks.targets import TargetRun, nightly_periods, run_target_checks
 from rulewatch.metrics import MetricValue, compute_metrics
 from rulewatch.periods import Period
 from rulewatch.settings import SOURCE_NAMES, Settings, load_settings
+from rulewatch.sources.engine import SourceError
 from rulewatch.sync import ProgressCallback, SourceSyncResult, sync_source
 from rulewatch.warehouse.db import make_engine, open_warehouse
+from rulewatch.warehouse.lock import job_lock
 from rulewatch.workdays import WorkingCalendar
 
 #: Set by the CLI to show live progress; tasks run in threads of this process.
@@ -35,6 +40,8 @@ class NightlyResult:
     sources: dict[str, SourceSyncResult] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     metrics: list[MetricValue] = field(default_factory=list)
+    quality: QualityRun | None = None  # data-quality suites over the rows this job wrote
+    targets: TargetRun | None = None  # target checks, with every offender
 
 
 class SourcesFailed(Exception):
@@ -56,7 +63,7 @@ def calendar_of(settings: Settings) -> WorkingCalendar:
 
 
 @task(name="sync-source", cache_policy=NO_CACHE, task_run_name="sync-{source}")
-def sync_source_task(source: str, job_id: str, full_refresh: bool) -> SourceSyncResult:
+def sync_source_task(source: str, job_id: str, full_refresh: bool) -> SourceSyncResult | State:
     """Extract, validate and load one source."""
     settings = load_settings()
     engine = make_engine(settings.warehouse_url)
@@ -69,6 +76,8 @@ def sync_source_task(source: str, job_id: str, full_refresh: bool) -> SourceSync
             full_refresh=full_refresh,
             progress=_PROGRESS_SINK[0],
         )
+    except SourceError as exc:  # an expected failure: one line, no traceback
+        return Failed(message=str(exc))
     finally:
         engine.dispose()
     get_run_logger().info(
@@ -95,33 +104,95 @@ def metrics_task(period: str, as_of: date) -> list[MetricValue]:
         engine.dispose()
 
 
+@task(name="data-quality", cache_policy=NO_CACHE)
+def quality_task(job_id: str, as_of: date) -> QualityRun:
+    """The data-quality suites over the rows this job wrote (critical failures set aside)."""
+    settings = load_settings()
+    engine = make_engine(settings.warehouse_url)
+    try:
+        run = run_quality_checks(engine, settings, job_id=job_id, as_of=as_of)
+    finally:
+        engine.dispose()
+    get_run_logger().info(
+        "data quality: %d rows, %d expectations failed, %d set aside, %d released in %.1fs",
+        run.rows_checked,
+        len(run.failed),
+        run.set_aside,
+        run.released,
+        run.seconds,
+    )
+    return run
+
+
+@task(name="target-checks", cache_policy=NO_CACHE)
+def target_checks_task(job_id: str, as_of: date, quality: QualityRun | None) -> TargetRun:
+    """The target checks of the nightly periods; the scorecard as Prefect artifacts."""
+    from rulewatch.checks.config import load_checks_config
+    from rulewatch.checks.report import publish_artifacts
+
+    settings = load_settings()
+    checks = load_checks_config(settings)
+    engine = make_engine(settings.warehouse_url)
+    try:
+        periods = nightly_periods(as_of, checks.target_periods)
+        run = run_target_checks(engine, settings, periods, as_of, job_id=job_id, checks=checks)
+    finally:
+        engine.dispose()
+    publish_artifacts(run, quality, checks.listed_offenders)
+    logger = get_run_logger()
+    for c in run.slipped:
+        logger.warning(
+            "%s %s slipped: %s / %s, target %s; %d record(s), first %s",
+            c.metric,
+            c.period,
+            c.numerator,
+            c.denominator,
+            c.target,
+            c.offender_count,
+            ", ".join(o.natural_key for o in c.offenders[:5]),
+        )
+    logger.info("target checks: %d checked, %d slipped", len(run.checks), len(run.slipped))
+    return run
+
+
 @flow(name="rulewatch-nightly", log_prints=False)
 def nightly_sync(
     sources: list[str] | None = None,
     full_refresh: bool = False,
     as_of: date | None = None,
-) -> NightlyResult:
-    """Sync every source (concurrently), then compute the year-to-date metrics."""
+    lock_wait_seconds: float = 0,
+) -> NightlyResult | State:
+    """Sync every source (concurrently), then compute the year-to-date metrics.
+
+    The whole run, migrations included, holds the warehouse's job lock: a second
+    sync waits up to ``lock_wait_seconds``, then fails with WarehouseBusy before
+    writing anything.
+    """
     settings = load_settings()
     names = list(sources or SOURCE_NAMES)
     for name in names:
         settings.source(name)  # a missing URL or credential fails before any work
     as_of = as_of or today_in(settings)
-    engine = open_warehouse(settings.warehouse_url, calendar_of(settings))
-    engine.dispose()
-    result = NightlyResult(job_id=str(uuid.uuid4()), as_of=as_of)
-    futures = {n: sync_source_task.submit(n, result.job_id, full_refresh) for n in names}
-    for name, future in futures.items():
-        future.wait()
-        state = future.state
-        if state.is_completed():
-            result.sources[name] = future.result()
-        else:
-            exc = future.result(raise_on_failure=False)
-            result.failed[name] = str(exc)
-    result.metrics = metrics_task(str(as_of.year), as_of)
-    if result.failed:
-        raise SourcesFailed(result)
+    engine = make_engine(settings.warehouse_url)
+    try:
+        with job_lock(engine, "sync", wait_seconds=lock_wait_seconds):
+            open_warehouse(settings.warehouse_url, calendar_of(settings)).dispose()
+            result = NightlyResult(job_id=str(uuid.uuid4()), as_of=as_of)
+            futures = {n: sync_source_task.submit(n, result.job_id, full_refresh) for n in names}
+            for name, future in futures.items():
+                future.wait()
+                state = future.state
+                if state.is_completed():
+                    result.sources[name] = future.result()
+                else:
+                    result.failed[name] = state.message or "failed"
+            result.quality = quality_task(result.job_id, as_of)
+            result.metrics = metrics_task(str(as_of.year), as_of)
+            result.targets = target_checks_task(result.job_id, as_of, result.quality)
+    finally:
+        engine.dispose()
+    if result.failed:  # the run ends failed, naming the sources; no traceback to show
+        return Failed(message=str(SourcesFailed(result)), data=result)
     return result
 
 

@@ -237,3 +237,124 @@ CORE_TABLES = {
     "enforcement.officers": officer,
     "docreview.documents": document,
 }
+
+
+# --- alerting (revision 0003) ---------------------------------------------------------------
+
+# One row per (metric, period): the status last announced, so a change is announced once.
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("metric", String(64), primary_key=True),
+    Column("period", String(16), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("changed_at", DateTime, nullable=False),
+    Column("last_announced_at", DateTime),
+)
+
+# One row per alert raised (slipped, recovered, reminder, early_warning).
+alert = Table(
+    "alert",
+    metadata,
+    Column("alert_id", RUN_ID, primary_key=True),
+    Column("dedupe_key", String(255), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("as_of", Date),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# One row per alert per channel: pending, sending, sent (channel shown without secrets).
+alert_delivery = Table(
+    "alert_delivery",
+    metadata,
+    Column("alert_id", RUN_ID, primary_key=True),
+    Column("channel_id", String(16), primary_key=True),
+    Column("channel", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("updated_at", DateTime, nullable=False),
+    Column("sent_at", DateTime),
+)
+
+
+# --- checks (revision 0002) -----------------------------------------------------------------
+
+# The data-quality suites select the rows a sync wrote by their sync run.
+for _core in (permit_application, inspection, officer, document):
+    Index(f"ix_{_core.name}_sync_run_id", _core.c.sync_run_id)
+
+# One row per check run: a data-quality pass over the rows of one nightly job, or
+# the target checks of one period at one as-of date.
+check_run = Table(
+    "check_run",
+    metadata,
+    Column("check_run_id", RUN_ID, primary_key=True),
+    Column("job_id", RUN_ID),  # the nightly job that ran it; null for `rulewatch check`
+    Column("kind", String(16), nullable=False),  # data_quality, targets
+    Column("period", String(16)),  # targets: the period checked
+    Column("as_of", Date),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("duration_seconds", Float),
+    Column("checked", Integer, nullable=False, default=0),  # expectations evaluated
+    Column("failed", Integer, nullable=False, default=0),  # failed or slipped
+    Column("rows_checked", Integer, nullable=False, default=0),
+    Column("set_aside", Integer, nullable=False, default=0),  # rows set aside by critical checks
+    Column("released", Integer, nullable=False, default=0),  # set-aside rows that pass again
+    Column("data_docs", Text),  # the Data Docs index page
+    Index(None, "job_id"),
+)
+
+# One row per check evaluated in a run: a target of targets.yaml (metric set) or a
+# data-quality expectation of checks.yaml (stream set). value = numerator / denominator
+# is the share of records that pass; status is met, slipped or no_data for a target
+# and passed or failed for a data-quality expectation.
+check_result = Table(
+    "check_result",
+    metadata,
+    Column(
+        "check_result_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("check_run_id", RUN_ID, nullable=False),
+    Column("suite", String(128), nullable=False),  # the GX expectation suite
+    Column("expectation", String(128), nullable=False),  # metric id or expectation name
+    Column("expectation_type", String(128), nullable=False),  # the GX expectation type
+    Column("severity", String(16), nullable=False),  # critical, warning
+    Column("metric", String(64)),
+    Column("stream", String(64)),
+    Column("period", String(16)),
+    Column("as_of", Date),
+    Column("value", Float),
+    Column("numerator", Integer),
+    Column("denominator", Integer),
+    Column("target", Float),
+    Column("status", String(16), nullable=False),
+    Column("is_success", Boolean),  # Great Expectations' own verdict
+    Column("offender_count", Integer, nullable=False, default=0),
+    Column("set_aside", Integer, nullable=False, default=0),
+    Column("checked_at", DateTime, nullable=False),
+    Index(None, "metric", "period"),
+    Index(None, "check_run_id"),
+)
+
+# One row per offending record of a check result: every one, not a sample.
+check_offender = Table(
+    "check_offender",
+    metadata,
+    Column(
+        "check_result_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("natural_key", String(128), primary_key=True),
+    Column("reason", Text),
+)
