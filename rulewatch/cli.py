@@ -131,6 +131,21 @@ def kpis(
     out.print(scorecard_table(metrics, f"{label} as of {day}", settings.alerts.language))
 
 
+def _print_alerts(run: Any) -> None:
+    """What the alerting step announced and what it sent, per channel."""
+    from rulewatch.console import out
+
+    if run is None:
+        return
+    for a in run.planned:
+        out.print(f"alert raised: {a.title}")
+    for d in run.deliveries:
+        suffix = f" ({d.error})" if d.error else ""
+        out.print(f"alert {d.alert_id[:8]} -> {d.channel}: {d.status}{suffix}")
+    if not run.planned and not run.deliveries:
+        out.print("alerts: nothing new to announce")
+
+
 def _print_checks(settings: Settings, result: Any) -> None:
     """A nightly run's data-quality findings and slipped targets with their records."""
     from rulewatch.checks.config import load_checks_config
@@ -237,6 +252,7 @@ def sync(
     result = _run_nightly(settings, names, full_refresh, day)
     out.print(scorecard_table(result.metrics, f"{day.year} as of {day}", settings.alerts.language))
     _print_checks(settings, result)
+    _print_alerts(getattr(result, "alerts", None))
     out.print(f"warehouse: {_describe(settings.warehouse_url)}")
 
 
@@ -275,6 +291,7 @@ def demo() -> None:
         warnings = early_warnings(conn, DEMO_TODAY, settings.alerts.early_warning_days)
     engine.dispose()
     _print_checks(settings, result)
+    _print_alerts(getattr(result, "alerts", None))
     for w in warnings:
         out.print(
             f"[yellow]early warning[/]: docreview.filing_rate — {w['doc_id']} "

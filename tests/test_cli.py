@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from receivers import Webhook
 
 from rulewatch.settings import PACKAGE_CONFIG_DIR
 
@@ -91,3 +92,23 @@ def test_unreachable_source_exits_1_naming_it(tmp_path):
     assert res.returncode == 1, res.stderr
     assert "docreview" in res.stderr and "cannot reach" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_demo_twice_alerts_once_per_change(tmp_path):
+    hook = Webhook()
+    try:
+        env = {"RULEWATCH_ALERT_URLS": hook.url}
+        first = run(["demo"], env, tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert "606" in first.stdout and "+10.79%" in first.stdout
+        titles = [m["title"] for m in hook.received]
+        bodies = "\n".join(m["message"] for m in hook.received)
+        assert any("docreview.filing_rate 2024" in t for t in titles), titles
+        assert "DOC-2024-002" in bodies
+        assert any("DOC-2024-003" in t for t in titles), titles
+        count = len(hook.received)
+        second = run(["demo"], env, tmp_path)
+        assert second.returncode == 0, second.stderr
+        assert len(hook.received) == count, json.dumps(hook.received[count:], ensure_ascii=False)
+    finally:
+        hook.close()

@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
+from rulewatch.alerts import AlertRun, run_alerting
 from rulewatch.checks.quality import QualityRun, run_quality_checks
 from rulewatch.checks.targets import TargetRun, nightly_periods, run_target_checks
 from rulewatch.metrics import MetricValue, compute_metrics
@@ -42,6 +43,7 @@ class NightlyResult:
     metrics: list[MetricValue] = field(default_factory=list)
     quality: QualityRun | None = None  # data-quality suites over the rows this job wrote
     targets: TargetRun | None = None  # target checks, with every offender
+    alerts: AlertRun | None = None  # state changes announced and deliveries made
 
 
 class SourcesFailed(Exception):
@@ -155,6 +157,21 @@ def target_checks_task(job_id: str, as_of: date, quality: QualityRun | None) -> 
     return run
 
 
+@task(name="alerts", cache_policy=NO_CACHE)
+def alerts_task(as_of: date) -> AlertRun:
+    """Announce slips, recoveries, reminders and early warnings; send what is pending."""
+    settings = load_settings()
+    engine = make_engine(settings.warehouse_url)
+    try:
+        run = run_alerting(engine, settings, as_of, [str(as_of.year)])
+    finally:
+        engine.dispose()
+    logger = get_run_logger()
+    for d in run.deliveries:
+        logger.info("alert %s to %s: %s", d.alert_id, d.channel, d.status)
+    return run
+
+
 @flow(name="rulewatch-nightly", log_prints=False)
 def nightly_sync(
     sources: list[str] | None = None,
@@ -189,6 +206,7 @@ def nightly_sync(
             result.quality = quality_task(result.job_id, as_of)
             result.metrics = metrics_task(str(as_of.year), as_of)
             result.targets = target_checks_task(result.job_id, as_of, result.quality)
+            result.alerts = alerts_task(as_of)
     finally:
         engine.dispose()
     if result.failed:  # the run ends failed, naming the sources; no traceback to show

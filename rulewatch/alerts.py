@@ -1,0 +1,489 @@
+"""Alerts: a target slips, recovers or stays slipped, and early warnings before it does.
+
+Two steps, each its own transaction:
+
+1. :func:`plan_alerts` compares the checked statuses with ``alert_state`` and
+   records each state change once as an ``alert`` (with a unique dedupe key)
+   and one ``alert_delivery`` per channel, pending. A compare-and-set on the
+   state row means two runs at once cannot both announce the same change.
+2. :func:`deliver_pending` sends every pending delivery through Apprise. A
+   delivery is claimed (``sending``) before it is sent, so a run that crashes
+   after sending never sends it again; a channel that fails stays ``pending``
+   and is retried on the next run; one channel never blocks another.
+
+No secrets, pseudonyms or personal names go into an alert: it carries metric
+ids, figures, natural keys and reasons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from rulewatch.metric_ids import label
+from rulewatch.metrics import (
+    PUBLICATION_LIMIT_WORKING_DAYS,
+    compute_metrics,
+    early_warnings,
+    rate_population,
+)
+from rulewatch.periods import Period
+from rulewatch.settings import Settings
+from rulewatch.warehouse.schema import alert, alert_delivery, alert_state, calendar_day, inspection
+
+log = logging.getLogger("rulewatch.alerts")
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """A checked target: its status and the records that cause a slip."""
+
+    metric: str
+    period: str
+    as_of: date
+    status: str  # met, slipped, no_data
+    value: float | None
+    target: float | None
+    numerator: int | None
+    denominator: int | None
+    offenders: Sequence[tuple[str, str]] = ()  # (natural key, reason), all of them
+
+
+@dataclass(frozen=True)
+class EarlyWarning:
+    """A record that will make a target slip unless someone acts."""
+
+    metric: str
+    natural_key: str
+    reason: str
+    due_on: date
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A notification target; only ``display`` (no secrets) is stored."""
+
+    url: str
+
+    @property
+    def channel_id(self) -> str:
+        return hashlib.sha256(self.url.encode("utf-8")).hexdigest()[:16]
+
+    @property
+    def display(self) -> str:
+        parts = urlsplit(self.url)
+        host = parts.netloc.rsplit("@", 1)[-1]  # never the user or password
+        return f"{parts.scheme}://{host}"
+
+
+@dataclass
+class PlannedAlert:
+    alert_id: str
+    kind: str
+    metric: str
+    period: str
+    title: str
+    body: str
+
+
+@dataclass
+class Delivery:
+    alert_id: str
+    channel: str
+    status: str
+    error: str | None = None
+
+
+@dataclass
+class AlertRun:
+    """What one alerting pass did."""
+
+    planned: list[PlannedAlert] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+
+_TEXT = {
+    "en": {
+        "slipped": "SLIPPED",
+        "recovered": "recovered",
+        "reminder": "still slipped",
+        "early_warning": "early warning",
+        "value": "value",
+        "target": "target",
+        "records": "records",
+        "more": "and {n} more",
+        "due": "due {day}",
+    },
+    "zh": {
+        "slipped": "未达标",
+        "recovered": "已恢复达标",
+        "reminder": "仍未达标",
+        "early_warning": "预警",
+        "value": "数值",
+        "target": "目标",
+        "records": "相关记录",
+        "more": "另有 {n} 条",
+        "due": "期限 {day}",
+    },
+}
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2%}"
+
+
+def render_target(kind: str, s: TargetStatus, language: str) -> tuple[str, str]:
+    """Title and body of a slip, recovery or reminder."""
+    t = _TEXT[language]
+    title = f"[rulewatch] {s.metric} {s.period}: {t[kind]}"
+    lines = [
+        f"{s.metric} — {label(s.metric, language)}",
+        f"period {s.period}, as of {s.as_of.isoformat()}",
+        f"{t['value']}: {_pct(s.value)} ({s.numerator} / {s.denominator}); "
+        f"{t['target']}: {_pct(s.target)}; status: {s.status}",
+    ]
+    if kind != "recovered" and s.offenders:
+        lines.append(f"{t['records']}:")
+        lines += [f"- {key}: {reason}" for key, reason in s.offenders[:MAX_LISTED]]
+        if len(s.offenders) > MAX_LISTED:
+            lines.append(t["more"].format(n=len(s.offenders) - MAX_LISTED))
+    return title, "\n".join(lines)
+
+
+def render_warning(w: EarlyWarning, language: str) -> tuple[str, str]:
+    t = _TEXT[language]
+    title = f"[rulewatch] {w.metric}: {t['early_warning']} {w.natural_key}"
+    body = "\n".join(
+        [
+            f"{w.metric} — {label(w.metric, language)}",
+            f"- {w.natural_key}: {w.reason} ({t['due'].format(day=w.due_on.isoformat())})",
+        ]
+    )
+    return title, body
+
+
+def _now() -> datetime:
+    return datetime.utcnow().replace(microsecond=0)  # noqa: DTZ003 - warehouse stores naive UTC
+
+
+def plan_alerts(
+    conn: Connection,
+    statuses: Iterable[TargetStatus],
+    warnings: Iterable[EarlyWarning],
+    channels: Sequence[Channel],
+    *,
+    reminder_interval: timedelta,
+    language: str = "zh",
+    now: datetime | None = None,
+) -> list[PlannedAlert]:
+    """Record, once, every state change worth announcing (in the caller's transaction)."""
+    now = now or _now()
+    planned: list[PlannedAlert] = []
+    for s in statuses:
+        kind = _transition(conn, s, now, reminder_interval)
+        if kind is None:
+            continue
+        title, body = render_target(kind, s, language)
+        stamp = now.isoformat() if kind != "recovered" else s.as_of.isoformat()
+        dedupe = f"{kind}:{s.metric}:{s.period}:{stamp}"
+        planned += _record(
+            conn, dedupe, kind, s.metric, s.period, s.as_of, title, body, channels, now
+        )
+    for w in warnings:
+        title, body = render_warning(w, language)
+        dedupe = f"early_warning:{w.metric}:{w.natural_key}:{w.due_on.isoformat()}"
+        exists = conn.execute(select(alert.c.alert_id).where(alert.c.dedupe_key == dedupe)).first()
+        if exists is None:
+            planned += _record(
+                conn, dedupe, "early_warning", w.metric, "", None, title, body, channels, now
+            )
+    return planned
+
+
+def _transition(
+    conn: Connection, s: TargetStatus, now: datetime, reminder_interval: timedelta
+) -> str | None:
+    """Move the target's announced state; the kind of alert it calls for, if any."""
+    key = and_(alert_state.c.metric == s.metric, alert_state.c.period == s.period)
+    row = conn.execute(select(alert_state).where(key)).first()
+    if row is None:
+        conn.execute(
+            insert(alert_state).values(
+                metric=s.metric,
+                period=s.period,
+                status=s.status,
+                changed_at=now,
+                last_announced_at=now if s.status == "slipped" else None,
+            )
+        )
+        return "slipped" if s.status == "slipped" else None
+    was_slipped, is_slipped = row.status == "slipped", s.status == "slipped"
+    if was_slipped == is_slipped:
+        if not is_slipped:
+            if row.status != s.status:
+                conn.execute(update(alert_state).where(key).values(status=s.status))
+            return None
+        due = row.last_announced_at is None or now - row.last_announced_at >= reminder_interval
+        if not due:
+            return None
+        claimed = conn.execute(
+            update(alert_state)
+            .where(key, alert_state.c.last_announced_at == row.last_announced_at)
+            .values(last_announced_at=now)
+        ).rowcount
+        return "reminder" if claimed else None
+    claimed = conn.execute(
+        update(alert_state)
+        .where(key, alert_state.c.status == row.status)
+        .values(
+            status=s.status,
+            changed_at=now,
+            last_announced_at=now if is_slipped else row.last_announced_at,
+        )
+    ).rowcount
+    if not claimed:
+        return None
+    return "slipped" if is_slipped else "recovered"
+
+
+def _record(
+    conn: Connection,
+    dedupe: str,
+    kind: str,
+    metric: str,
+    period: str,
+    as_of: date | None,
+    title: str,
+    body: str,
+    channels: Sequence[Channel],
+    now: datetime,
+) -> list[PlannedAlert]:
+    alert_id = str(uuid.uuid4())
+    conn.execute(
+        insert(alert).values(
+            alert_id=alert_id,
+            dedupe_key=dedupe,
+            kind=kind,
+            metric=metric,
+            period=period,
+            as_of=as_of,
+            title=title,
+            body=body,
+            created_at=now,
+        )
+    )
+    for ch in channels:
+        conn.execute(
+            insert(alert_delivery).values(
+                alert_id=alert_id,
+                channel_id=ch.channel_id,
+                channel=ch.display,
+                status="pending",
+                attempts=0,
+                updated_at=now,
+            )
+        )
+    return [PlannedAlert(alert_id, kind, metric, period, title, body)]
+
+
+Sender = Callable[[str, str, str], None]  # (url, title, body); raises on failure
+
+
+def apprise_send(url: str, title: str, body: str) -> None:
+    """Send one notification through Apprise; raise if it was not delivered."""
+    import apprise
+
+    notifier = apprise.Apprise()
+    if not notifier.add(url):
+        raise ValueError(f"not a notification URL Apprise knows: {Channel(url).display}")
+    if not notifier.notify(title=title, body=body):
+        raise RuntimeError(f"{Channel(url).display} did not accept the notification")
+
+
+def deliver_pending(
+    engine: Engine,
+    channels: Sequence[Channel],
+    *,
+    sender: Sender = apprise_send,
+    max_attempts: int = 3,
+) -> list[Delivery]:
+    """Send every pending delivery; failures stay pending for the next run."""
+    by_id = {ch.channel_id: ch for ch in channels}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                alert_delivery.c.alert_id,
+                alert_delivery.c.channel_id,
+                alert_delivery.c.channel,
+                alert_delivery.c.attempts,
+                alert.c.title,
+                alert.c.body,
+            )
+            .join(alert, alert.c.alert_id == alert_delivery.c.alert_id)
+            .where(alert_delivery.c.status == "pending")
+            .order_by(alert.c.created_at, alert.c.alert_id)
+        ).all()
+    results: list[Delivery] = []
+    for row in rows:
+        ch = by_id.get(row.channel_id)
+        if ch is None:
+            continue  # channel no longer configured: stays pending, shown by `check`
+        if not _claim(engine, row.alert_id, row.channel_id):
+            continue  # another run took it
+        error = None
+        for _attempt in range(max_attempts):
+            try:
+                sender(ch.url, row.title, row.body)
+                error = None
+                break
+            except Exception as exc:  # noqa: BLE001 - any channel failure is retried later
+                error = f"{type(exc).__name__}: {exc}"
+        status = "sent" if error is None else "pending"
+        with engine.begin() as conn:
+            conn.execute(
+                update(alert_delivery)
+                .where(
+                    alert_delivery.c.alert_id == row.alert_id,
+                    alert_delivery.c.channel_id == row.channel_id,
+                )
+                .values(
+                    status=status,
+                    attempts=row.attempts + 1,
+                    last_error=error,
+                    updated_at=_now(),
+                    sent_at=_now() if error is None else None,
+                )
+            )
+        if error:
+            log.warning("alert %s to %s not delivered: %s", row.alert_id, ch.display, error)
+        results.append(Delivery(row.alert_id, ch.display, status, error))
+    return results
+
+
+def _claim(engine: Engine, alert_id: str, channel_id: str) -> bool:
+    with engine.begin() as conn:
+        return bool(
+            conn.execute(
+                update(alert_delivery)
+                .where(
+                    alert_delivery.c.alert_id == alert_id,
+                    alert_delivery.c.channel_id == channel_id,
+                    alert_delivery.c.status == "pending",
+                )
+                .values(status="sending", updated_at=_now())
+            ).rowcount
+        )
+
+
+def target_statuses(
+    conn: Connection, period: Period, as_of: date, targets: dict
+) -> list[TargetStatus]:
+    """Every targeted rate of the period, with all its offending records."""
+    statuses = []
+    for m in compute_metrics(conn, period, as_of, targets):
+        if m.target is None or m.status == "info":
+            continue
+        offenders: list[tuple[str, str]] = []
+        if m.status == "slipped":
+            population = rate_population(m.metric, period, as_of).subquery()
+            offenders = [
+                (row.natural_key, row.reason)
+                for row in conn.execute(
+                    select(population.c.natural_key, population.c.reason).where(
+                        population.c.passes.is_(False)
+                    )
+                )
+            ]
+        statuses.append(
+            TargetStatus(
+                m.metric,
+                m.period,
+                as_of,
+                m.status,
+                m.value,
+                m.target,
+                m.numerator,
+                m.denominator,
+                offenders,
+            )
+        )
+    return statuses
+
+
+def early_warning_list(conn: Connection, as_of: date, days: int) -> list[EarlyWarning]:
+    """Filings due within ``days`` days, and double-random results close to 20 working days."""
+    found = [
+        EarlyWarning(
+            "docreview.filing_rate",
+            w["doc_id"],
+            f"not filed; deadline {w['deadline']} in {w['days_left']} day(s)",
+            w["deadline"],
+        )
+        for w in early_warnings(conn, as_of, days)
+    ]
+    cal_inspected, cal_today = calendar_day.alias("ci"), calendar_day.alias("ct")
+    elapsed = cal_today.c.workday_seq - cal_inspected.c.workday_seq
+    limit = PUBLICATION_LIMIT_WORKING_DAYS
+    rows = conn.execute(
+        select(inspection.c.inspection_no, inspection.c.inspected_on, elapsed.label("elapsed"))
+        .select_from(
+            inspection.join(cal_inspected, cal_inspected.c.day == inspection.c.inspected_on).join(
+                cal_today, cal_today.c.day == as_of
+            )
+        )
+        .where(
+            inspection.c.is_set_aside.is_(False),
+            inspection.c.task_type == "double_random",
+            inspection.c.outcome != "pending",
+            inspection.c.inspected_on <= as_of,
+            or_(
+                inspection.c.is_published.is_(False),
+                and_(inspection.c.published_on.is_not(None), inspection.c.published_on > as_of),
+            ),
+            elapsed <= limit,
+            elapsed >= limit - days,
+        )
+        .order_by(inspection.c.inspection_no)
+    )
+    for row in rows:
+        found.append(
+            EarlyWarning(
+                "enforcement.publication_timely_rate",
+                row.inspection_no,
+                f"result not published; {row.elapsed} of {limit} working days used",
+                row.inspected_on,
+            )
+        )
+    return found
+
+
+def run_alerting(
+    engine: Engine, settings: Settings, as_of: date, periods: Sequence[str]
+) -> AlertRun:
+    """Check the targets of ``periods``, record state changes once, send what is pending."""
+    channels = [Channel(u) for u in settings.alert_urls]
+    run = AlertRun()
+    with engine.begin() as conn:
+        statuses = []
+        for label_ in periods:
+            statuses += target_statuses(conn, Period.parse(label_), as_of, settings.targets)
+        warnings = early_warning_list(conn, as_of, settings.alerts.early_warning_days)
+        run.planned = plan_alerts(
+            conn,
+            statuses,
+            warnings,
+            channels,
+            reminder_interval=timedelta(days=settings.alerts.reminder_interval_days),
+            language=settings.alerts.language,
+        )
+    run.deliveries = deliver_pending(engine, channels)
+    return run

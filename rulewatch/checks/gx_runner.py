@@ -1,0 +1,240 @@
+"""Great Expectations 1.x on the warehouse: one ephemeral context per check run.
+
+The checks describe what to validate as plain data (:class:`Validation`: a SQL
+batch query and the expectations to run on it); this module is the only one
+that talks to GX. Per run it makes an ephemeral context (nothing global, no
+``gx/`` project folder, no connection string written anywhere), one SQL data
+source on the warehouse URL, one query asset, batch definition, suite and
+validation definition per :class:`Validation`, and one checkpoint that runs
+them all, pushed down to SQL, and updates Data Docs. Validation results are
+kept as JSON under the configured folder so Data Docs keep their history.
+
+GX is imported here, lazily: importing it takes seconds, and ``kpis`` never
+needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("rulewatch.checks")
+
+#: Keys an expectation's ``meta`` carries so each result finds its check again.
+META_KEY = "rulewatch_check"
+
+
+@dataclass(frozen=True)
+class Expect:
+    """One GX expectation: its class in ``great_expectations.expectations`` and arguments."""
+
+    check: str  # the stored check name (metric id or data-quality expectation name)
+    gx_class: str  # e.g. "ExpectColumnValuesToBeInSet"
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A batch (one SQL query on the warehouse) and the suite run on it."""
+
+    name: str  # the suite, asset and validation definition name
+    query: str  # SELECT ...; compiled with literal values
+    expectations: tuple[Expect, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What Great Expectations said about one expectation."""
+
+    check: str
+    validation: str
+    expectation_type: str
+    success: bool
+    element_count: int | None = None
+    unexpected_count: int | None = None
+    unexpected_rows: list[dict[str, Any]] | None = None  # UnexpectedRowsExpectation (capped)
+    error: str | None = None  # the expectation could not be evaluated
+
+
+@dataclass
+class RunOutcome:
+    """All outcomes of one checkpoint run, and what it cost."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    setup_seconds: float = 0.0
+    validate_seconds: float = 0.0
+    docs_seconds: float = 0.0
+    data_docs: Path | None = None
+
+    def by_validation(self) -> dict[str, list[Outcome]]:
+        grouped: dict[str, list[Outcome]] = {}
+        for o in self.outcomes:
+            grouped.setdefault(o.validation, []).append(o)
+        return grouped
+
+
+def sql_for_gx(sql: str) -> str:
+    """SQL made safe for GX, which wraps query assets in ``sqlalchemy.text``.
+
+    ``text`` reads ``:word`` as a bind parameter even inside a string literal;
+    a backslash keeps the colon literal.
+    """
+    return sql.replace(":", r"\:")
+
+
+def _context(data_docs_dir: Path, validations_dir: Path) -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    in_memory = {"class_name": "InMemoryStoreBackend"}
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        stores={
+            "expectations_store": {"class_name": "ExpectationsStore", "store_backend": in_memory},
+            "validation_results_store": {
+                "class_name": "ValidationResultsStore",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(validations_dir),
+                },
+            },
+            "checkpoint_store": {"class_name": "CheckpointStore", "store_backend": in_memory},
+            "validation_definition_store": {
+                "class_name": "ValidationDefinitionStore",
+                "store_backend": in_memory,
+            },
+        },
+        expectations_store_name="expectations_store",
+        validation_results_store_name="validation_results_store",
+        checkpoint_store_name="checkpoint_store",
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+        data_docs_sites={
+            "rulewatch": {
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(data_docs_dir),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        },
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def _datasource(context: Any, warehouse_url: str) -> Any:
+    if warehouse_url.startswith("sqlite"):
+        return context.data_sources.add_sqlite(
+            "warehouse", connection_string=warehouse_url, kwargs={"connect_args": {"timeout": 60}}
+        )
+    if warehouse_url.startswith("postgresql"):
+        return context.data_sources.add_postgres("warehouse", connection_string=warehouse_url)
+    return context.data_sources.add_sql("warehouse", connection_string=warehouse_url)
+
+
+def run_validations(
+    warehouse_url: str,
+    validations: list[Validation],
+    *,
+    checkpoint: str,
+    run_name: str,
+    data_docs_dir: Path,
+    validations_dir: Path,
+    result_format: str = "SUMMARY",
+) -> RunOutcome:
+    """Run every validation in one GX checkpoint and update Data Docs."""
+    started = time.perf_counter()
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    run = RunOutcome()
+    if not validations:
+        return run
+    data_docs_dir.mkdir(parents=True, exist_ok=True)
+    validations_dir.mkdir(parents=True, exist_ok=True)
+    context = _context(data_docs_dir, validations_dir)
+    source = _datasource(context, warehouse_url)
+    try:
+        definitions = []
+        for v in validations:
+            asset = source.add_query_asset(v.name, query=sql_for_gx(v.query))
+            batch = asset.add_batch_definition_whole_table("batch")
+            suite = context.suites.add(gx.ExpectationSuite(name=v.name))
+            for e in v.expectations:
+                cls = getattr(gx.expectations, e.gx_class)
+                suite.add_expectation(cls(**e.kwargs, meta={META_KEY: e.check}))
+            definitions.append(
+                context.validation_definitions.add(
+                    gx.ValidationDefinition(name=v.name, data=batch, suite=suite)
+                )
+            )
+        point = context.checkpoints.add(
+            gx.Checkpoint(
+                name=checkpoint,
+                validation_definitions=definitions,
+                actions=[],
+                result_format={"result_format": result_format},
+            )
+        )
+        run.setup_seconds = time.perf_counter() - started
+        began = time.perf_counter()
+        result = point.run(run_id=RunIdentifier(run_name=run_name))
+        run.validate_seconds = time.perf_counter() - began
+        for suite_result in result.run_results.values():
+            for r in suite_result.results:
+                run.outcomes.append(_outcome(suite_result.suite_name, r))
+        # One Data Docs build for the whole run (the checkpoint action builds once per
+        # validation definition, and the site index each time).
+        began = time.perf_counter()
+        context.build_data_docs(
+            site_names=["rulewatch"], resource_identifiers=list(result.run_results)
+        )
+        run.docs_seconds = time.perf_counter() - began
+    finally:
+        source.get_engine().dispose()
+    run.data_docs = data_docs_dir / "index.html"
+    return run
+
+
+def _outcome(validation: str, r: Any) -> Outcome:
+    config = r.expectation_config
+    check = (config.meta or {}).get(META_KEY, config.type)
+    info = r.exception_info or {}
+    raised = info.get("raised_exception") or any(
+        isinstance(v, dict) and v.get("raised_exception") for v in info.values()
+    )
+    if raised:
+        message = info.get("exception_message") or next(
+            (v.get("exception_message") for v in info.values() if isinstance(v, dict)), "error"
+        )
+        return Outcome(check, validation, config.type, False, error=str(message).strip())
+    result = dict(r.result or {})
+    if config.type == "unexpected_rows_expectation":
+        rows = result.get("details", {}).get("unexpected_rows")
+        count = result.get("observed_value")
+        return Outcome(
+            check,
+            validation,
+            config.type,
+            bool(r.success),
+            unexpected_count=None if count is None else int(count),
+            unexpected_rows=None if rows is None else list(rows),
+        )
+    element = result.get("element_count")
+    unexpected = result.get("unexpected_count")
+    return Outcome(
+        check,
+        validation,
+        config.type,
+        bool(r.success),
+        element_count=None if element is None else int(element),
+        unexpected_count=None if unexpected is None else int(unexpected),
+    )

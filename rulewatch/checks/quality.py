@@ -1,0 +1,492 @@
+"""Data-quality suites: one per stream, run once per sync over the rows it wrote.
+
+The batch of a stream is, in SQL, its core rows written by the job's sync runs
+(``sync_run_id``) that count (not set aside, not deleted, on the roster), plus
+the rows an earlier data-quality run set aside (so that a row is released once
+its expectation is no longer critical). Great Expectations validates every
+batch in the warehouse; no row is pulled into Python.
+
+For each failed expectation the offending records are read in full with the
+same condition in SQL (GX only returns a capped sample). Rows failing a
+``critical`` expectation are set aside: a ``quarantined_record`` row naming the
+expectation, and the core row's ``is_set_aside`` / ``set_aside_reason``, so
+they count nowhere. ``warning`` expectations are reported and stored only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    String,
+    Subquery,
+    Table,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from rulewatch.checks.config import (
+    Between,
+    ChecksConfig,
+    InSet,
+    Length,
+    NotNull,
+    Ordered,
+    Rule,
+    Sql,
+    Unique,
+    check_name,
+    load_checks_config,
+)
+from rulewatch.checks.gx_runner import Expect, Outcome, Validation, run_validations
+from rulewatch.checks.results import (
+    CheckResult,
+    Offender,
+    finish_check_run,
+    now_utc,
+    start_check_run,
+    store_results,
+)
+from rulewatch.settings import Settings
+from rulewatch.warehouse.schema import CORE_TABLES, landed_record, quarantined_record, sync_run
+
+log = logging.getLogger("rulewatch.checks")
+
+CONTRACT_CHECK = "contract"
+_CHUNK = 500
+
+
+@dataclass
+class StreamQuality:
+    """One stream's data-quality suite in one run."""
+
+    stream: str
+    rows_checked: int = 0
+    results: list[CheckResult] = field(default_factory=list)
+    set_aside: int = 0  # rows newly set aside by critical expectations
+    released: int = 0  # rows set aside earlier that now pass every critical expectation
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status != "passed"]
+
+
+@dataclass
+class QualityRun:
+    """What a data-quality run checked, found and set aside."""
+
+    check_run_id: str
+    streams: dict[str, StreamQuality] = field(default_factory=dict)
+    data_docs: Path | None = None
+    seconds: float = 0.0
+    gx_seconds: float = 0.0
+
+    @property
+    def results(self) -> list[CheckResult]:
+        return [r for s in self.streams.values() for r in s.results]
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status != "passed"]
+
+    @property
+    def set_aside(self) -> int:
+        return sum(s.set_aside for s in self.streams.values())
+
+    @property
+    def released(self) -> int:
+        return sum(s.released for s in self.streams.values())
+
+    @property
+    def rows_checked(self) -> int:
+        return sum(s.rows_checked for s in self.streams.values())
+
+
+# --- the batch ------------------------------------------------------------------------------
+
+
+def natural_key_column(table: Table) -> ColumnElement:
+    return table.primary_key.columns.values()[0]
+
+
+def counting_rows(table: Table) -> list[ColumnElement]:
+    """Rows that count at all, whatever the set-aside flag."""
+    conditions: list[ColumnElement] = []
+    if "is_deleted" in table.c:
+        conditions.append(table.c.is_deleted.is_(False))
+    if "is_active" in table.c:
+        conditions.append(table.c.is_active.is_(True))
+    return conditions
+
+
+def held_rows(stream: str) -> Select:
+    """Core rows an earlier data-quality run set aside (the quarantine names an expectation)."""
+    t = CORE_TABLES[stream]
+    q = quarantined_record
+    joined = q.join(
+        t, and_(natural_key_column(t) == q.c.natural_key, t.c.record_hash == q.c.record_hash)
+    )
+    return (
+        select(*t.c)
+        .select_from(joined)
+        .where(
+            q.c.stream == stream,
+            q.c.check_name != CONTRACT_CHECK,
+            t.c.is_set_aside.is_(True),
+            *counting_rows(t),
+        )
+    )
+
+
+def batch_rows(stream: str, sync_run_ids: Sequence[str]) -> Select:
+    """The stream's batch: rows the sync runs wrote that count, and rows held by a check."""
+    t = CORE_TABLES[stream]
+    fresh = select(*t.c).where(
+        t.c.sync_run_id.in_(list(sync_run_ids)), t.c.is_set_aside.is_(False), *counting_rows(t)
+    )
+    return union_all(fresh, held_rows(stream))  # type: ignore[return-value]
+
+
+def compile_sql(conn_or_engine: Connection | Engine, statement: Any) -> str:
+    return str(
+        statement.compile(dialect=conn_or_engine.dialect, compile_kwargs={"literal_binds": True})
+    )
+
+
+# --- rules: a GX expectation and the same condition in SQL ----------------------------------
+
+
+def _txt(*parts: str | ColumnElement) -> ColumnElement:
+    out: ColumnElement | None = None
+    for part in parts:
+        piece = literal(part, String) if isinstance(part, str) else cast(part, String)
+        out = piece if out is None else out + piece
+    assert out is not None
+    return out
+
+
+def _description(rule: Rule) -> str:
+    if rule.description:
+        return rule.description
+    if isinstance(rule, NotNull):
+        return f"{rule.column} is present"
+    if isinstance(rule, Unique):
+        return f"{rule.column} is unique in the batch"
+    if isinstance(rule, InSet):
+        return f"{rule.column} is one of {', '.join(rule.values)}"
+    if isinstance(rule, Length):
+        return f"{rule.column} has {rule.value} characters"
+    if isinstance(rule, Between):
+        return f"{rule.column} is between {rule.min} and {rule.max}"
+    if isinstance(rule, Ordered):
+        return f"{rule.later} is not before {rule.earlier}"
+    return rule.reason
+
+
+def expectation_for(stream: str, rule: Rule) -> Expect:
+    """The GX expectation that checks a rule (pushed down to SQL by GX)."""
+    name = check_name(stream, rule.name)
+    common = {"description": _description(rule)}
+    if isinstance(rule, NotNull):
+        return Expect(name, "ExpectColumnValuesToNotBeNull", {"column": rule.column, **common})
+    if isinstance(rule, Unique):
+        return Expect(name, "ExpectColumnValuesToBeUnique", {"column": rule.column, **common})
+    if isinstance(rule, InSet):
+        kwargs = {"column": rule.column, "value_set": list(rule.values), **common}
+        return Expect(name, "ExpectColumnValuesToBeInSet", kwargs)
+    if isinstance(rule, Length):
+        kwargs = {"column": rule.column, "value": rule.value, **common}
+        return Expect(name, "ExpectColumnValueLengthsToEqual", kwargs)
+    if isinstance(rule, Between):
+        kwargs = {"column": rule.column, "min_value": rule.min, "max_value": rule.max, **common}
+        return Expect(name, "ExpectColumnValuesToBeBetween", kwargs)
+    if isinstance(rule, Ordered):
+        kwargs = {
+            "column_A": rule.later,
+            "column_B": rule.earlier,
+            "or_equal": True,
+            "ignore_row_if": "either_value_is_missing",
+            **common,
+        }
+        return Expect(name, "ExpectColumnPairValuesAToBeGreaterThanB", kwargs)
+    key = natural_key_column(CORE_TABLES[stream]).name
+    query = f"SELECT {key} FROM {{batch}} WHERE {rule.unexpected}"
+    return Expect(name, "UnexpectedRowsExpectation", {"unexpected_rows_query": query, **common})
+
+
+def offending(rule: Rule, batch: Subquery, duplicates: Subquery) -> tuple[ColumnElement, Any]:
+    """(condition, reason) in SQL for the rows of ``batch`` that fail ``rule``."""
+    if isinstance(rule, Sql):
+        return text(f"({rule.unexpected})"), literal(rule.reason, String)
+    if isinstance(rule, Ordered):
+        a, b = batch.c[rule.earlier], batch.c[rule.later]
+        reason = _txt(f"{rule.later} ", b, f" before {rule.earlier} ", a)
+        return and_(a.is_not(None), b.is_not(None), b < a), reason
+    col = batch.c[rule.column]
+    if isinstance(rule, NotNull):
+        return col.is_(None), literal(f"{rule.column} missing", String)
+    if isinstance(rule, Unique):
+        dup = duplicates.c[rule.column]
+        doubled = select(dup).where(dup.is_not(None)).group_by(dup).having(func.count() > 1)
+        return col.in_(doubled), literal(f"{rule.column} not unique in the batch", String)
+    if isinstance(rule, InSet):
+        return (
+            and_(col.is_not(None), col.not_in(list(rule.values))),
+            _txt(f"{rule.column} ", col, " not in the allowed set"),
+        )
+    if isinstance(rule, Length):
+        return (
+            and_(col.is_not(None), func.length(col) != rule.value),
+            _txt(f"{rule.column} has ", func.length(col), f" characters, not {rule.value}"),
+        )
+    assert isinstance(rule, Between)
+    outside = []
+    if rule.min is not None:
+        outside.append(col < rule.min)
+    if rule.max is not None:
+        outside.append(col > rule.max)
+    lo = "" if rule.min is None else f"{rule.min:g}"
+    hi = "" if rule.max is None else f"{rule.max:g}"
+    reason = _txt(f"{rule.column} ", col, f" not in {lo}..{hi}")
+    return and_(col.is_not(None), or_(*outside)), reason
+
+
+def read_offenders(
+    conn: Connection, stream: str, rule: Rule, batch_query: Select
+) -> list[Offender]:
+    """Every row of the batch that fails the rule, ordered by natural key."""
+    batch = batch_query.subquery("batch")
+    condition, reason = offending(rule, batch, batch_query.subquery("dup"))
+    key = batch.c[natural_key_column(CORE_TABLES[stream]).name]
+    rows = conn.execute(select(key, reason).select_from(batch).where(condition).order_by(key)).all()
+    return [Offender(str(k), r) for k, r in rows]
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def job_sync_runs(conn: Connection, job_id: str) -> list[str]:
+    """The sync runs of one nightly job (failed ones too: their loaded pages stay)."""
+    return list(
+        conn.execute(select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job_id)).scalars()
+    )
+
+
+def run_quality_checks(
+    engine: Engine,
+    settings: Settings,
+    *,
+    job_id: str | None = None,
+    sync_run_ids: Sequence[str] | None = None,
+    as_of: date | None = None,
+    checks: ChecksConfig | None = None,
+) -> QualityRun:
+    """Run each stream's suite once over the rows of the given sync runs (or job).
+
+    Stores every result with all offenders, sets aside the rows that fail a
+    critical expectation, releases rows no longer failing one, and builds Data
+    Docs. Returns what it did.
+    """
+    started = time.perf_counter()
+    checks = checks or load_checks_config(settings)
+    with engine.begin() as conn:
+        if sync_run_ids is None:
+            if job_id is None:
+                raise ValueError("give the job_id or the sync_run_ids to check")
+            sync_run_ids = job_sync_runs(conn, job_id)
+        run = QualityRun(start_check_run(conn, "data_quality", job_id=job_id, as_of=as_of))
+    batches: dict[str, Select] = {}
+    validations: list[Validation] = []
+    with engine.connect() as conn:
+        for stream, rules in checks.suites.items():
+            if not rules:
+                continue
+            query = batch_rows(stream, sync_run_ids)
+            rows = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+            run.streams[stream] = StreamQuality(stream, rows_checked=int(rows))
+            if rows:
+                batches[stream] = query
+                expectations = tuple(expectation_for(stream, r) for r in rules)
+                validations.append(
+                    Validation(f"quality.{stream}", compile_sql(conn, query), expectations)
+                )
+    gx = run_validations(
+        settings.warehouse_url,
+        validations,
+        checkpoint="quality",
+        run_name=run.check_run_id,
+        data_docs_dir=checks.data_docs_dir,
+        validations_dir=checks.validations_dir,
+    )
+    run.gx_seconds = gx.setup_seconds + gx.validate_seconds
+    run.data_docs = gx.data_docs
+    outcomes = gx.by_validation()
+    with engine.begin() as conn:
+        for stream, query in batches.items():
+            _apply(conn, checks, run.streams[stream], query, outcomes[f"quality.{stream}"], as_of)
+            store_results(conn, run.check_run_id, run.streams[stream].results)
+        run.seconds = time.perf_counter() - started
+        finish_check_run(
+            conn,
+            run.check_run_id,
+            checked=len(run.results),
+            failed=len(run.failed),
+            rows_checked=run.rows_checked,
+            set_aside=run.set_aside,
+            released=run.released,
+            data_docs=None if run.data_docs is None else str(run.data_docs),
+        )
+    for r in run.failed:
+        log.warning(
+            "%s: %d of %d rows fail (%s)%s",
+            r.expectation,
+            r.offender_count,
+            r.denominator,
+            r.severity,
+            f", {r.set_aside} set aside" if r.set_aside else "",
+        )
+    return run
+
+
+def _apply(
+    conn: Connection,
+    checks: ChecksConfig,
+    sq: StreamQuality,
+    query: Select,
+    outcomes: list[Outcome],
+    as_of: date | None,
+) -> None:
+    """Turn GX outcomes into results with all offenders; set aside what fails a critical one."""
+    stream = sq.stream
+    by_check = {o.check: o for o in outcomes}
+    failing: dict[str, list[tuple[str, str | None]]] = {}
+    for rule in checks.suites[stream]:
+        name = check_name(stream, rule.name)
+        outcome = by_check[name]
+        if outcome.error:
+            raise RuntimeError(f"{checks.path}: suites.{stream}: {rule.name}: {outcome.error}")
+        offenders = [] if outcome.success else read_offenders(conn, stream, rule, query)
+        if outcome.unexpected_count is not None and outcome.unexpected_count != len(offenders):
+            log.warning(
+                "%s: Great Expectations counts %d unexpected rows, SQL finds %d",
+                name,
+                outcome.unexpected_count,
+                len(offenders),
+            )
+        total = outcome.element_count if outcome.element_count is not None else sq.rows_checked
+        passing = total - len(offenders)
+        critical = rule.severity == "critical"
+        if critical:
+            for o in offenders:
+                failing.setdefault(o.natural_key, []).append((name, o.reason))
+        sq.results.append(
+            CheckResult(
+                suite=f"quality.{stream}",
+                expectation=name,
+                expectation_type=outcome.expectation_type,
+                severity=rule.severity,
+                status="passed" if not offenders else "failed",
+                stream=stream,
+                as_of=as_of,
+                value=passing / total if total else None,
+                numerator=passing,
+                denominator=total,
+                target=1.0,
+                is_success=outcome.success,
+                offender_count=len(offenders),
+                set_aside=len(offenders) if critical else 0,
+                offenders=offenders,
+            )
+        )
+    sq.set_aside, sq.released = _set_aside(conn, stream, failing)
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _set_aside(
+    conn: Connection, stream: str, failing: dict[str, list[tuple[str, str | None]]]
+) -> tuple[int, int]:
+    """Set aside rows failing critical expectations; release held rows that pass now.
+
+    Returns (newly set aside, released).
+    """
+    t = CORE_TABLES[stream]
+    key = natural_key_column(t)
+    held = set(conn.execute(select(held_rows(stream).subquery().c[key.name])).scalars())
+    state: dict[str, Any] = {}
+    for part in _chunks(sorted(failing)):
+        for row in conn.execute(
+            select(key, t.c.record_hash, t.c.sync_run_id, t.c.is_set_aside).where(key.in_(part))
+        ):
+            state[row[0]] = row
+    new = [k for k in sorted(failing) if k in state and not state[k].is_set_aside]
+    if new:
+        now = now_utc()
+        reasons = {k: "; ".join(f"{c}: {r}" for c, r in failing[k]) for k in new}
+        conn.execute(
+            update(t)
+            .where(key == bindparam("k"), t.c.record_hash == bindparam("h"))
+            .values(is_set_aside=True, set_aside_reason=bindparam("why")),
+            [{"k": k, "h": state[k].record_hash, "why": reasons[k]} for k in new],
+        )
+        hashes = [state[k].record_hash for k in new]
+        payloads: dict[str, str] = {}
+        for part in _chunks(hashes):
+            payloads.update(
+                conn.execute(
+                    select(landed_record.c.record_hash, landed_record.c.payload).where(
+                        landed_record.c.stream == stream, landed_record.c.record_hash.in_(part)
+                    )
+                ).all()
+            )
+        stmt = _insert(conn, quarantined_record).on_conflict_do_nothing(
+            index_elements=["stream", "record_hash"]
+        )
+        conn.execute(
+            stmt,
+            [
+                {
+                    "sync_run_id": state[k].sync_run_id,
+                    "stream": stream,
+                    "natural_key": k,
+                    "check_name": failing[k][0][0],
+                    "reason": reasons[k],
+                    "record_hash": state[k].record_hash,
+                    "payload": payloads.get(state[k].record_hash, "{}"),
+                    "quarantined_at": now,
+                }
+                for k in new
+            ],
+        )
+    release = sorted(held - set(failing))
+    for part in _chunks(release):
+        conn.execute(
+            update(t).where(key.in_(part)).values(is_set_aside=False, set_aside_reason=None)
+        )
+    return len(new), len(release)

@@ -1,0 +1,249 @@
+"""Check results in the warehouse, and the small API alerting and reporting read.
+
+Tables (revision 0002): ``check_run`` (one row per run), ``check_result`` (one
+row per check evaluated in a run), ``check_offender`` (one row per offending
+record of a result: all of them). Every run is kept, so a trend or "since when
+has this target slipped" is a query.
+
+Public read API:
+
+- :func:`latest_target_statuses` — the newest check of every target (per
+  period), with all its offenders and since when it has been slipping;
+- :func:`target_history` — every check of one target in one period, oldest first;
+- :func:`offenders_of` — the offending records of one stored check result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from rulewatch.warehouse.schema import check_offender, check_result, check_run
+
+TARGET_STATUSES = ("met", "slipped", "no_data")
+
+
+class Offender(NamedTuple):
+    """A record that fails a check: its natural key and why (a tuple ``(key, reason)``)."""
+
+    natural_key: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check evaluated in a run, as stored in ``check_result`` (plus its offenders)."""
+
+    suite: str
+    expectation: str
+    expectation_type: str
+    severity: str
+    status: str
+    metric: str | None = None
+    stream: str | None = None
+    period: str | None = None
+    as_of: date | None = None
+    value: float | None = None
+    numerator: int | None = None
+    denominator: int | None = None
+    target: float | None = None
+    is_success: bool | None = None
+    offender_count: int = 0
+    set_aside: int = 0
+    offenders: Sequence[Offender] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """A target checked for one period at one as-of date.
+
+    ``value`` = ``numerator`` / ``denominator``, exactly as ``rulewatch kpis``
+    shows it; ``status`` is met, slipped or no_data; ``offenders`` are all the
+    records of the denominator that fail (natural key, reason), ordered by key.
+    ``slipped_since`` (from :func:`latest_target_statuses`) is when the current
+    unbroken run of slipped checks began; None unless slipped.
+    """
+
+    metric: str
+    period: str
+    as_of: date
+    value: float | None
+    numerator: int
+    denominator: int
+    target: float
+    severity: str
+    status: str
+    offenders: tuple[Offender, ...] = ()
+    offender_count: int = 0
+    check_run_id: str | None = None
+    checked_at: datetime | None = None
+    slipped_since: datetime | None = None
+
+
+def now_utc() -> datetime:
+    """Naive UTC, the warehouse's timestamp form."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def start_check_run(
+    conn: Connection,
+    kind: str,
+    *,
+    job_id: str | None = None,
+    period: str | None = None,
+    as_of: date | None = None,
+) -> str:
+    """Record the start of a check run; its id."""
+    check_run_id = str(uuid.uuid4())
+    conn.execute(
+        insert(check_run).values(
+            check_run_id=check_run_id,
+            job_id=job_id,
+            kind=kind,
+            period=period,
+            as_of=as_of,
+            started_at=now_utc(),
+            checked=0,
+            failed=0,
+            rows_checked=0,
+            set_aside=0,
+            released=0,
+        )
+    )
+    return check_run_id
+
+
+def finish_check_run(conn: Connection, check_run_id: str, **counts: Any) -> None:
+    """Record a run's end and counts (checked, failed, rows_checked, set_aside, ...)."""
+    finished = now_utc()
+    started = conn.execute(
+        select(check_run.c.started_at).where(check_run.c.check_run_id == check_run_id)
+    ).scalar_one()
+    conn.execute(
+        update(check_run)
+        .where(check_run.c.check_run_id == check_run_id)
+        .values(
+            finished_at=finished,
+            duration_seconds=round((finished - started).total_seconds(), 3),
+            **counts,
+        )
+    )
+
+
+def store_results(conn: Connection, check_run_id: str, results: Iterable[CheckResult]) -> list[int]:
+    """Store the results of a run with all their offenders; their ids, in order."""
+    checked_at = now_utc()
+    ids: list[int] = []
+    for r in results:
+        row = {k: v for k, v in r.__dict__.items() if k != "offenders"}
+        inserted = conn.execute(
+            insert(check_result).values(check_run_id=check_run_id, checked_at=checked_at, **row)
+        )
+        result_id = int(inserted.inserted_primary_key[0])
+        ids.append(result_id)
+        unique = {o.natural_key: o.reason for o in r.offenders}
+        if unique:
+            conn.execute(
+                insert(check_offender),
+                [
+                    {"check_result_id": result_id, "natural_key": k, "reason": reason}
+                    for k, reason in unique.items()
+                ],
+            )
+    return ids
+
+
+def offenders_of(conn: Connection, check_result_id: int) -> list[Offender]:
+    """Every offending record of one stored check result, ordered by natural key."""
+    rows = conn.execute(
+        select(check_offender.c.natural_key, check_offender.c.reason)
+        .where(check_offender.c.check_result_id == check_result_id)
+        .order_by(check_offender.c.natural_key)
+    )
+    return [Offender(k, reason) for k, reason in rows]
+
+
+def _target(row: Any, offenders: tuple[Offender, ...] = ()) -> TargetCheck:
+    return TargetCheck(
+        metric=row.metric,
+        period=row.period,
+        as_of=row.as_of,
+        value=row.value,
+        numerator=row.numerator or 0,
+        denominator=row.denominator or 0,
+        target=row.target,
+        severity=row.severity,
+        status=row.status,
+        offenders=offenders,
+        offender_count=row.offender_count,
+        check_run_id=row.check_run_id,
+        checked_at=row.checked_at,
+    )
+
+
+def latest_target_statuses(
+    conn: Connection, period: str | None = None, *, with_offenders: bool = True
+) -> list[TargetCheck]:
+    """The newest stored check of every target, per period (or of one period).
+
+    One entry per (metric, period) ever checked, ordered by metric and period:
+    its value, numerator, denominator, target and status as last checked, all
+    its offending records (unless ``with_offenders=False``) and, when slipped,
+    ``slipped_since``: when the current unbroken run of slipped checks began.
+    """
+    newest = select(func.max(check_result.c.check_result_id)).where(
+        check_result.c.metric.is_not(None), check_result.c.status.in_(TARGET_STATUSES)
+    )
+    if period is not None:
+        newest = newest.where(check_result.c.period == period)
+    newest = newest.group_by(check_result.c.metric, check_result.c.period)
+    rows = conn.execute(
+        select(check_result)
+        .where(check_result.c.check_result_id.in_(newest))
+        .order_by(check_result.c.metric, check_result.c.period)
+    ).all()
+    statuses = []
+    for row in rows:
+        offenders = tuple(offenders_of(conn, row.check_result_id)) if with_offenders else ()
+        check = _target(row, offenders)
+        if row.status == "slipped":
+            check = _with_slipped_since(conn, check, row.check_result_id)
+        statuses.append(check)
+    return statuses
+
+
+def _with_slipped_since(conn: Connection, check: TargetCheck, result_id: int) -> TargetCheck:
+    same = and_(
+        check_result.c.metric == check.metric,
+        check_result.c.period == check.period,
+        check_result.c.check_result_id <= result_id,
+    )
+    last_other = (
+        select(func.max(check_result.c.check_result_id))
+        .where(same, check_result.c.status != "slipped")
+        .scalar_subquery()
+    )
+    since = conn.execute(
+        select(func.min(check_result.c.checked_at)).where(
+            same,
+            check_result.c.status == "slipped",
+            check_result.c.check_result_id > func.coalesce(last_other, 0),
+        )
+    ).scalar_one()
+    return TargetCheck(**{**check.__dict__, "slipped_since": since})
+
+
+def target_history(conn: Connection, metric: str, period: str) -> list[TargetCheck]:
+    """Every stored check of one target in one period, oldest first (no offenders)."""
+    rows = conn.execute(
+        select(check_result)
+        .where(check_result.c.metric == metric, check_result.c.period == period)
+        .order_by(check_result.c.check_result_id)
+    ).all()
+    return [_target(row) for row in rows]

@@ -1,0 +1,147 @@
+"""The backfill flow: the figures of every as-of date in a range, for history.
+
+A warehouse set up mid-year has no record of what its figures were on earlier
+days. Under the contract a past as-of date is computed from the current state
+("events after the as-of date have not happened yet"), so the history can be
+rebuilt at any time: this flow does it day by day, one task per month, the
+months concurrently, while holding the warehouse's job lock. It never syncs
+and never sends alerts (a past slip is history, not news). Each day goes
+through :func:`recompute_as_of`: today it recomputes the metrics and counts
+met and slipped targets per day; the per-day check results and report rows
+are stored there once those steps exist.
+
+Run it from a deployment (``rulewatch deploy`` or ``rulewatch serve`` register
+it) with ``start`` and ``end`` parameters, e.g. every day of 2023.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Engine
+
+from rulewatch.flows.nightly import calendar_of, today_in
+from rulewatch.metrics import compute_metrics
+from rulewatch.periods import Period
+from rulewatch.settings import ConfigError, Settings, load_settings
+from rulewatch.warehouse.db import make_engine, open_warehouse
+from rulewatch.warehouse.lock import job_lock
+
+MAX_DAYS = 3660  # ten years: a bigger range is almost certainly a typo
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    """What one as-of date's year-to-date figures came to: counts per status."""
+
+    as_of: date
+    met: int
+    slipped: int
+    no_data: int
+    info: int
+    slipped_metrics: tuple[str, ...] = ()
+
+
+@dataclass
+class BackfillResult:
+    """A backfill's counts: the days recomputed and how many had a slipped target."""
+
+    start: date
+    end: date
+    days: list[DayFigures] = field(default_factory=list)
+
+    @property
+    def days_with_slips(self) -> int:
+        return sum(1 for d in self.days if d.slipped)
+
+
+def recompute_as_of(engine: Engine, settings: Settings, as_of: date) -> DayFigures:
+    """Recompute the figures of one as-of date: its year to date.
+
+    The one place where a day's history is produced. The target checks (issue 3:
+    ``run_target_checks`` for ``[year]`` at ``as_of``) and the report tables
+    (issue 5) plug their per-day step in here, writing rows keyed by ``as_of``;
+    alerting does not belong here.
+    """
+    with engine.connect() as conn:
+        metrics = compute_metrics(conn, Period.parse(str(as_of.year)), as_of, settings.targets)
+    statuses = Counter(m.status for m in metrics)
+    return DayFigures(
+        as_of=as_of,
+        met=statuses["met"],
+        slipped=statuses["slipped"],
+        no_data=statuses["no_data"],
+        info=statuses["info"],
+        slipped_metrics=tuple(sorted(m.metric for m in metrics if m.status == "slipped")),
+    )
+
+
+def month_chunks(start: date, end: date) -> list[tuple[date, date]]:
+    """``start..end`` (both included) cut at month ends: one chunk per calendar month."""
+    chunks = []
+    first = start
+    while first <= end:
+        next_month = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+        last = min(next_month - timedelta(days=1), end)
+        chunks.append((first, last))
+        first = next_month
+    return chunks
+
+
+def recompute_days(settings: Settings, first: date, last: date) -> list[DayFigures]:
+    """Recompute every day of ``first..last``, in order."""
+    engine = make_engine(settings.warehouse_url)
+    try:
+        days = []
+        day = first
+        while day <= last:
+            days.append(recompute_as_of(engine, settings, day))
+            day += timedelta(days=1)
+        return days
+    finally:
+        engine.dispose()
+
+
+@task(name="backfill-days", cache_policy=NO_CACHE, task_run_name="backfill-{first}..{last}")
+def backfill_days_task(first: date, last: date) -> list[DayFigures]:
+    """Recompute one chunk of days."""
+    return recompute_days(load_settings(), first, last)
+
+
+@flow(name="rulewatch-backfill", log_prints=False)
+def backfill(
+    start: date,
+    end: date | None = None,
+    lock_wait_seconds: float = 0,
+) -> BackfillResult:
+    """Recompute the figures of every as-of date from ``start`` to ``end`` (default today)."""
+    settings = load_settings()
+    end = end or today_in(settings)
+    if end < start:
+        raise ConfigError(f"backfill: end {end} is before start {start}")
+    if (end - start).days + 1 > MAX_DAYS:
+        raise ConfigError(f"backfill: {start}..{end} is more than {MAX_DAYS} days")
+    result = BackfillResult(start=start, end=end)
+    engine = make_engine(settings.warehouse_url)
+    try:
+        with job_lock(engine, "backfill", wait_seconds=lock_wait_seconds):
+            open_warehouse(settings.warehouse_url, calendar_of(settings)).dispose()
+            futures = [
+                backfill_days_task.submit(first, last) for first, last in month_chunks(start, end)
+            ]
+            for future in futures:
+                result.days.extend(future.result())
+    finally:
+        engine.dispose()
+    get_run_logger().info(
+        "backfill %s..%s: %d days recomputed, %d with a slipped target",
+        start,
+        end,
+        len(result.days),
+        result.days_with_slips,
+    )
+    return result

@@ -1,0 +1,65 @@
+"""`rulewatch serve`: its own Prefect server, the schedule from config, a run now, a clean stop."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+
+import pytest
+import requests
+from flows_support import child_env, poll, processes_with_env, rulewatch_cmd, stop_process
+from sqlalchemy import create_engine, func, select
+
+from rulewatch.warehouse.schema import sync_run
+
+pytestmark = pytest.mark.prefect_server
+
+
+def _completed_runs(api: str) -> list[dict]:
+    body = {"flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}}
+    return requests.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()
+
+
+def test_serve_once_now_runs_on_its_own_server_and_stops_it(demo, sqlite_url, tmp_path):
+    env = child_env(tmp_path, RULEWATCH_WAREHOUSE_URL=sqlite_url, **demo.env())
+    server_home = tmp_path / "data" / "prefect"  # settings.data_dir / "prefect"
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        serve = subprocess.Popen(
+            rulewatch_cmd("serve", "--once-now"), env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        ui = poll(
+            lambda: (
+                re.search(r"Prefect UI: (http://127\.0\.0\.1:\d+)", log.read_text())
+                or serve.poll() is not None
+            ),
+            180,
+            "serve to start its Prefect server",
+        )
+        assert serve.poll() is None, log.read_text()[-3000:]
+        api = f"{ui.group(1)}/api"
+
+        runs = poll(lambda: _completed_runs(api), 180, "the run triggered by --once-now")
+        assert [r["state_type"] for r in runs] == ["COMPLETED"], log.read_text()[-3000:]
+        deployment = requests.get(f"{api}/deployments/name/rulewatch-nightly/serve", timeout=10)
+        schedule = deployment.json()["schedules"][0]["schedule"]
+        assert (schedule["cron"], schedule["timezone"]) == ("0 2 * * *", "Asia/Shanghai")
+        assert runs[0]["deployment_id"] == deployment.json()["id"]
+
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        stop_process(serve)
+    output = log.read_text()
+    assert "stopping the local Prefect server" in output
+    assert processes_with_env("PREFECT_HOME", str(server_home)) == []
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{api}/health", timeout=5)
+
+    engine = create_engine(sqlite_url)
+    with engine.connect() as conn:
+        statuses = conn.execute(select(sync_run.c.status, func.count()).group_by(sync_run.c.status))
+        assert dict(statuses.all()) == {"succeeded": 3}
+    engine.dispose()
