@@ -104,6 +104,7 @@ class CustomRate(_Strict):
 class ChecksFile(_Strict):
     data_docs_dir: str = "data_docs"
     validations_dir: str = "gx/validations"
+    data_docs_keep_days: int = Field(default=90, ge=0)
     target_periods: list[PeriodKind] = Field(default_factory=lambda: ["year"], min_length=1)
     listed_offenders: int = Field(default=20, ge=1)
     suites: dict[str, list[Rule]] = Field(default_factory=dict)
@@ -140,6 +141,7 @@ class ChecksConfig:
     path: Path
     data_docs_dir: Path
     validations_dir: Path
+    data_docs_keep_days: int
     target_periods: tuple[str, ...]
     listed_offenders: int
     suites: dict[str, list[Rule]]
@@ -214,6 +216,7 @@ def load_checks_config(settings: Settings) -> ChecksConfig:
         path=path,
         data_docs_dir=under_data_dir(parsed.data_docs_dir),
         validations_dir=under_data_dir(parsed.validations_dir),
+        data_docs_keep_days=parsed.data_docs_keep_days,
         target_periods=tuple(dict.fromkeys(parsed.target_periods)),
         listed_offenders=parsed.listed_offenders,
         suites=parsed.suites,

@@ -5,9 +5,18 @@ batch query and the expectations to run on it); this module is the only one
 that talks to GX. Per run it makes an ephemeral context (nothing global, no
 ``gx/`` project folder, no connection string written anywhere), one SQL data
 source on the warehouse URL, one query asset, batch definition, suite and
-validation definition per :class:`Validation`, and one checkpoint that runs
-them all, pushed down to SQL, and updates Data Docs. Validation results are
-kept as JSON under the configured folder so Data Docs keep their history.
+validation definition per :class:`Validation`, one checkpoint that runs them
+all, pushed down to SQL, then one Data Docs build. Validation results are kept
+as JSON under the configured folder so Data Docs keep their history (pruned
+after ``data_docs_keep_days``).
+
+What this version of GX does and does not give (1.24, checked on SQLite and
+PostgreSQL): ``UnexpectedRowsExpectation`` returns at most 200 rows
+(``MAX_RESULT_RECORDS``) though it counts them all; a column-map expectation's
+``unexpected_index_list`` stops at ``partial_unexpected_count`` and its
+``unexpected_index_query`` on a query asset is not valid SQL. So GX decides and
+counts, and the checks read every offender themselves with the same condition.
+``row_condition`` is not used.
 
 GX is imported here, lazily: importing it takes seconds, and ``kpis`` never
 needs it.
@@ -25,6 +34,8 @@ log = logging.getLogger("rulewatch.checks")
 
 #: Keys an expectation's ``meta`` carries so each result finds its check again.
 META_KEY = "rulewatch_check"
+#: Validation results the Data Docs index lists (newest first); it reads each one.
+INDEX_LIMIT = 300
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,21 @@ def sql_for_gx(sql: str) -> str:
     return sql.replace(":", r"\:")
 
 
+def prune(folder: Path, cutoff: float) -> int:
+    """Remove files last written before ``cutoff`` (epoch seconds), then empty folders."""
+    removed = 0
+    if not folder.is_dir():
+        return removed
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.name.startswith(".") and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return removed
+
+
 def _context(data_docs_dir: Path, validations_dir: Path) -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
@@ -123,7 +149,10 @@ def _context(data_docs_dir: Path, validations_dir: Path) -> Any:
                     "class_name": "TupleFilesystemStoreBackend",
                     "base_directory": str(data_docs_dir),
                 },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "site_index_builder": {
+                    "class_name": "DefaultSiteIndexBuilder",
+                    "validation_results_limit": INDEX_LIMIT,
+                },
             }
         },
     )
@@ -149,8 +178,13 @@ def run_validations(
     data_docs_dir: Path,
     validations_dir: Path,
     result_format: str = "SUMMARY",
+    keep_days: int = 0,
 ) -> RunOutcome:
-    """Run every validation in one GX checkpoint and update Data Docs."""
+    """Run every validation in one GX checkpoint and update Data Docs.
+
+    Validation results (and their pages) older than ``keep_days`` are removed
+    first, so the nightly run does not slow down as history grows; 0 keeps all.
+    """
     started = time.perf_counter()
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
@@ -160,6 +194,10 @@ def run_validations(
         return run
     data_docs_dir.mkdir(parents=True, exist_ok=True)
     validations_dir.mkdir(parents=True, exist_ok=True)
+    if keep_days:
+        cutoff = time.time() - keep_days * 86400
+        prune(validations_dir, cutoff)
+        prune(data_docs_dir / "validations", cutoff)
     context = _context(data_docs_dir, validations_dir)
     source = _datasource(context, warehouse_url)
     try:

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Engine,
     Select,
     String,
@@ -66,12 +67,13 @@ from rulewatch.checks.results import (
     start_check_run,
     store_results,
 )
-from rulewatch.settings import Settings
+from rulewatch.settings import ConfigError, Settings
+from rulewatch.warehouse.loader import CONTRACT_CHECK
 from rulewatch.warehouse.schema import CORE_TABLES, landed_record, quarantined_record, sync_run
 
 log = logging.getLogger("rulewatch.checks")
 
-CONTRACT_CHECK = "contract"
+Batch = Select | CompoundSelect  # a stream's batch query
 _CHUNK = 500
 
 
@@ -125,6 +127,7 @@ class QualityRun:
 
 
 def natural_key_column(table: Table) -> ColumnElement:
+    """The core table's natural key (its primary key)."""
     return table.primary_key.columns.values()[0]
 
 
@@ -157,16 +160,17 @@ def held_rows(stream: str) -> Select:
     )
 
 
-def batch_rows(stream: str, sync_run_ids: Sequence[str]) -> Select:
+def batch_rows(stream: str, sync_run_ids: Sequence[str]) -> Batch:
     """The stream's batch: rows the sync runs wrote that count, and rows held by a check."""
     t = CORE_TABLES[stream]
     fresh = select(*t.c).where(
         t.c.sync_run_id.in_(list(sync_run_ids)), t.c.is_set_aside.is_(False), *counting_rows(t)
     )
-    return union_all(fresh, held_rows(stream))  # type: ignore[return-value]
+    return union_all(fresh, held_rows(stream))
 
 
 def compile_sql(conn_or_engine: Connection | Engine, statement: Any) -> str:
+    """SQL text of a statement with its values inlined (for GX query assets)."""
     return str(
         statement.compile(dialect=conn_or_engine.dialect, compile_kwargs={"literal_binds": True})
     )
@@ -229,7 +233,8 @@ def expectation_for(stream: str, rule: Rule) -> Expect:
         }
         return Expect(name, "ExpectColumnPairValuesAToBeGreaterThanB", kwargs)
     key = natural_key_column(CORE_TABLES[stream]).name
-    query = f"SELECT {key} FROM {{batch}} WHERE {rule.unexpected}"
+    condition = rule.unexpected.replace("{", "{{").replace("}", "}}")  # GX formats the query
+    query = f"SELECT {key} FROM {{batch}} WHERE {condition}"
     return Expect(name, "UnexpectedRowsExpectation", {"unexpected_rows_query": query, **common})
 
 
@@ -270,9 +275,7 @@ def offending(rule: Rule, batch: Subquery, duplicates: Subquery) -> tuple[Column
     return and_(col.is_not(None), or_(*outside)), reason
 
 
-def read_offenders(
-    conn: Connection, stream: str, rule: Rule, batch_query: Select
-) -> list[Offender]:
+def read_offenders(conn: Connection, stream: str, rule: Rule, batch_query: Batch) -> list[Offender]:
     """Every row of the batch that fails the rule, ordered by natural key."""
     batch = batch_query.subquery("batch")
     condition, reason = offending(rule, batch, batch_query.subquery("dup"))
@@ -314,7 +317,7 @@ def run_quality_checks(
                 raise ValueError("give the job_id or the sync_run_ids to check")
             sync_run_ids = job_sync_runs(conn, job_id)
         run = QualityRun(start_check_run(conn, "data_quality", job_id=job_id, as_of=as_of))
-    batches: dict[str, Select] = {}
+    batches: dict[str, Batch] = {}
     validations: list[Validation] = []
     with engine.connect() as conn:
         for stream, rules in checks.suites.items():
@@ -336,8 +339,9 @@ def run_quality_checks(
         run_name=run.check_run_id,
         data_docs_dir=checks.data_docs_dir,
         validations_dir=checks.validations_dir,
+        keep_days=checks.data_docs_keep_days,
     )
-    run.gx_seconds = gx.setup_seconds + gx.validate_seconds
+    run.gx_seconds = gx.setup_seconds + gx.validate_seconds + gx.docs_seconds
     run.data_docs = gx.data_docs
     outcomes = gx.by_validation()
     with engine.begin() as conn:
@@ -371,7 +375,7 @@ def _apply(
     conn: Connection,
     checks: ChecksConfig,
     sq: StreamQuality,
-    query: Select,
+    query: Batch,
     outcomes: list[Outcome],
     as_of: date | None,
 ) -> None:
@@ -379,11 +383,14 @@ def _apply(
     stream = sq.stream
     by_check = {o.check: o for o in outcomes}
     failing: dict[str, list[tuple[str, str | None]]] = {}
-    for rule in checks.suites[stream]:
+    for i, rule in enumerate(checks.suites[stream]):
         name = check_name(stream, rule.name)
         outcome = by_check[name]
-        if outcome.error:
-            raise RuntimeError(f"{checks.path}: suites.{stream}: {rule.name}: {outcome.error}")
+        if outcome.error:  # e.g. an `sql` condition the warehouse cannot run
+            raise ConfigError(
+                f"{checks.path}: suites.{stream}.{i}: {rule.name} cannot run: "
+                f"{outcome.error.splitlines()[0]}"
+            )
         offenders = [] if outcome.success else read_offenders(conn, stream, rule, query)
         if outcome.unexpected_count is not None and outcome.unexpected_count != len(offenders):
             log.warning(

@@ -15,13 +15,14 @@ Public read API:
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from rulewatch.warehouse.schema import check_offender, check_result, check_run
@@ -66,8 +67,8 @@ class TargetCheck:
     ``value`` = ``numerator`` / ``denominator``, exactly as ``rulewatch kpis``
     shows it; ``status`` is met, slipped or no_data; ``offenders`` are all the
     records of the denominator that fail (natural key, reason), ordered by key.
-    ``slipped_since`` (from :func:`latest_target_statuses`) is when the current
-    unbroken run of slipped checks began; None unless slipped.
+    ``slipped_since`` (from :func:`latest_target_statuses`) is the as-of date
+    from which the target has been slipped in every check; None unless slipped.
     """
 
     metric: str
@@ -83,7 +84,7 @@ class TargetCheck:
     offender_count: int = 0
     check_run_id: str | None = None
     checked_at: datetime | None = None
-    slipped_since: datetime | None = None
+    slipped_since: date | None = None
 
 
 def now_utc() -> datetime:
@@ -190,22 +191,34 @@ def _target(row: Any, offenders: tuple[Offender, ...] = ()) -> TargetCheck:
 def latest_target_statuses(
     conn: Connection, period: str | None = None, *, with_offenders: bool = True
 ) -> list[TargetCheck]:
-    """The newest stored check of every target, per period (or of one period).
+    """The latest stored check of every target, per period (or of one period).
 
-    One entry per (metric, period) ever checked, ordered by metric and period:
-    its value, numerator, denominator, target and status as last checked, all
-    its offending records (unless ``with_offenders=False``) and, when slipped,
-    ``slipped_since``: when the current unbroken run of slipped checks began.
+    One entry per (metric, period) ever checked, ordered by metric and period.
+    "Latest" is the check with the latest as-of date, and of those the last one
+    run, so re-checking an old date (``rulewatch check --as-of``) never hides
+    the nightly state. Each carries its value, numerator, denominator, target,
+    status, all its offending records (unless ``with_offenders=False``) and,
+    when slipped, ``slipped_since``: the as-of date of the first check of the
+    current unbroken run of slipped checks.
     """
-    newest = select(func.max(check_result.c.check_result_id)).where(
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=(check_result.c.metric, check_result.c.period),
+            order_by=(check_result.c.as_of.desc(), check_result.c.check_result_id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = select(check_result.c.check_result_id, rank).where(
         check_result.c.metric.is_not(None), check_result.c.status.in_(TARGET_STATUSES)
     )
     if period is not None:
-        newest = newest.where(check_result.c.period == period)
-    newest = newest.group_by(check_result.c.metric, check_result.c.period)
+        ranked = ranked.where(check_result.c.period == period)
+    ranked = ranked.subquery()
     rows = conn.execute(
         select(check_result)
-        .where(check_result.c.check_result_id.in_(newest))
+        .join(ranked, ranked.c.check_result_id == check_result.c.check_result_id)
+        .where(ranked.c.rank == 1)
         .order_by(check_result.c.metric, check_result.c.period)
     ).all()
     statuses = []
@@ -213,30 +226,20 @@ def latest_target_statuses(
         offenders = tuple(offenders_of(conn, row.check_result_id)) if with_offenders else ()
         check = _target(row, offenders)
         if row.status == "slipped":
-            check = _with_slipped_since(conn, check, row.check_result_id)
+            check = dataclasses.replace(check, slipped_since=_slipped_since(conn, check))
         statuses.append(check)
     return statuses
 
 
-def _with_slipped_since(conn: Connection, check: TargetCheck, result_id: int) -> TargetCheck:
-    same = and_(
-        check_result.c.metric == check.metric,
-        check_result.c.period == check.period,
-        check_result.c.check_result_id <= result_id,
-    )
-    last_other = (
-        select(func.max(check_result.c.check_result_id))
-        .where(same, check_result.c.status != "slipped")
-        .scalar_subquery()
-    )
-    since = conn.execute(
-        select(func.min(check_result.c.checked_at)).where(
-            same,
-            check_result.c.status == "slipped",
-            check_result.c.check_result_id > func.coalesce(last_other, 0),
-        )
-    ).scalar_one()
-    return TargetCheck(**{**check.__dict__, "slipped_since": since})
+def _slipped_since(conn: Connection, latest: TargetCheck) -> date:
+    history = target_history(conn, latest.metric, latest.period)
+    history.sort(key=lambda c: c.as_of)  # stable: runs of one as-of date stay in run order
+    since = latest.as_of
+    for c in reversed([c for c in history if c.as_of <= latest.as_of]):
+        if c.status != "slipped":
+            break
+        since = c.as_of
+    return since
 
 
 def target_history(conn: Connection, metric: str, period: str) -> list[TargetCheck]:

@@ -191,9 +191,10 @@ def run_target_checks(
         run_name=check_run_id,
         data_docs_dir=checks.data_docs_dir,
         validations_dir=checks.validations_dir,
+        keep_days=checks.data_docs_keep_days,
         result_format="COMPLETE",
     )
-    run.gx_seconds = gx.setup_seconds + gx.validate_seconds
+    run.gx_seconds = gx.setup_seconds + gx.validate_seconds + gx.docs_seconds
     run.data_docs = gx.data_docs
     outcomes = gx.by_validation()
     results: list[CheckResult] = []

@@ -236,3 +236,22 @@ def test_nothing_to_check_is_quick_and_stored(tmp_path):  # noqa: ANN001
         assert run.rows_checked == 0 and run.results == []
         with engine.connect() as conn:
             assert conn.execute(select(check_run.c.kind)).scalar_one() == "data_quality"
+
+
+def test_an_sql_condition_the_warehouse_cannot_run_names_the_key(tmp_path):  # noqa: ANN001
+    from rulewatch.settings import ConfigError
+    from rulewatch.warehouse.schema import document
+
+    config = config_copy(
+        tmp_path,
+        **{
+            'unexpected: "is_filed = true AND filed_on IS NULL"': 'unexpected: "no_such_column = 1"'
+        },
+    )
+    with warehouse("sqlite", tmp_path) as (engine, base):
+        settings = make_settings(base.warehouse_url, tmp_path, config)
+        insert(engine, document, [row(document, "D1", doc_type="other", status="in_force")])
+        with pytest.raises(
+            ConfigError, match=r"checks.yaml: suites.docreview.documents.7: filing_has_date"
+        ):
+            run_quality_checks(engine, settings, sync_run_ids=["run-1"])
