@@ -21,10 +21,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=int, default=100_000)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--malformed", type=int, default=0, help="malformed records per stream")
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with start_demo_sources(args.host, (0, 0, 0), scale=args.scale) as sources:
+    with start_demo_sources(
+        args.host, (0, 0, 0), scale=args.scale, malformed=args.malformed
+    ) as sources:
         print(json.dumps({"env": sources.env(), "urls": sources.urls}), flush=True)
         threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
         stop.wait()

@@ -1,9 +1,12 @@
 """Extract and load one source: the plain function behind each flow task.
 
-Page by page: fetch, parse (malformed records set aside with their reason),
-then one transaction that lands the page, merges it into current state and
-moves the stream's watermark. A sync can be killed at any point and re-run:
-the watermark only covers committed rows, and re-read rows are idempotent.
+Page by page: fetch, parse (malformed records set aside with their reason);
+then pages are committed in batches: one transaction lands a batch, merges it
+into current state and moves the stream's watermark. A batch starts at one
+page and doubles up to :data:`MAX_ROWS_PER_TRANSACTION` rows, so the first
+pages show up at once and a long sync pays for few commits. A sync can be
+killed at any point and re-run: the watermark only covers committed rows, and
+re-read rows are idempotent.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -19,7 +22,13 @@ from sqlalchemy import Engine, insert, update
 
 from rulewatch.settings import Settings
 from rulewatch.sources import SOURCES
-from rulewatch.sources.engine import ParseContext, SourceClient, SourceError, Stream
+from rulewatch.sources.engine import (
+    ParseContext,
+    ParsedRecord,
+    SourceClient,
+    SourceError,
+    Stream,
+)
 from rulewatch.sources.fields import naive_utc
 from rulewatch.warehouse.loader import (
     advance_watermark,
@@ -30,6 +39,9 @@ from rulewatch.warehouse.loader import (
 from rulewatch.warehouse.schema import sync_run
 
 log = logging.getLogger("rulewatch.sync")
+
+#: Rows per load transaction at most (memory stays flat in the size of the source).
+MAX_ROWS_PER_TRANSACTION = 10_000
 
 
 @dataclass
@@ -137,38 +149,77 @@ def _sync_stream(
         )
     since = None if watermark is None else watermark.replace(tzinfo=UTC)
     present_keys: set[str] = set()
-    for pages, raw_page in enumerate(stream.paginator.pages(client, stream, since), start=1):
-        parsed = [stream.parse_record(raw, client.parse_context) for raw in raw_page]
+    batch: list[list[ParsedRecord]] = []
+    batch_rows = 0
+    batch_pages = 1  # pages per transaction: doubles up to MAX_ROWS_PER_TRANSACTION rows
+
+    def load_batch() -> None:
+        records = [p for page in batch for p in page]
         now = _now()
         with engine.begin() as conn:
-            counts = load_page(conn, stream, parsed, result.sync_run_id, now)
-            times = [p.changed_at for p in parsed if p.changed_at is not None]
+            load_page(conn, stream, records, result.sync_run_id, now)
+            times = [p.changed_at for p in records if p.changed_at is not None]
             if times and not stream.is_snapshot:
                 advance_watermark(conn, stream.name, naive_utc(max(times)), result.sync_run_id, now)
-        result.pages += 1
-        result.records_read += counts.read
-        result.records_loaded += counts.loaded
-        result.records_set_aside += counts.set_aside
-        result.records_deleted += counts.deleted
-        for p in parsed:
-            if p.reason is not None:
-                kind = p.reason.split(":", 1)[0]
-                result.set_aside_reasons[kind] = result.set_aside_reasons.get(kind, 0) + 1
-            if stream.is_snapshot and p.natural_key is not None:
-                present_keys.add(p.natural_key)
-        if progress:
-            progress(
-                Progress(
-                    client.spec.name,
-                    stream.name,
-                    pages,
-                    result.records_read,
-                    result.records_set_aside,
+        committed = list(batch)
+        batch.clear()
+        for page in committed:  # counts and progress page by page, once committed
+            _count_page(result, stream, page, present_keys)
+            if progress:
+                progress(
+                    Progress(
+                        client.spec.name,
+                        stream.name,
+                        result.pages,
+                        result.records_read,
+                        result.records_set_aside,
+                    )
                 )
-            )
+
+    pages = _parsed_pages(client, stream, since)
+    try:
+        for page in pages:
+            batch.append(page)
+            batch_rows += len(page)
+            if len(batch) >= batch_pages or batch_rows >= MAX_ROWS_PER_TRANSACTION:
+                load_batch()
+                batch_rows, batch_pages = 0, batch_pages * 2
+        if batch:
+            load_batch()
+    except SourceError:
+        if batch:  # what was read before the failure is loaded
+            load_batch()
+        raise
+    finally:
+        pages.close()
     if stream.is_snapshot:
         with engine.begin() as conn:
             result.departed += mark_departed(conn, stream, present_keys, _now(), result.sync_run_id)
+
+
+def _count_page(
+    result: SourceSyncResult, stream: Stream, page: list[ParsedRecord], present_keys: set[str]
+) -> None:
+    result.pages += 1
+    result.records_read += len(page)
+    for p in page:
+        if p.reason is not None:
+            result.records_set_aside += 1
+            kind = p.reason.split(":", 1)[0]
+            result.set_aside_reasons[kind] = result.set_aside_reasons.get(kind, 0) + 1
+        else:
+            result.records_loaded += 1
+            result.records_deleted += p.is_tombstone
+        if stream.is_snapshot and p.natural_key is not None:
+            present_keys.add(p.natural_key)
+
+
+def _parsed_pages(
+    client: SourceClient, stream: Stream, since: datetime | None
+) -> Iterator[list[ParsedRecord]]:
+    ctx = client.parse_context
+    for raw_page in stream.paginator.pages(client, stream, since):
+        yield [stream.parse_record(raw, ctx) for raw in raw_page]
 
 
 def _finish_run(engine: Engine, result: SourceSyncResult) -> None:

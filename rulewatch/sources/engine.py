@@ -15,11 +15,17 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import requests
 from requests.adapters import HTTPAdapter
+
+try:  # prefect depends on orjson; several times faster than json for the same text
+    import orjson
+except ImportError:  # pragma: no cover - the stdlib does the same, slower
+    orjson = None
 from urllib3.util.retry import Retry
 
 from rulewatch.settings import SourceEndpoint
@@ -46,8 +52,13 @@ class ParseContext:
 
     def pseudonym(self, value: str) -> str:
         """HMAC-SHA256 of the value, spaces stripped and upper-cased, lower-case hex."""
-        normalised = value.strip().upper().encode("utf-8")
-        return hmac.new(self.pii_key, normalised, hashlib.sha256).hexdigest()
+        return _pseudonym(self.pii_key, value)
+
+
+@lru_cache(maxsize=4096)  # scrubbing and parsing a record ask for the same one
+def _pseudonym(key: bytes, value: str) -> str:
+    normalised = value.strip().upper().encode("utf-8")
+    return hmac.new(key, normalised, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,30 @@ class ParsedRecord:
         return self.reason is not None
 
     def payload_json(self) -> str:
-        return json.dumps(self.payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        """Canonical JSON of the payload (sorted keys, compact, UTF-8): what is hashed."""
+        return canonical_json(self.payload)
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, non-ASCII kept; orjson writes the same text as json for
+    the JSON a source sends (strings, integers, booleans, null, lists, objects)."""
+    if orjson is not None and not _has_float(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        except (TypeError, orjson.JSONEncodeError):
+            pass  # e.g. an integer beyond 64 bits: json writes it
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _has_float(value: Any) -> bool:
+    """Floats are the one JSON type the two libraries may write differently (1e+16)."""
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return False
 
 
 class Paginator(Protocol):
@@ -209,12 +243,21 @@ class SourceClient:
     ) -> tuple[Any, requests.Response]:
         response = self.get(url, params)
         try:
-            return response.json(), response
+            return _loads(response.content), response
         except ValueError:
             raise SourceError(f"{self.spec.name}: {response.url} did not return JSON") from None
 
     def close(self) -> None:
         self.session.close()
+
+
+def _loads(content: bytes) -> Any:
+    if orjson is not None:
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass  # what orjson refuses and json reads (NaN, huge integers, lone surrogates)
+    return json.loads(content)
 
 
 def _why(exc: Exception) -> str:
@@ -311,8 +354,8 @@ class ChangeTimePaginator:
                 return
             if not self.follow_link and len(records) < client.page_size:
                 return
-            times = [t for t in (_safe_time(stream, r, client) for r in records) if t is not None]
-            newest = self.truncate(max(times)) if times else None
+            newest = _last_time(stream, records, client)
+            newest = None if newest is None else self.truncate(newest)
             moved_from = _moved_block(stream, records, blocks, client)
             if moved_from is not None and rereads < self.max_rereads:
                 rereads += 1
@@ -348,6 +391,21 @@ def _records(body: Any, key: str, stream: Stream) -> Any:
     if not isinstance(body, dict):
         raise SourceError(f"{stream.name}: page is not a JSON object")
     return body.get(key)
+
+
+def _last_time(stream: Stream, records: list, client: SourceClient) -> datetime | None:
+    """The change time of the page's last record that has one.
+
+    Pages are ordered by change time, so this is the page's newest; were a source
+    to break the order it is older than the newest, so the next request re-reads
+    rather than skips. (Parsing every record's time here cost as much as parsing
+    the records.)
+    """
+    for record in reversed(records):
+        moment = _safe_time(stream, record, client)
+        if moment is not None:
+            return moment
+    return None
 
 
 def _safe_time(stream: Stream, record: Any, client: SourceClient) -> datetime | None:

@@ -1,9 +1,12 @@
 """Bulk loading of parsed pages: landed, set aside, current state, watermark.
 
-A page is loaded in the caller's transaction together with the stream's new
-watermark, so a crash between pages never skips a record nor counts one twice.
-Every statement is a set-based ``INSERT .. ON CONFLICT`` run with executemany;
-nothing is written row by row.
+A batch of pages is loaded in the caller's transaction together with the
+stream's new watermark, so a crash between batches never skips a record nor
+counts one twice. Every statement is a set-based ``INSERT .. ON CONFLICT``;
+nothing is written row by row. The statements are compiled once by SQLAlchemy
+and run at the driver level, since per-row parameter handling was the loader's
+main cost: on SQLite one ``executemany`` of plain tuples, on PostgreSQL a
+``COPY`` into a temporary table followed by one ``INSERT .. SELECT .. ON CONFLICT``.
 """
 
 from __future__ import annotations
@@ -12,9 +15,26 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Table,
+    and_,
+    column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -23,6 +43,25 @@ from rulewatch.sources.fields import naive_utc
 from rulewatch.warehouse.schema import CORE_TABLES, landed_record, quarantined_record, sync_state
 
 CONTRACT_CHECK = "contract"
+_LANDED_COLUMNS = (
+    "sync_run_id",
+    "stream",
+    "natural_key",
+    "changed_at",
+    "record_hash",
+    "payload",
+    "landed_at",
+)
+_QUARANTINED_COLUMNS = (
+    "sync_run_id",
+    "stream",
+    "natural_key",
+    "check_name",
+    "reason",
+    "record_hash",
+    "payload",
+    "quarantined_at",
+)
 
 
 @dataclass
@@ -36,11 +75,15 @@ class PageCounts:
 
 
 def _insert(conn: Connection, table: Table):  # noqa: ANN202 - dialect-specific Insert
-    if conn.dialect.name == "postgresql":
+    return _insert_for(conn.dialect.name, table)
+
+
+def _insert_for(dialect_name: str, table: Table):  # noqa: ANN202 - dialect-specific Insert
+    if dialect_name == "postgresql":
         return postgresql.insert(table)
-    if conn.dialect.name == "sqlite":
+    if dialect_name == "sqlite":
         return sqlite.insert(table)
-    raise NotImplementedError(f"warehouse dialect {conn.dialect.name!r} is not supported")
+    raise NotImplementedError(f"warehouse dialect {dialect_name!r} is not supported")
 
 
 def _hash(payload_json: str) -> str:
@@ -65,25 +108,119 @@ def _newer(stmt, table: Table, snapshot: bool):  # noqa: ANN001, ANN202 - SQLAlc
 def _upsert(
     conn: Connection,
     table: Table,
-    rows: list[dict[str, Any]],
+    columns: tuple[str, ...],
+    rows: list[tuple],
     insert_only: Iterable[str] = (),
     snapshot: bool = False,
 ) -> None:
-    if not rows:
-        return
-    pk = [c.name for c in table.primary_key.columns]
-    skip = set(pk) | set(insert_only)
-    stmt = _insert(conn, table)
-    set_ = {k: stmt.excluded[k] for k in rows[0] if k not in skip}
-    where = _newer(stmt, table, snapshot)
-    stmt = stmt.on_conflict_do_update(index_elements=pk, set_=set_, where=where)
-    conn.execute(stmt, rows)
-
-
-def _append(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Newest version wins per natural key (``_newer``); ``insert_only`` columns stay."""
     if rows:
-        stmt = _insert(conn, table).on_conflict_do_nothing(index_elements=["stream", "record_hash"])
-        conn.execute(stmt, rows)
+        pk = {c.name for c in table.primary_key.columns}
+        kind = ("upsert", tuple(sorted(pk | set(insert_only))), snapshot)
+        _write(conn, table, columns, rows, kind)
+
+
+def _append(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert versions not seen before (``stream``, ``record_hash`` is unique)."""
+    if rows:
+        _write(conn, table, columns, rows, ("append",))
+
+
+def _statement(dialect: Any, table: Table, columns: tuple[str, ...], kind: tuple, source: Any):  # noqa: ANN202
+    """``INSERT .. ON CONFLICT`` of ``columns`` (VALUES, or SELECT from a staging table)."""
+    stmt = _insert_for(dialect.name, table)
+    if source is not None:
+        stmt = stmt.from_select(list(columns), select(*[source.c[c] for c in columns]))
+    if kind[0] == "append":
+        return stmt.on_conflict_do_nothing(index_elements=["stream", "record_hash"])
+    _, skip, snapshot = kind
+    pk = [c.name for c in table.primary_key.columns]
+    set_ = {k: stmt.excluded[k] for k in columns if k not in skip}
+    return stmt.on_conflict_do_update(
+        index_elements=pk, set_=set_, where=_newer(stmt, table, snapshot)
+    )
+
+
+# (dialect, table, columns, kind) -> (SQL, row binder or COPY types); built once per process
+_COMPILED: dict[tuple, tuple[str, Any]] = {}
+_PG_COPY_TYPES = (
+    (DateTime, "timestamp"),
+    (Date, "date"),
+    (Boolean, "bool"),
+    (BigInteger, "int8"),
+    (Integer, "int4"),
+    (Float, "float8"),
+    (String, "text"),
+)
+
+
+def _write(
+    conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple], kind: tuple
+) -> None:
+    """Run one set-based statement over ``rows`` (tuples in ``columns`` order)."""
+    dialect = conn.dialect
+    key = (dialect.name, table.name, columns, kind)
+    if dialect.name == "postgresql":
+        stage = f"_rw_stage_{table.name}"
+        if key not in _COMPILED:
+            source = table_clause(stage, *[column(c) for c in columns])
+            compiled = _statement(dialect, table, columns, kind, source).compile(dialect=dialect)
+            if compiled.params:
+                raise ValueError(f"{table.name}: a staged insert must not need parameters")
+            _COMPILED[key] = (compiled.string, [_pg_copy_type(table.c[c]) for c in columns])
+        sql, types = _COMPILED[key]
+        names = ", ".join(columns)
+        with conn.connection.driver_connection.cursor() as cur:
+            cur.execute(
+                f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS "
+                f"SELECT {names} FROM {table.name} WITH NO DATA"
+            )
+            with cur.copy(f"COPY {stage} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(types)
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(sql)
+            cur.execute(f"DROP TABLE {stage}")
+        return
+    if dialect.name != "sqlite":
+        raise NotImplementedError(f"warehouse dialect {dialect.name!r} is not supported")
+    if key not in _COMPILED:
+        compiled = _statement(dialect, table, columns, kind, None).compile(
+            dialect=dialect, column_keys=list(columns)
+        )
+        _COMPILED[key] = (compiled.string, _sqlite_binder(table, columns, compiled.positiontup))
+    sql, bind = _COMPILED[key]
+    conn.exec_driver_sql(sql, [bind(row) for row in rows])
+
+
+def _pg_copy_type(col: Column) -> str:
+    """The binary COPY type of a column (the staging table has the target's types)."""
+    for kind, name in _PG_COPY_TYPES:
+        if isinstance(col.type, kind):
+            return name
+    return "text"
+
+
+def _sqlite_binder(table: Table, columns: tuple[str, ...], order: Sequence[str]) -> Any:
+    """Row tuple -> the parameters SQLAlchemy binds on SQLite (in its date and time text)."""
+    missing = [n for n in order if n not in columns]
+    if missing:  # SQLAlchemy would fill in a column default the rows do not carry
+        raise ValueError(f"{table.name}: rows lack {missing}")
+    pick = itemgetter(*[columns.index(n) for n in order])
+    times = [i for i, n in enumerate(order) if isinstance(table.c[n].type, DateTime)]
+    dates = [i for i, n in enumerate(order) if isinstance(table.c[n].type, Date)]
+
+    def bind(row: tuple) -> tuple:
+        values = list(pick(row))
+        for i in times:
+            if values[i] is not None:
+                values[i] = values[i].isoformat(" ", "microseconds")
+        for i in dates:
+            if values[i] is not None:
+                values[i] = values[i].isoformat()
+        return tuple(values)
+
+    return bind
 
 
 def load_page(
@@ -93,83 +230,75 @@ def load_page(
     sync_run_id: str,
     now: datetime,
 ) -> PageCounts:
-    """Land, set aside and merge one page of parsed records."""
+    """Land, set aside and merge a batch of parsed records (one page or several)."""
     table = CORE_TABLES[stream.name]
     key_col = table.primary_key.columns.keys()[0]
     counts = PageCounts(read=len(records))
-    landed: list[dict[str, Any]] = []
-    quarantined: list[dict[str, Any]] = []
-    newest: dict[str, tuple[ParsedRecord, str]] = {}
+    landed: list[tuple] = []
+    quarantined: list[tuple] = []
+    newest: dict[str, tuple[ParsedRecord, str, datetime | None]] = {}
+    name = stream.name
     for rec in records:
         payload = rec.payload_json()
         digest = _hash(payload)
         changed_at = naive_utc(rec.changed_at)
-        if rec.is_set_aside:
+        if rec.reason is not None:
             counts.set_aside += 1
             quarantined.append(
-                {
-                    "sync_run_id": sync_run_id,
-                    "stream": stream.name,
-                    "natural_key": rec.natural_key,
-                    "check_name": CONTRACT_CHECK,
-                    "reason": rec.reason,
-                    "record_hash": digest,
-                    "payload": payload,
-                    "quarantined_at": now,
-                }
+                (
+                    sync_run_id,
+                    name,
+                    rec.natural_key,
+                    CONTRACT_CHECK,
+                    rec.reason,
+                    digest,
+                    payload,
+                    now,
+                )
             )
         else:
             counts.loaded += 1
             counts.deleted += rec.is_tombstone
-            landed.append(
-                {
-                    "sync_run_id": sync_run_id,
-                    "stream": stream.name,
-                    "natural_key": rec.natural_key,
-                    "changed_at": changed_at,
-                    "record_hash": digest,
-                    "payload": payload,
-                    "landed_at": now,
-                }
-            )
-        if rec.natural_key is None or rec.changed_at is None:
+            landed.append((sync_run_id, name, rec.natural_key, changed_at, digest, payload, now))
+        if rec.natural_key is None or changed_at is None:
             continue
         seen = newest.get(rec.natural_key)
         if seen is None or rec.changed_at >= seen[0].changed_at:
-            newest[rec.natural_key] = (rec, digest)
-    _append(conn, landed_record, landed)
-    _append(conn, quarantined_record, quarantined)
+            newest[rec.natural_key] = (rec, digest, changed_at)
+    _append(conn, landed_record, _LANDED_COLUMNS, landed)
+    _append(conn, quarantined_record, _QUARANTINED_COLUMNS, quarantined)
 
-    good, aside, tombstones = [], [], []
-    extra_insert = _insert_defaults(table, now)
-    for key, (rec, digest) in newest.items():
-        base = {
-            key_col: key,
-            "changed_at": naive_utc(rec.changed_at),
-            "record_hash": digest,
-            "sync_run_id": sync_run_id,
-        }
-        if rec.is_set_aside:
-            aside.append(
-                {**base, **extra_insert, "is_set_aside": True, "set_aside_reason": rec.reason}
-            )
+    base_cols = (key_col, "changed_at", "record_hash", "sync_run_id")
+    defaults = _insert_defaults(table, now)
+    aside_cols = (*base_cols, *defaults, "is_set_aside", "set_aside_reason")
+    aside_tail = (*defaults.values(), True)
+    tomb_cols = (*base_cols, "is_deleted", "deleted_at", "is_set_aside", "set_aside_reason")
+    live = _live_columns(table, now)
+    live_values = tuple(live.values())
+    good: dict[tuple[str, ...], list[tuple]] = {}  # rows grouped by the parsed columns
+    aside: list[tuple] = []
+    tombstones: list[tuple] = []
+    for key, (rec, digest, changed_at) in newest.items():
+        if rec.reason is not None:
+            aside.append((key, changed_at, digest, sync_run_id, *aside_tail, rec.reason))
         elif rec.is_tombstone:
-            tombstones.append(
-                {
-                    **base,
-                    "is_deleted": True,
-                    "deleted_at": naive_utc(rec.changed_at),
-                    "is_set_aside": False,
-                    "set_aside_reason": None,
-                }
-            )
+            tombstones.append((key, changed_at, digest, sync_run_id, True, changed_at, False, None))
         else:
-            good.append({**rec.row, **base, **_live_columns(table, now)})
+            row = rec.row
+            good.setdefault(tuple(row), []).append(
+                (*row.values(), key, changed_at, digest, sync_run_id, *live_values)
+            )
     insert_only = ("first_seen_at",)
     snapshot = stream.is_snapshot
-    _upsert(conn, table, good, insert_only, snapshot)
-    _upsert(conn, table, aside, (*insert_only, *extra_insert), snapshot)
-    _upsert(conn, table, tombstones, (), snapshot)
+    for parsed_cols, rows in good.items():
+        cols = (*parsed_cols, *base_cols, *live)
+        if len(set(cols)) != len(cols):  # the parsed row names its key column too
+            keep = [i for i, c in enumerate(cols) if c not in base_cols or i >= len(parsed_cols)]
+            pick = itemgetter(*keep)
+            cols, rows = pick(cols), [pick(r) for r in rows]
+        _upsert(conn, table, cols, rows, insert_only, snapshot)
+    _upsert(conn, table, aside_cols, aside, (*insert_only, *defaults), snapshot)
+    _upsert(conn, table, tomb_cols, tombstones, (), snapshot)
     return counts
 
 

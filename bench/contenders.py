@@ -1,0 +1,446 @@
+"""One benchmark contender per process: rulewatch, dlt, or the floor.
+
+``python bench/contenders.py NAME --env FILE --db URL ...`` runs one measured
+step and prints one JSON line: wall seconds (imports excluded), rows, requests,
+peak RSS (``ru_maxrss`` of the process and of any children) and per-phase times.
+The orchestrator (``bench/run.py``) starts each step in its own process, so one
+contender's memory never counts against another's and the demo servers (another
+process again) are never part of what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import requests
+
+AS_OF = date(2024, 5, 20)  # the demo's own "today"
+SYSTEM_STREAMS = {
+    "permits": ("permits.applications", "application_id", "updated_at"),
+    "enforcement": ("enforcement.inspections", "inspection_no", "modified"),
+    "docreview": ("docreview.documents", "doc_id", "last_modified_ms"),
+}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set of this process and its children, in MB (Linux: KiB units)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, kids) / 1024, 1)
+
+
+# --- the floor: fetch ---------------------------------------------------------------------
+
+
+def _pages(env: dict[str, str], get: Callable[..., requests.Response]) -> Iterator[tuple[str, Any]]:
+    """Every page of every stream at each source's maximum page size, as (stream, records)."""
+    from rulewatch.demo.servers import admin_headers
+
+    url = env["RULEWATCH_PERMITS_URL"] + "/api/v1/applications"
+    params: dict[str, Any] = {"limit": 500}
+    headers = admin_headers("permits")
+    while True:
+        body = json.loads(get(url, params=params, headers=headers).content)
+        yield "permits.applications", body["data"]
+        if body["next_cursor"] is None:
+            break
+        params = {"limit": 500, "cursor": body["next_cursor"]}
+
+    base, headers = env["RULEWATCH_ENFORCEMENT_URL"], admin_headers("enforcement")
+    page = 1
+    while True:
+        response = get(
+            f"{base}/api/inspections", params={"page": page, "page_size": 200}, headers=headers
+        )
+        records = json.loads(response.content)["records"]
+        yield "enforcement.inspections", records
+        if len(records) < 200:
+            break
+        page += 1
+    officers = json.loads(get(f"{base}/api/officers", headers=headers).content)["officers"]
+    yield "enforcement.officers", officers
+
+    next_url: str | None = env["RULEWATCH_DOCREVIEW_URL"] + "/v2/documents?per_page=100"
+    headers = admin_headers("docreview")
+    while next_url:
+        response = get(next_url, headers=headers)
+        yield "docreview.documents", json.loads(response.content)
+        next_url = response.links.get("next", {}).get("url")
+
+
+def fetch_floor(env: dict[str, str], keep_alive: bool, dump: Path | None) -> dict[str, Any]:
+    """Page through every source with bare ``requests`` + ``json``.
+
+    With ``dump`` it also writes the rows as CSV for the insert floor (an untimed
+    preparation step: the measured fetch runs without it).
+    """
+    session = requests.Session()
+    counter = {"requests": 0}
+
+    def get(url: str, **kw: Any) -> requests.Response:
+        counter["requests"] += 1
+        if keep_alive:
+            response = session.get(url, timeout=60, **kw)
+        else:  # a fresh connection per request
+            kw["headers"] = {**kw.get("headers", {}), "Connection": "close"}
+            response = requests.get(url, timeout=60, **kw)
+        response.raise_for_status()
+        return response
+
+    started = time.perf_counter()
+    rows = 0
+    out = dump.open("w", newline="", encoding="utf-8") if dump else None
+    writer = csv.writer(out) if out else None
+    keys = {s: (k, t) for s, k, t in SYSTEM_STREAMS.values()}
+    keys["enforcement.officers"] = ("officer_id", "")
+    for stream, records in _pages(env, get):
+        rows += len(records)
+        if writer is not None:
+            key, changed = keys[stream]
+            writer.writerows(
+                (
+                    stream,
+                    r.get(key),
+                    r.get(changed) if changed else None,
+                    json.dumps(r, ensure_ascii=False),
+                )
+                for r in records
+            )
+    wall = time.perf_counter() - started
+    if out:
+        out.close()
+    return {"wall_s": wall, "rows": rows, "requests": counter["requests"]}
+
+
+# --- the floor: bulk insert ---------------------------------------------------------------
+
+_FLOOR_DDL = "CREATE TABLE floor_record (stream TEXT NOT NULL, natural_key TEXT, changed_at TEXT, payload TEXT NOT NULL)"
+
+
+def insert_floor(db_url: str, rows_file: Path) -> dict[str, Any]:
+    """Bulk-insert the fetched rows: COPY on PostgreSQL, one executemany transaction on SQLite."""
+    rows = 0
+    if db_url.startswith("sqlite"):
+        import sqlite3
+
+        con = sqlite3.connect(db_url.split("///", 1)[1])
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("DROP TABLE IF EXISTS floor_record")
+        con.execute(_FLOOR_DDL)
+        con.commit()
+        started = time.perf_counter()
+        with rows_file.open(newline="", encoding="utf-8") as f, con:
+            cur = con.executemany("INSERT INTO floor_record VALUES (?, ?, ?, ?)", csv.reader(f))
+            rows = cur.rowcount
+        wall = time.perf_counter() - started
+        con.close()
+    else:
+        import psycopg
+
+        dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn) as con:
+            con.execute("DROP TABLE IF EXISTS floor_record")
+            con.execute(_FLOOR_DDL)
+            con.commit()
+            started = time.perf_counter()
+            with con.cursor() as cur:
+                with (
+                    cur.copy("COPY floor_record FROM STDIN (FORMAT csv)") as copy,
+                    rows_file.open("rb") as f,
+                ):
+                    while chunk := f.read(1 << 20):
+                        copy.write(chunk)
+                rows = cur.rowcount
+            con.commit()
+            wall = time.perf_counter() - started
+    return {"wall_s": wall, "rows": rows}
+
+
+# --- rulewatch ----------------------------------------------------------------------------
+
+
+def rulewatch_step(env: dict[str, str], db_url: str, step: str) -> dict[str, Any]:
+    """One nightly job without Prefect: sync every source concurrently, checks, metrics.
+
+    The same plain functions the Prefect flow's tasks call, in the same order, so
+    the figure is rulewatch's own work; Prefect's start-up is reported apart.
+    """
+    import uuid
+
+    from rulewatch.checks.config import load_checks_config
+    from rulewatch.checks.quality import run_quality_checks
+    from rulewatch.checks.targets import nightly_periods, run_target_checks
+    from rulewatch.flows.nightly import calendar_of
+    from rulewatch.metrics import compute_metrics
+    from rulewatch.periods import Period
+    from rulewatch.settings import SOURCE_NAMES, load_settings
+    from rulewatch.sync import sync_source
+    from rulewatch.warehouse.db import open_warehouse
+
+    os.environ["RULEWATCH_WAREHOUSE_URL"] = db_url
+    settings = load_settings()
+    job_id = str(uuid.uuid4())
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+    engine = open_warehouse(settings.warehouse_url, calendar_of(settings))
+    phases["open_s"] = time.perf_counter() - started
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(len(SOURCE_NAMES)) as pool:
+        futures = [
+            pool.submit(sync_source, engine, settings, name, job_id=job_id) for name in SOURCE_NAMES
+        ]
+        results = [f.result() for f in futures]
+    phases["extract_load_s"] = time.perf_counter() - t
+    load_rss_mb = peak_rss_mb()  # before the checks: the sync's own peak
+
+    t = time.perf_counter()
+    checks = load_checks_config(settings)
+    quality = run_quality_checks(engine, settings, job_id=job_id, as_of=AS_OF, checks=checks)
+    phases["quality_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with engine.connect() as conn:  # the nightly year to date, and a year of the bulk data
+        metrics = compute_metrics(conn, Period.parse(str(AS_OF.year)), AS_OF, settings.targets)
+        metrics += compute_metrics(conn, Period.parse("2019"), AS_OF, settings.targets)
+    phases["metrics_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    periods = nightly_periods(AS_OF, checks.target_periods)
+    targets = run_target_checks(engine, settings, periods, AS_OF, job_id=job_id, checks=checks)
+    phases["targets_s"] = time.perf_counter() - t
+    wall = time.perf_counter() - started
+    engine.dispose()
+    return {
+        "wall_s": wall,
+        "rows": sum(r.records_read for r in results),
+        "requests": sum(r.requests for r in results),
+        "phases": phases,
+        "peak_rss_extract_load_mb": load_rss_mb,
+        "set_aside": sum(r.records_set_aside for r in results),
+        "metrics": len(metrics),
+        "quality_rows": quality.rows_checked,
+        "target_checks": len(targets.checks),
+    }
+
+
+def prefect_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
+    """The real nightly flow (Prefect, ephemeral API): its wall time, start-up included."""
+    os.environ["RULEWATCH_WAREHOUSE_URL"] = db_url
+    started = time.perf_counter()
+    from rulewatch.flows.nightly import nightly_sync
+
+    result = nightly_sync(as_of=AS_OF)
+    wall = time.perf_counter() - started
+    sources = getattr(result, "sources", {})
+    return {
+        "wall_s": wall,
+        "rows": sum(r.records_read for r in sources.values()),
+        "requests": sum(r.requests for r in sources.values()),
+    }
+
+
+# --- dlt ----------------------------------------------------------------------------------
+
+
+def dlt_step(env: dict[str, str], db_url: str, work_dir: Path) -> dict[str, Any]:
+    """dlt's ``rest_api`` source for the three contracts, merge on the natural keys."""
+    import dlt
+    from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth, HttpBasicAuth
+    from dlt.sources.helpers.rest_client.paginators import (
+        HeaderLinkPaginator,
+        JSONResponseCursorPaginator,
+        PageNumberPaginator,
+        SinglePagePaginator,
+    )
+    from dlt.sources.rest_api import rest_api_source
+
+    permits = rest_api_source(
+        {
+            "client": {
+                "base_url": env["RULEWATCH_PERMITS_URL"],
+                "auth": BearerTokenAuth(env["RULEWATCH_PERMITS_TOKEN"]),
+            },
+            "resources": [
+                {
+                    "name": "permit_application",
+                    "primary_key": "application_id",
+                    "write_disposition": "merge",
+                    "endpoint": {
+                        "path": "/api/v1/applications",
+                        "data_selector": "data",
+                        "params": {
+                            "limit": 500,
+                            "updated_since": {
+                                "type": "incremental",
+                                "cursor_path": "updated_at",
+                                "initial_value": "1970-01-01T00:00:00+00:00",
+                            },
+                        },
+                        "paginator": JSONResponseCursorPaginator(
+                            cursor_path="next_cursor", cursor_param="cursor"
+                        ),
+                    },
+                }
+            ],
+        },
+        name="permits",
+    )
+    enforcement = rest_api_source(
+        {
+            "client": {
+                "base_url": env["RULEWATCH_ENFORCEMENT_URL"],
+                "auth": APIKeyAuth(
+                    name="X-Api-Key",
+                    api_key=env["RULEWATCH_ENFORCEMENT_API_KEY"],
+                    location="header",
+                ),
+            },
+            "resources": [
+                {
+                    "name": "inspection",
+                    "primary_key": "inspection_no",
+                    "write_disposition": "merge",
+                    "endpoint": {
+                        "path": "/api/inspections",
+                        "data_selector": "records",
+                        "params": {
+                            "page_size": 200,
+                            "modified_after": {
+                                "type": "incremental",
+                                "cursor_path": "modified",
+                                "initial_value": "1970-01-01 00:00:00",
+                            },
+                        },
+                        "paginator": PageNumberPaginator(
+                            base_page=1,
+                            page_param="page",
+                            total_path=None,
+                            stop_after_empty_page=True,
+                        ),
+                    },
+                },
+                {
+                    "name": "officer",
+                    "primary_key": "officer_id",
+                    "write_disposition": "merge",
+                    "endpoint": {
+                        "path": "/api/officers",
+                        "data_selector": "officers",
+                        "paginator": SinglePagePaginator(),
+                    },
+                },
+            ],
+        },
+        name="enforcement",
+    )
+    docreview = rest_api_source(
+        {
+            "client": {
+                "base_url": env["RULEWATCH_DOCREVIEW_URL"],
+                "auth": HttpBasicAuth(
+                    env["RULEWATCH_DOCREVIEW_USER"], env["RULEWATCH_DOCREVIEW_PASSWORD"]
+                ),
+            },
+            "resources": [
+                {
+                    "name": "document",
+                    "primary_key": "doc_id",
+                    "write_disposition": "merge",
+                    "endpoint": {
+                        "path": "/v2/documents",
+                        "data_selector": "$",
+                        "params": {
+                            "per_page": 100,
+                            "since": {
+                                "type": "incremental",
+                                "cursor_path": "last_modified_ms",
+                                "initial_value": 0,
+                            },
+                        },
+                        "paginator": HeaderLinkPaginator(),
+                    },
+                }
+            ],
+        },
+        name="docreview",
+    )
+    if db_url.startswith("sqlite"):
+        destination = dlt.destinations.sqlalchemy(credentials=db_url)
+    else:
+        # dlt insists on a password; the benchmark server trusts local connections
+        dsn = db_url.replace("postgresql+psycopg://postgres@", "postgresql://postgres:bench@")
+        destination = dlt.destinations.postgres(credentials=dsn)
+    pipeline = dlt.pipeline(
+        pipeline_name="bench",
+        pipelines_dir=str(work_dir / "dlt_pipelines"),
+        destination=destination,
+        dataset_name="dlt_bench",
+    )
+    started = time.perf_counter()
+    rows = 0
+    for source in (permits, enforcement, docreview):
+        pipeline.run(source)
+        rows += sum(
+            n
+            for t, n in pipeline.last_trace.last_normalize_info.row_counts.items()
+            if not t.startswith("_dlt") and "__" not in t
+        )
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "rows": rows}
+
+
+# --- entry --------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "step",
+        choices=[
+            "fetch-keepalive",
+            "fetch-no-keepalive",
+            "dump-rows",
+            "insert",
+            "rulewatch",
+            "prefect",
+            "dlt",
+        ],
+    )
+    parser.add_argument(
+        "--env", type=Path, required=True, help="JSON file of RULEWATCH_* variables"
+    )
+    parser.add_argument("--db", default="", help="SQLAlchemy URL of the warehouse")
+    parser.add_argument("--rows-file", type=Path, help="CSV of the fetched rows (floor)")
+    parser.add_argument("--work-dir", type=Path, default=Path("."))
+    args = parser.parse_args()
+    env = json.loads(args.env.read_text())
+    os.environ.update(env)
+    if args.step.startswith("fetch"):
+        out = fetch_floor(env, args.step == "fetch-keepalive", None)
+    elif args.step == "dump-rows":
+        out = fetch_floor(env, True, args.rows_file)
+    elif args.step == "insert":
+        out = insert_floor(args.db, args.rows_file)
+    elif args.step == "rulewatch":
+        out = rulewatch_step(env, args.db, args.step)
+    elif args.step == "prefect":
+        out = prefect_step(env, args.db)
+    else:
+        out = dlt_step(env, args.db, args.work_dir)
+    out["peak_rss_mb"] = peak_rss_mb()
+    print("BENCH-RESULT " + json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
