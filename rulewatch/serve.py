@@ -32,6 +32,7 @@ from rulewatch.settings import Settings
 Say = Callable[[str], None]
 HEALTH_TIMEOUT_SECONDS = 180  # a first start migrates Prefect's own database
 STOP_TIMEOUT_SECONDS = 30
+PORT_ATTEMPTS = 3
 _PR_SET_PDEATHSIG = 1
 
 
@@ -64,7 +65,7 @@ class LocalPrefectServer:
             return False
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int | None:
-        """SIGTERM the server's process group, then SIGKILL what is left; its exit code."""
+        """SIGTERM the server's process group, SIGKILL it if it lingers; its exit code."""
         if self.process.poll() is None:
             _signal_group(self.process.pid, signal.SIGTERM)
             try:
@@ -72,7 +73,6 @@ class LocalPrefectServer:
             except subprocess.TimeoutExpired:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout)
-        _signal_group(self.process.pid, signal.SIGKILL)  # stragglers of the group, if any
         return self.process.returncode
 
 
@@ -124,33 +124,47 @@ def start_local_server(
     """
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"
-    chosen = port or free_port(host)
+    deadline = time.monotonic() + timeout
+    attempts = 1 if port else PORT_ATTEMPTS  # a free port taken meanwhile is worth a retry
+    for _ in range(attempts):
+        server = _spawn(home, host, port or free_port(host), log_path, env)
+        if _became_healthy(server, deadline, timeout):
+            return server
+    raise PrefectServerError(
+        f"prefect server start exited with code {server.process.returncode} "
+        f"(port {server.port}); see {log_path}"
+    )
+
+
+def _became_healthy(server: LocalPrefectServer, deadline: float, timeout: float) -> bool:
+    """True once healthy, False if the process exited; stops it and raises after the deadline."""
+    while not server.is_healthy():
+        if server.process.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            server.stop()
+            raise PrefectServerError(
+                f"prefect server on {server.ui_url} not healthy after {timeout:.0f}s; "
+                f"see {server.log_path}"
+            )
+        time.sleep(0.2)
+    return True
+
+
+def _spawn(
+    home: Path, host: str, port: int, log_path: Path, env: dict[str, str] | None
+) -> LocalPrefectServer:
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", host],
-            env={**server_env(home, env), "PREFECT_SERVER_API_PORT": str(chosen)},
+            env={**server_env(home, env), "PREFECT_SERVER_API_PORT": str(port)},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
-    server = LocalPrefectServer(process, host, chosen, home, log_path)
-    deadline = time.monotonic() + timeout
-    while not server.is_healthy():
-        if process.poll() is not None:
-            raise PrefectServerError(
-                f"prefect server start exited with code {process.returncode} "
-                f"(port {chosen}); see {log_path}"
-            )
-        if time.monotonic() > deadline:
-            server.stop()
-            raise PrefectServerError(
-                f"prefect server on {server.ui_url} not healthy after {timeout:.0f}s; "
-                f"see {log_path}"
-            )
-        time.sleep(0.2)
-    return server
+    return LocalPrefectServer(process, host, port, home, log_path)
 
 
 def configured_api_url() -> str | None:

@@ -22,6 +22,7 @@ from datetime import date, timedelta
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
 from sqlalchemy import Engine
 
 from rulewatch.flows.nightly import calendar_of, today_in
@@ -29,7 +30,7 @@ from rulewatch.metrics import compute_metrics
 from rulewatch.periods import Period
 from rulewatch.settings import ConfigError, Settings, load_settings
 from rulewatch.warehouse.db import make_engine, open_warehouse
-from rulewatch.warehouse.lock import job_lock
+from rulewatch.warehouse.lock import WarehouseBusy, job_lock
 
 MAX_DAYS = 3660  # ten years: a bigger range is almost certainly a typo
 
@@ -80,6 +81,14 @@ def recompute_as_of(engine: Engine, settings: Settings, as_of: date) -> DayFigur
     )
 
 
+def check_range(start: date, end: date) -> None:
+    """A ConfigError unless ``start..end`` is a range a backfill should run."""
+    if end < start:
+        raise ConfigError(f"backfill: end {end} is before start {start}")
+    if (end - start).days + 1 > MAX_DAYS:
+        raise ConfigError(f"backfill: {start}..{end} is more than {MAX_DAYS} days")
+
+
 def month_chunks(start: date, end: date) -> list[tuple[date, date]]:
     """``start..end`` (both included) cut at month ends: one chunk per calendar month."""
     chunks = []
@@ -117,14 +126,11 @@ def backfill(
     start: date,
     end: date | None = None,
     lock_wait_seconds: float = 0,
-) -> BackfillResult:
+) -> BackfillResult | State:
     """Recompute the figures of every as-of date from ``start`` to ``end`` (default today)."""
     settings = load_settings()
     end = end or today_in(settings)
-    if end < start:
-        raise ConfigError(f"backfill: end {end} is before start {start}")
-    if (end - start).days + 1 > MAX_DAYS:
-        raise ConfigError(f"backfill: {start}..{end} is more than {MAX_DAYS} days")
+    check_range(start, end)
     result = BackfillResult(start=start, end=end)
     engine = make_engine(settings.warehouse_url)
     try:
@@ -135,6 +141,8 @@ def backfill(
             ]
             for future in futures:
                 result.days.extend(future.result())
+    except WarehouseBusy as exc:  # another job runs: one line, no traceback
+        return Failed(message=str(exc), data=exc)
     finally:
         engine.dispose()
     get_run_logger().info(

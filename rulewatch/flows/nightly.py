@@ -21,11 +21,12 @@ from rulewatch.checks.quality import QualityRun, run_quality_checks
 from rulewatch.checks.targets import TargetRun, nightly_periods, run_target_checks
 from rulewatch.metrics import MetricValue, compute_metrics
 from rulewatch.periods import Period
+from rulewatch.report.tables import ReportTablesRefresh, refresh_report_tables
 from rulewatch.settings import SOURCE_NAMES, Settings, load_settings
 from rulewatch.sources.engine import SourceError
 from rulewatch.sync import ProgressCallback, SourceSyncResult, sync_source
 from rulewatch.warehouse.db import make_engine, open_warehouse
-from rulewatch.warehouse.lock import job_lock
+from rulewatch.warehouse.lock import WarehouseBusy, job_lock
 from rulewatch.workdays import WorkingCalendar
 
 #: Set by the CLI to show live progress; tasks run in threads of this process.
@@ -44,6 +45,7 @@ class NightlyResult:
     quality: QualityRun | None = None  # data-quality suites over the rows this job wrote
     targets: TargetRun | None = None  # target checks, with every offender
     alerts: AlertRun | None = None  # state changes announced and deliveries made
+    report_tables: ReportTablesRefresh | None = None  # report tables refreshed at as_of
 
 
 class SourcesFailed(Exception):
@@ -157,6 +159,25 @@ def target_checks_task(job_id: str, as_of: date, quality: QualityRun | None) -> 
     return run
 
 
+@task(name="report-tables", cache_policy=NO_CACHE)
+def report_tables_task(job_id: str, as_of: date) -> ReportTablesRefresh:
+    """Refresh the report tables (metrics history, latest statuses, offenders) at as_of."""
+    settings = load_settings()
+    engine = make_engine(settings.warehouse_url)
+    try:
+        refreshed = refresh_report_tables(engine, settings, as_of, job_id=job_id)
+    finally:
+        engine.dispose()
+    get_run_logger().info(
+        "report tables: %d periods, %d metric rows, %d statuses, %d offenders",
+        len(refreshed.periods),
+        refreshed.metric_rows,
+        refreshed.statuses,
+        refreshed.offenders,
+    )
+    return refreshed
+
+
 @task(name="alerts", cache_policy=NO_CACHE)
 def alerts_task(as_of: date) -> AlertRun:
     """Announce slips, recoveries, reminders and early warnings; send what is pending."""
@@ -206,7 +227,10 @@ def nightly_sync(
             result.quality = quality_task(result.job_id, as_of)
             result.metrics = metrics_task(str(as_of.year), as_of)
             result.targets = target_checks_task(result.job_id, as_of, result.quality)
+            result.report_tables = report_tables_task(result.job_id, as_of)
             result.alerts = alerts_task(as_of)
+    except WarehouseBusy as exc:  # another job runs: one line, no traceback
+        return Failed(message=str(exc), data=exc)
     finally:
         engine.dispose()
     if result.failed:  # the run ends failed, naming the sources; no traceback to show

@@ -1,0 +1,63 @@
+"""The backfill: every as-of date of a range, month by month, as the metrics define it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from rulewatch.flows.backfill import check_range, month_chunks, recompute_days
+from rulewatch.flows.nightly import calendar_of
+from rulewatch.metrics import compute_metrics
+from rulewatch.periods import Period
+from rulewatch.settings import ConfigError, load_settings
+from rulewatch.sync import sync_source
+from rulewatch.warehouse.db import open_warehouse
+
+
+def test_a_range_is_cut_at_month_ends():
+    assert month_chunks(date(2023, 11, 15), date(2024, 2, 3)) == [
+        (date(2023, 11, 15), date(2023, 11, 30)),
+        (date(2023, 12, 1), date(2023, 12, 31)),
+        (date(2024, 1, 1), date(2024, 1, 31)),
+        (date(2024, 2, 1), date(2024, 2, 3)),
+    ]
+    assert month_chunks(date(2024, 2, 29), date(2024, 2, 29)) == [
+        (date(2024, 2, 29), date(2024, 2, 29))
+    ]
+    assert len(month_chunks(date(2023, 1, 1), date(2023, 12, 31))) == 12
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        (date(2024, 1, 2), date(2024, 1, 1), "before start"),
+        (date(2000, 1, 1), date(2024, 1, 1), "more than 3660 days"),
+    ],
+)
+def test_a_bad_range_is_refused(start, end, message):
+    with pytest.raises(ConfigError, match=message):
+        check_range(start, end)
+
+
+def test_each_day_gets_the_figures_of_its_own_as_of_date(demo, sqlite_url, tmp_path):
+    env = {**demo.env(), "RULEWATCH_WAREHOUSE_URL": sqlite_url, "RULEWATCH_PII_KEY": "k"}
+    settings = load_settings({**env, "RULEWATCH_DATA_DIR": str(tmp_path)})
+    engine = open_warehouse(sqlite_url, calendar_of(settings))
+    for source in ("permits", "enforcement", "docreview"):
+        sync_source(engine, settings, source)
+
+    days = recompute_days(settings, date(2023, 12, 30), date(2024, 1, 2))
+
+    assert [d.as_of for d in days] == [date(2023, 12, d) for d in (30, 31)] + [
+        date(2024, 1, d) for d in (1, 2)
+    ]
+    with engine.connect() as conn:
+        for day in days:
+            metrics = compute_metrics(
+                conn, Period.parse(str(day.as_of.year)), day.as_of, settings.targets
+            )
+            slipped = tuple(sorted(m.metric for m in metrics if m.status == "slipped"))
+            assert day.slipped_metrics == slipped
+            assert day.met + day.slipped + day.no_data + day.info == len(metrics) == 22
+    engine.dispose()
