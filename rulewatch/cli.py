@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -157,7 +158,8 @@ def _print_checks(settings: Settings, result: Any) -> None:
         print_quality_run(out, result.quality, listed)
     if result.targets is not None:
         print_target_run(out, result.targets, listed, table=False)
-        out.print(f"data docs: {result.targets.data_docs}")
+        if result.targets.data_docs is not None:
+            out.print(f"data docs: {result.targets.data_docs}")
 
 
 @app.command()
@@ -185,10 +187,17 @@ def check(
     engine = _warehouse(settings)
     try:
         run = run_target_checks(engine, settings, [checked], day, checks=checks)
+        from rulewatch.report.published import reconcile_period
+
+        reconciled = reconcile_period(engine, settings, checked, day)
     finally:
         engine.dispose()
     print_target_run(out, run, checks.listed_offenders)
-    out.print(f"data docs: {run.data_docs}")
+    from rulewatch.report.published import print_reconciliation
+
+    print_reconciliation(out, reconciled)
+    if run.data_docs is not None:
+        out.print(f"data docs: {run.data_docs}")
     if fail_on_slip and run.critical_slipped:
         raise typer.Exit(EXIT_SLIPPED)
 
@@ -258,6 +267,28 @@ def sync(
 
 @app.command()
 @_errors
+def report(
+    period: PeriodOpt,
+    out_dir: Annotated[str, typer.Option("--out", help="the folder to write the files to")],
+    as_of: AsOf = None,
+) -> None:
+    """Write the period's report: HTML, CSV and XLSX exports, annual-report drafts."""
+    from rulewatch.report.write import write_report
+
+    settings = load_settings()
+    label = _parse_period(period)
+    day = _as_of(settings, as_of)
+    engine = _warehouse(settings)
+    try:
+        files = write_report(engine, settings, Period.parse(label), day, Path(out_dir))
+    finally:
+        engine.dispose()
+    for path in files.paths:
+        print(path)
+
+
+@app.command()
+@_errors
 def demo() -> None:
     """Start the demo source systems, run the nightly pipeline on them, show the scorecards."""
     from rulewatch.console import err, out, scorecard_table
@@ -289,6 +320,9 @@ def demo() -> None:
             )
             out.print(scorecard_table(metrics, title, lang))
         warnings = early_warnings(conn, DEMO_TODAY, settings.alerts.early_warning_days)
+    from rulewatch.report.write import write_demo_reports
+
+    reports = write_demo_reports(engine, settings, DEMO_TODAY)
     engine.dispose()
     _print_checks(settings, result)
     _print_alerts(getattr(result, "alerts", None))
@@ -297,6 +331,8 @@ def demo() -> None:
             f"[yellow]early warning[/]: docreview.filing_rate — {w['doc_id']} "
             f"not filed, deadline {w['deadline']} ({w['days_left']} days left)"
         )
+    for path in reports:
+        out.print(f"report: {path}")
     out.print(f"warehouse: {_describe(settings.warehouse_url)}")
 
 

@@ -358,3 +358,62 @@ check_offender = Table(
     Column("natural_key", String(128), primary_key=True),
     Column("reason", Text),
 )
+
+
+# --- report tables (revision 0004) ----------------------------------------------------------
+# What downstream reports and BI tools read, with plain SQL on SQLite or PostgreSQL.
+
+# One row per metric per period per as-of date: the figures as they stood on that date.
+# The nightly history; a re-run for the same date replaces its rows. computed_by says
+# which job wrote them: nightly, backfill (history rebuilt from the current state) or demo.
+report_metric = Table(
+    "report_metric",
+    metadata,
+    Column("metric", String(64), primary_key=True),
+    Column("period", String(16), primary_key=True),  # 2023, 2023-Q4, 2023-10
+    Column("as_of", Date, primary_key=True),
+    Column("period_kind", String(8), nullable=False),  # year, quarter, month
+    Column("period_start_on", Date, nullable=False),
+    Column("period_end_on", Date, nullable=False),  # the period's end, not cut at as_of
+    Column("metric_kind", String(8), nullable=False),  # count, rate, yoy
+    Column("value", Float),
+    Column("numerator", Integer),
+    Column("denominator", Integer),
+    Column("target", Float),
+    Column("status", String(16), nullable=False),  # met, slipped, no_data, info
+    Column("computed_by", String(16), nullable=False),
+    Column("job_id", RUN_ID),
+    Column("computed_at", DateTime, nullable=False),
+    Index(None, "period", "as_of"),
+)
+
+# One row per target per period: its latest status (the newest as-of date; re-running an
+# older date never hides it), with since when it has been slipping.
+report_target_status = Table(
+    "report_target_status",
+    metadata,
+    Column("metric", String(64), primary_key=True),
+    Column("period", String(16), primary_key=True),
+    Column("as_of", Date, nullable=False),
+    Column("value", Float),
+    Column("numerator", Integer, nullable=False),
+    Column("denominator", Integer, nullable=False),
+    Column("target", Float, nullable=False),
+    Column("severity", String(16), nullable=False),  # critical, warning
+    Column("status", String(16), nullable=False),  # met, slipped, no_data
+    Column("offender_count", Integer, nullable=False),
+    Column("slipped_since", Date),  # first as-of date of the current run of slips
+    Column("check_result_id", BigInteger),  # the stored target check it came from, if any
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# One row per offending record of a target's latest status: every one, with the reason.
+report_offender = Table(
+    "report_offender",
+    metadata,
+    Column("metric", String(64), primary_key=True),
+    Column("period", String(16), primary_key=True),
+    Column("natural_key", String(128), primary_key=True),
+    Column("as_of", Date, nullable=False),
+    Column("reason", Text),
+)

@@ -1,0 +1,228 @@
+"""The report's charts as PNG images (matplotlib, no display needed).
+
+Labels are in the bureau's language (``alerts.language``) when a font with
+Chinese glyphs is installed (e.g. Debian's ``fonts-wqy-microhei`` or
+``fonts-noto-cjk``); without one the charts fall back to English labels rather
+than draw empty boxes.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before anything touches pyplot; rulewatch never opens a window
+
+from matplotlib import font_manager  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from rulewatch.metric_ids import METRICS, label  # noqa: E402
+from rulewatch.metrics import MetricValue  # noqa: E402
+from rulewatch.report.tables import TargetStatus  # noqa: E402
+
+_CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans SC",
+    "Source Han Sans SC",
+    "WenQuanYi Micro Hei",
+    "WenQuanYi Zen Hei",
+    "Microsoft YaHei",
+    "SimHei",
+    "PingFang SC",
+    "Droid Sans Fallback",
+)
+_COLOURS = {"met": "#2e7d32", "slipped": "#c62828", "no_data": "#9e9e9e", "info": "#1565c0"}
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart: a key (for tests and anchors), its title and the PNG bytes."""
+
+    key: str
+    title: str
+    png: bytes
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """The name of an installed font with Chinese glyphs, if any."""
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in _CJK_FONTS if name in installed), None)
+
+
+def chart_language(language: str) -> str:
+    """``zh`` only when a Chinese font is installed."""
+    return "zh" if language == "zh" and cjk_font() else "en"
+
+
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _fonts(language: str) -> Any:
+    """Fonts for the chart's language (fonts are looked up when the figure is drawn)."""
+    fonts = [cjk_font(), "DejaVu Sans"] if language == "zh" else ["DejaVu Sans"]
+    return matplotlib.rc_context(
+        {"font.family": "sans-serif", "font.sans-serif": fonts, "axes.unicode_minus": False}
+    )
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _rendered(builder: Callable[..., Chart]) -> Callable[..., Chart]:
+    """Build and draw a chart inside the font settings of its ``language`` argument."""
+
+    @functools.wraps(builder)
+    def wrapper(*args: Any, **kwargs: Any) -> Chart:
+        language = kwargs.get("language", args[-1] if args else "en")
+        with _fonts(chart_language(language)):
+            return builder(*args, **kwargs)
+
+    return wrapper
+
+
+def _t(language: str, en: str, zh: str) -> str:
+    return zh if language == "zh" else en
+
+
+@_rendered
+def scorecard_chart(targets: Sequence[TargetStatus], language: str) -> Chart:
+    """One bar per target: its value against the target line, coloured by status."""
+    lang = chart_language(language)
+    title = _t(lang, "Targets at a glance", "目标完成情况")
+    fig = _figure(9, 0.45 * max(len(targets), 1) + 1.2)
+    ax = fig.add_subplot()
+    names = [label(t.metric, lang) for t in targets][::-1]
+    values = [0 if t.value is None else t.value * 100 for t in targets][::-1]
+    colours = [_COLOURS[t.status] for t in targets][::-1]
+    bars = ax.barh(names, values, color=colours)
+    for t, bar in zip(targets[::-1], bars, strict=True):
+        text = _t(lang, "no data", "无数据") if t.value is None else f"{t.value:.1%}"
+        ax.text(bar.get_width() + 1, bar.get_y() + bar.get_height() / 2, text, va="center")
+        y = bar.get_y()
+        ax.plot([t.target * 100] * 2, [y - 0.1, y + bar.get_height() + 0.1], color="black", lw=1.5)
+    ax.set_xlim(0, 115)
+    ax.set_xlabel(_t(lang, "% (black tick: target)", "%(黑线:目标值)"))
+    ax.set_title(title, loc="left")
+    return Chart("scorecard", title, _png(fig))
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = 3 if n > 4 else max(n, 1)
+    return math.ceil(max(n, 1) / cols), cols
+
+
+@_rendered
+def history_chart(
+    history: dict[str, list[tuple[date, float | None, str]]],
+    targets: Sequence[TargetStatus],
+    period: str,
+    language: str,
+) -> Chart:
+    """Each target's value over the nightly history of the period (one panel each)."""
+    lang = chart_language(language)
+    title = _t(lang, f"Targets over the nightly history, {period}", f"{period} 各目标每日走势")
+    rows, cols = _grid(len(targets))
+    fig = _figure(4 * cols, 2.4 * rows + 0.6)
+    fig.suptitle(title, x=0.01, ha="left")
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for ax, t in zip(axes, targets, strict=False):
+        points = [(d, v * 100) for d, v, _ in history.get(t.metric, []) if v is not None]
+        slipped = [(d, v * 100) for d, v, s in history.get(t.metric, []) if s == "slipped"]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, color=_COLOURS["met"], lw=1.5, marker="o" if len(xs) < 15 else None)
+        if slipped:
+            xs, ys = zip(*slipped, strict=True)
+            ax.scatter(xs, ys, color=_COLOURS["slipped"], s=10, zorder=3)
+        if not points:
+            ax.text(
+                0.5,
+                0.5,
+                _t(lang, "no history yet", "暂无历史"),
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="grey",
+            )
+        ax.axhline(t.target * 100, color="black", ls="--", lw=1)
+        ax.set_ylim(-5, 110)
+        ax.set_title(label(t.metric, lang), fontsize=9, loc="left")
+        ax.tick_params(labelsize=7)
+        for tick in ax.get_xticklabels():
+            tick.set_rotation(30)
+    for ax in axes[len(targets) :]:
+        ax.set_visible(False)
+    return Chart("history", title, _png(fig))
+
+
+@_rendered
+def monthly_targets_chart(
+    monthly: Sequence[Sequence[MetricValue]], targets: Sequence[TargetStatus], language: str
+) -> Chart:
+    """Each target's value per month of the period, bars coloured by status."""
+    lang = chart_language(language)
+    title = _t(lang, "Targets per month", "各目标按月情况")
+    rows, cols = _grid(len(targets))
+    fig = _figure(4 * cols, 2.4 * rows + 0.6)
+    fig.suptitle(title, x=0.01, ha="left")
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    months = [ms[0].period[5:] if ms else "" for ms in monthly]
+    for ax, t in zip(axes, targets, strict=False):
+        values = [next(m for m in ms if m.metric == t.metric) for ms in monthly]
+        heights = [0 if m.value is None else m.value * 100 for m in values]
+        ax.bar(months, heights, color=[_COLOURS[m.status] for m in values])
+        for i, m in enumerate(values):
+            if m.value is None:
+                ax.text(i, 2, "–", ha="center", color="grey")
+        ax.axhline(t.target * 100, color="black", ls="--", lw=1)
+        ax.set_ylim(0, 110)
+        ax.set_title(label(t.metric, lang), fontsize=9, loc="left")
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(targets) :]:
+        ax.set_visible(False)
+    return Chart("monthly-targets", title, _png(fig))
+
+
+_COUNTS = (
+    "permits.received",
+    "permits.approved",
+    "permits.denied",
+    "enforcement.inspections",
+    "enforcement.double_random",
+    "docreview.contracts_reviewed",
+)
+
+
+@_rendered
+def monthly_counts_chart(monthly: Sequence[Sequence[MetricValue]], language: str) -> Chart:
+    """Applications, inspections and contracts reviewed per month."""
+    lang = chart_language(language)
+    title = _t(lang, "Counts per month", "按月业务量")
+    fig = _figure(12, 3.2)
+    fig.suptitle(title, x=0.01, ha="left")
+    groups = (_COUNTS[:3], _COUNTS[3:5], _COUNTS[5:])
+    axes = fig.subplots(1, len(groups), squeeze=False).flatten()
+    months = [ms[0].period[5:] if ms else "" for ms in monthly]
+    for ax, group in zip(axes, groups, strict=True):
+        width = 0.8 / len(group)
+        for i, metric in enumerate(group):
+            assert METRICS[metric][0] == "count"
+            values = [next(m.value for m in ms if m.metric == metric) or 0 for ms in monthly]
+            xs = [x + (i - (len(group) - 1) / 2) * width for x in range(len(months))]
+            ax.bar(xs, values, width=width, label=label(metric, lang))
+        ax.set_xticks(range(len(months)), months)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    return Chart("monthly-counts", title, _png(fig))

@@ -1,0 +1,172 @@
+"""Everything one period's report shows, read from the warehouse in one place.
+
+The HTML page, the CSV and XLSX exports and the annual-report draft are all
+renderings of one :class:`ReportData`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from rulewatch.metric_ids import RATE_METRICS
+from rulewatch.metrics import MetricValue, compute_metrics, early_warnings
+from rulewatch.periods import Period
+from rulewatch.report.published import Reconciled, load_published, reconcile
+from rulewatch.report.tables import (
+    TargetStatus,
+    metric_history,
+    months_of,
+    now_utc,
+    target_statuses,
+)
+from rulewatch.settings import SOURCE_NAMES, Settings
+from rulewatch.warehouse.schema import CORE_TABLES, quarantined_record, sync_run, sync_state
+
+
+@dataclass(frozen=True)
+class SourceFreshness:
+    """How current one source's data is: its last sync, last success and watermarks."""
+
+    source: str
+    last_status: str | None  # of the newest sync: succeeded, failed, running; None: never
+    last_started_at: datetime | None
+    last_succeeded_at: datetime | None  # finished_at of the newest successful sync
+    records_read: int  # by the newest sync
+    records_loaded: int
+    records_set_aside: int
+    error: str | None
+    syncs: int  # syncs ever run
+    watermarks: tuple[tuple[str, datetime | None], ...] = ()  # (stream, newest change loaded)
+
+
+@dataclass(frozen=True)
+class QuarantineCount:
+    """Records of one stream set aside by one check: versions received and still set aside."""
+
+    stream: str
+    check_name: str
+    versions: int
+
+
+@dataclass
+class ReportData:
+    """One period's report at one as-of date."""
+
+    period: Period
+    as_of: date
+    language: str
+    generated_at: datetime
+    metrics: list[MetricValue]
+    targets: list[TargetStatus]
+    monthly: list[list[MetricValue]]  # one list of metrics per month of the period
+    history: dict[str, list[tuple[date, float | None, str]]]  # rate -> (as_of, value, status)
+    reconciliation: list[Reconciled]
+    freshness: list[SourceFreshness]
+    quarantine: list[QuarantineCount]
+    set_aside_now: dict[str, int]  # stream -> records whose newest version is set aside
+    early_warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    def metric(self, metric_id: str) -> MetricValue:
+        return next(m for m in self.metrics if m.metric == metric_id)
+
+    @property
+    def slipped(self) -> list[TargetStatus]:
+        return [t for t in self.targets if t.status == "slipped"]
+
+    @property
+    def is_year_to_date(self) -> bool:
+        return self.as_of < self.period.end
+
+
+def source_freshness(conn: Connection) -> list[SourceFreshness]:
+    """Per source: the newest sync, the newest successful one, the stream watermarks."""
+    watermarks = conn.execute(
+        select(sync_state.c.stream, sync_state.c.watermark_at).order_by(sync_state.c.stream)
+    ).all()
+    result = []
+    for source in SOURCE_NAMES:
+        newest = conn.execute(
+            select(sync_run)
+            .where(sync_run.c.source == source)
+            .order_by(sync_run.c.started_at.desc())
+            .limit(1)
+        ).first()
+        succeeded = conn.execute(
+            select(func.max(sync_run.c.finished_at)).where(
+                sync_run.c.source == source, sync_run.c.status == "succeeded"
+            )
+        ).scalar()
+        syncs = conn.execute(
+            select(func.count()).select_from(sync_run).where(sync_run.c.source == source)
+        ).scalar_one()
+        result.append(
+            SourceFreshness(
+                source=source,
+                last_status=None if newest is None else newest.status,
+                last_started_at=None if newest is None else newest.started_at,
+                last_succeeded_at=succeeded,
+                records_read=0 if newest is None else newest.records_read,
+                records_loaded=0 if newest is None else newest.records_loaded,
+                records_set_aside=0 if newest is None else newest.records_set_aside,
+                error=None if newest is None else newest.error,
+                syncs=int(syncs),
+                watermarks=tuple((s, w) for s, w in watermarks if s.split(".", 1)[0] == source),
+            )
+        )
+    return result
+
+
+def quarantine_counts(conn: Connection) -> tuple[list[QuarantineCount], dict[str, int]]:
+    """Set-aside record versions per stream and check, and records set aside right now."""
+    rows = conn.execute(
+        select(quarantined_record.c.stream, quarantined_record.c.check_name, func.count())
+        .group_by(quarantined_record.c.stream, quarantined_record.c.check_name)
+        .order_by(quarantined_record.c.stream, quarantined_record.c.check_name)
+    ).all()
+    now = {
+        stream: int(
+            conn.execute(
+                select(func.count()).select_from(table).where(table.c.is_set_aside.is_(True))
+            ).scalar_one()
+        )
+        for stream, table in CORE_TABLES.items()
+    }
+    return [QuarantineCount(s, c, int(n)) for s, c, n in rows], now
+
+
+def gather_report(
+    conn: Connection, settings: Settings, period: Period, as_of: date, language: str | None = None
+) -> ReportData:
+    """Read everything the report of ``period`` at ``as_of`` shows."""
+    metrics = compute_metrics(conn, period, as_of, settings.targets)
+    monthly = [
+        compute_metrics(conn, month, as_of, settings.targets) for month in months_of(period, as_of)
+    ]
+    quarantine, set_aside_now = quarantine_counts(conn)
+    warnings = (
+        early_warnings(conn, as_of, settings.alerts.early_warning_days)
+        if period.start <= as_of <= period.end
+        else []
+    )
+    return ReportData(
+        period=period,
+        as_of=as_of,
+        language=language or settings.alerts.language,
+        generated_at=now_utc(),
+        metrics=metrics,
+        targets=target_statuses(conn, settings, period, as_of, metrics),
+        monthly=monthly,
+        history=metric_history(
+            conn, period.label, as_of, [m for m in RATE_METRICS if m in settings.targets]
+        ),
+        reconciliation=reconcile(load_published(settings), metrics, period.label),
+        freshness=source_freshness(conn),
+        quarantine=quarantine,
+        set_aside_now=set_aside_now,
+        early_warnings=warnings,
+    )
