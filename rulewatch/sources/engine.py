@@ -336,6 +336,7 @@ class ChangeTimePaginator:
         page = 1
         next_url: str | None = None
         blocks: dict[str, tuple[datetime | None, datetime]] = {}  # key -> (block since, time)
+        reread_for: set[tuple[str, datetime]] = set()  # versions that already caused a re-read
         rereads = 0
         while True:
             if next_url is not None:
@@ -349,6 +350,14 @@ class ChangeTimePaginator:
             if not isinstance(records, list):
                 raise SourceError(f"{stream.name}: page is not a JSON list")
             yield records
+            # Before the last-page checks: a moved record shows up at the end, often on
+            # the last page, and the record that slid back is lost unless re-read now.
+            moved_from = _moved_block(stream, records, blocks, reread_for, client)
+            if moved_from is not None and rereads < self.max_rereads:
+                rereads += 1
+                since, page, next_url = moved_from[0], 1, None
+                blocks.clear()
+                continue
             link = response.links.get("next", {}).get("url") if self.follow_link else None
             if not records or (self.follow_link and link is None):
                 return
@@ -356,12 +365,6 @@ class ChangeTimePaginator:
                 return
             newest = _last_time(stream, records, client)
             newest = None if newest is None else self.truncate(newest)
-            moved_from = _moved_block(stream, records, blocks, client)
-            if moved_from is not None and rereads < self.max_rereads:
-                rereads += 1
-                since, page, next_url = moved_from[0], 1, None
-                blocks.clear()
-                continue
             if newest is not None and (since is None or newest > since):
                 since, page, next_url = newest, 1, None
             else:  # a whole page at one change time: step the page number
@@ -428,14 +431,22 @@ def _moved_block(
     stream: Stream,
     records: list,
     blocks: dict[str, tuple[datetime | None, datetime]],
+    reread_for: set[tuple[str, datetime]],
     client: SourceClient,
 ) -> tuple[datetime | None, datetime] | None:
-    """The block a record moved out of while we paged through it, if any."""
+    """The block a record moved out of while we paged through it, if any.
+
+    A version re-reads its block once: in a change log the old version stays in
+    the block, so seeing the new one again after the re-read is no move.
+    """
     if not blocks:
         return None
     for record in records:
         k, t = _key_time(stream, record, client)
-        if k is not None and k in blocks and t is not None and t != blocks[k][1]:
+        if k is None or t is None or k not in blocks or t == blocks[k][1]:
+            continue
+        if (k, t) not in reread_for:
+            reread_for.add((k, t))
             return blocks[k]
     return None
 
