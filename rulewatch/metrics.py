@@ -460,10 +460,11 @@ def compute_metrics(
 
 
 def _status(value: float | None, target: float | None) -> str:
-    if value is None:
-        return "no_data"
+    """info without a target (whatever the value); no_data for a target with no value."""
     if target is None:
         return "info"
+    if value is None:
+        return "no_data"
     return "met" if value >= target else "slipped"
 
 

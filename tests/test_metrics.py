@@ -574,6 +574,14 @@ def test_status_against_targets(conn: Connection) -> None:
     assert no_target.value == pytest.approx(1 / 3)
 
 
+def test_a_rate_without_a_target_is_info_even_without_data(conn: Connection) -> None:
+    # "a metric without a target has status info": no_data is for a target with no value
+    m = metrics(conn, "2023", AS_OF, {})["permits.on_time_rate"]
+    assert (m.value, fraction(m), m.target, m.status) == (None, (0, 0), None, "info")
+    m = metrics(conn, "2023", AS_OF)["permits.on_time_rate"]
+    assert (m.value, m.target, m.status) == (None, 1.0, "no_data")
+
+
 def test_json_shape_order_and_round_trips(conn: Connection) -> None:
     load_all(conn)
     queries: list[str] = []
