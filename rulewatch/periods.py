@@ -9,6 +9,9 @@ from datetime import date, timedelta
 _PATTERN = re.compile(r"^(?P<year>\d{4})(?:-(?:Q(?P<quarter>[1-4])|(?P<month>0[1-9]|1[0-2])))?$")
 
 
+EXPECTED = "expected a year (2023), a quarter (2023-Q4) or a month (2023-10)"
+
+
 class PeriodError(ValueError):
     """A period string that is not ``2023``, ``2023-Q4`` or ``2023-10``."""
 
@@ -25,9 +28,7 @@ class Period:
     def parse(cls, text: str) -> Period:
         match = _PATTERN.match(text.strip().upper())
         if not match:
-            raise PeriodError(
-                f"period {text!r}: expected a year (2023), a quarter (2023-Q4) or a month (2023-10)"
-            )
+            raise PeriodError(f"period {text!r}: {EXPECTED}")
         year = int(match["year"])
         if match["quarter"]:
             q = int(match["quarter"])

@@ -54,7 +54,10 @@ def test_kpis_json_on_an_empty_warehouse(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["kpis", "--period", "2023-13"], "period '2023-13'"),
+        (["kpis", "--period", "2023-13"], "--period '2023-13'"),
+        (["kpis", "--period", "2023-Q5", "--json"], "--period '2023-Q5'"),
+        (["check", "--period", "2023/10"], "--period '2023/10'"),
+        (["report", "--period", "23", "--out", "x"], "--period '23'"),
         (["kpis", "--period", "2023", "--as-of", "2024-02-30"], "--as-of '2024-02-30'"),
         (["sync", "--source", "payroll"], "--source 'payroll'"),
         (["sync", "--source", "permits"], "RULEWATCH_PERMITS_URL, RULEWATCH_PERMITS_TOKEN"),
@@ -65,6 +68,8 @@ def test_bad_usage_exits_2_with_one_line(tmp_path, args, message):
     assert res.returncode == 2, res.stderr
     assert message in res.stderr
     assert "Traceback" not in res.stderr
+    assert res.stdout == ""
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_bad_config_key_exits_2_naming_file_and_key(tmp_path):
