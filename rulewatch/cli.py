@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rulewatch.periods import EXPECTED as PERIOD_EXPECTED
 from rulewatch.periods import Period, PeriodError
 from rulewatch.settings import SOURCE_NAMES, ConfigError, Settings, load_settings
 
@@ -78,10 +79,11 @@ def _parse_date(value: str | None) -> date | None:
 
 
 def _parse_period(value: str) -> str:
+    """The ``--period`` flag's period label; a bad one is a usage error naming the flag."""
     try:
         return Period.parse(value).label
-    except PeriodError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    except PeriodError:
+        raise ConfigError(f"--period {value!r}: {PERIOD_EXPECTED}") from None
 
 
 AsOf = Annotated[
@@ -183,7 +185,7 @@ def check(
     settings = load_settings()
     checks = load_checks_config(settings)
     day = _as_of(settings, as_of)
-    checked = Period.parse(period if period is not None else str(day.year))
+    checked = Period.parse(_parse_period(period) if period is not None else str(day.year))
     engine = _warehouse(settings)
     try:
         run = run_target_checks(engine, settings, [checked], day, checks=checks)
