@@ -17,8 +17,10 @@ from zoneinfo import ZoneInfo
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _LOCAL_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+# Any number of fraction digits (beyond microseconds they are dropped) and any offset
+# ISO-8601 allows: Z, +08:00, +0800, +08.
 _ISO_DATETIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$"
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$"
 )
 _MISSING = object()
 
@@ -62,7 +64,7 @@ def code(
         if nullable:
             return None
         raise Malformed(f"{field}: missing")
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:  # a list or object is no code
         raise Malformed(f"{field}: {value!r} is not one of {sorted(allowed)}")
     return value
 
