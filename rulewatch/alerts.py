@@ -122,6 +122,10 @@ _TEXT = {
         "records": "records",
         "more": "and {n} more",
         "due": "due {day}",
+        "period": "period {period}, as of {as_of}",
+        "status": "status",
+        "met": "met",
+        "no_data": "no data",
     },
     "zh": {
         "slipped": "未达标",
@@ -133,6 +137,10 @@ _TEXT = {
         "records": "相关记录",
         "more": "另有 {n} 条",
         "due": "期限 {day}",
+        "period": "期间 {period}，截至 {as_of}",
+        "status": "状态",
+        "met": "达标",
+        "no_data": "无数据",
     },
 }
 
@@ -141,15 +149,22 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.2%}"
 
 
+def _status_word(status: str, language: str) -> str:
+    """The status in the bureau's language, with the metric status id beside it."""
+    if language == "en":
+        return status
+    return f"{_TEXT[language].get(status, status)} ({status})"
+
+
 def render_target(kind: str, s: TargetStatus, language: str) -> tuple[str, str]:
     """Title and body of a slip, recovery or reminder."""
     t = _TEXT[language]
     title = f"[rulewatch] {s.metric} {s.period}: {t[kind]}"
     lines = [
         f"{s.metric} — {label(s.metric, language)}",
-        f"period {s.period}, as of {s.as_of.isoformat()}",
+        t["period"].format(period=s.period, as_of=s.as_of.isoformat()),
         f"{t['value']}: {_pct(s.value)} ({s.numerator} / {s.denominator}); "
-        f"{t['target']}: {_pct(s.target)}; status: {s.status}",
+        f"{t['target']}: {_pct(s.target)}; {t['status']}: {_status_word(s.status, language)}",
     ]
     if kind != "recovered" and s.offenders:
         lines.append(f"{t['records']}:")

@@ -102,8 +102,8 @@ def _as_of(settings: Settings, value: str | None) -> date:
 
 
 def _warehouse(settings: Settings):  # noqa: ANN202 - sqlalchemy Engine
-    from rulewatch.flows.nightly import calendar_of
     from rulewatch.warehouse.db import open_warehouse
+    from rulewatch.workdays import calendar_of
 
     return open_warehouse(settings.warehouse_url, calendar_of(settings))
 

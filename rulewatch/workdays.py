@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rulewatch.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -54,3 +58,8 @@ def _days(first: date, last: date) -> Iterator[date]:
     while d <= last:
         yield d
         d += timedelta(days=1)
+
+
+def calendar_of(settings: Settings) -> WorkingCalendar:
+    """The working-day calendar the settings' ``calendar.yaml`` describes."""
+    return WorkingCalendar.from_lists(settings.calendar.holidays, settings.calendar.makeup_workdays)

@@ -6,9 +6,8 @@ days. Under the contract a past as-of date is computed from the current state
 rebuilt at any time: this flow does it day by day, one task per month, the
 months concurrently, while holding the warehouse's job lock. It never syncs
 and never sends alerts (a past slip is history, not news). Each day goes
-through :func:`recompute_as_of`: today it recomputes the metrics and counts
-met and slipped targets per day; the per-day check results and report rows
-are stored there once those steps exist.
+through :func:`recompute_as_of`, which stores the day's report rows and, unless
+``with_checks`` is off, its target check results.
 
 Run it from a deployment (``rulewatch deploy`` or ``rulewatch serve`` register
 it) with ``start`` and ``end`` parameters, e.g. every day of 2023.
@@ -16,6 +15,7 @@ it) with ``start`` and ``end`` parameters, e.g. every day of 2023.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -25,13 +25,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 from sqlalchemy import Engine
 
+from rulewatch.checks.targets import run_target_checks
 from rulewatch.flows.nightly import calendar_of, today_in
 from rulewatch.metrics import compute_metrics
 from rulewatch.periods import Period
+from rulewatch.report.tables import has_nightly_rows, store_metrics, store_statuses, target_statuses
 from rulewatch.settings import ConfigError, Settings, load_settings
 from rulewatch.warehouse.db import make_engine, open_warehouse
 from rulewatch.warehouse.lock import WarehouseBusy, job_lock
 
+_GX_ONE_AT_A_TIME = threading.Lock()
 MAX_DAYS = 3660  # ten years: a bigger range is almost certainly a typo
 
 
@@ -60,16 +63,26 @@ class BackfillResult:
         return sum(1 for d in self.days if d.slipped)
 
 
-def recompute_as_of(engine: Engine, settings: Settings, as_of: date) -> DayFigures:
-    """Recompute the figures of one as-of date: its year to date.
+def recompute_as_of(
+    engine: Engine, settings: Settings, as_of: date, *, with_checks: bool = True
+) -> DayFigures:
+    """Recompute the figures of one as-of date (its year to date) and keep them.
 
-    The one place where a day's history is produced. The target checks (issue 3:
-    ``run_target_checks`` for ``[year]`` at ``as_of``) and the report tables
-    (issue 5) plug their per-day step in here, writing rows keyed by ``as_of``;
-    alerting does not belong here.
+    The day's ``report_metric`` rows are stored (``computed_by`` ``backfill``; a
+    day the nightly job already recorded keeps its own rows, the figures as they
+    stood that night). With ``with_checks`` the Great Expectations target checks
+    run for the day too and are stored like a nightly check. No alerting: a past
+    slip is history, not news. Days are independent, so months run concurrently;
+    the latest statuses are written once at the end (:func:`store_latest_statuses`).
     """
-    with engine.connect() as conn:
-        metrics = compute_metrics(conn, Period.parse(str(as_of.year)), as_of, settings.targets)
+    period = Period.parse(str(as_of.year))
+    if with_checks:
+        with _GX_ONE_AT_A_TIME:  # one GX context and Data Docs site: not for two threads
+            run_target_checks(engine, settings, [period], as_of)
+    with engine.begin() as conn:
+        metrics = compute_metrics(conn, period, as_of, settings.targets)
+        if not has_nightly_rows(conn, period, as_of):
+            store_metrics(conn, period, metrics, computed_by="backfill")
     statuses = Counter(m.status for m in metrics)
     return DayFigures(
         as_of=as_of,
@@ -79,6 +92,16 @@ def recompute_as_of(engine: Engine, settings: Settings, as_of: date) -> DayFigur
         info=statuses["info"],
         slipped_metrics=tuple(sorted(m.metric for m in metrics if m.status == "slipped")),
     )
+
+
+def store_latest_statuses(engine: Engine, settings: Settings, as_of: date) -> int:
+    """The year-to-date target statuses at ``as_of`` (with since when each has been
+    slipping, from the history just rebuilt), unless a newer date is stored; count."""
+    period = Period.parse(str(as_of.year))
+    with engine.begin() as conn:
+        metrics = compute_metrics(conn, period, as_of, settings.targets)
+        written, _ = store_statuses(conn, target_statuses(conn, settings, period, as_of, metrics))
+    return written
 
 
 def check_range(start: date, end: date) -> None:
@@ -101,14 +124,16 @@ def month_chunks(start: date, end: date) -> list[tuple[date, date]]:
     return chunks
 
 
-def recompute_days(settings: Settings, first: date, last: date) -> list[DayFigures]:
+def recompute_days(
+    settings: Settings, first: date, last: date, *, with_checks: bool = True
+) -> list[DayFigures]:
     """Recompute every day of ``first..last``, in order."""
     engine = make_engine(settings.warehouse_url)
     try:
         days = []
         day = first
         while day <= last:
-            days.append(recompute_as_of(engine, settings, day))
+            days.append(recompute_as_of(engine, settings, day, with_checks=with_checks))
             day += timedelta(days=1)
         return days
     finally:
@@ -116,18 +141,21 @@ def recompute_days(settings: Settings, first: date, last: date) -> list[DayFigur
 
 
 @task(name="backfill-days", cache_policy=NO_CACHE, task_run_name="backfill-{first}..{last}")
-def backfill_days_task(first: date, last: date) -> list[DayFigures]:
+def backfill_days_task(first: date, last: date, with_checks: bool) -> list[DayFigures]:
     """Recompute one chunk of days."""
-    return recompute_days(load_settings(), first, last)
+    return recompute_days(load_settings(), first, last, with_checks=with_checks)
 
 
 @flow(name="rulewatch-backfill", log_prints=False)
 def backfill(
     start: date,
     end: date | None = None,
+    with_checks: bool = True,
     lock_wait_seconds: float = 0,
 ) -> BackfillResult | State:
-    """Recompute the figures of every as-of date from ``start`` to ``end`` (default today)."""
+    """Recompute the figures of every as-of date from ``start`` to ``end`` (default today):
+    report tables always, the target checks too unless ``with_checks`` is off (they
+    cost about a second a day)."""
     settings = load_settings()
     end = end or today_in(settings)
     check_range(start, end)
@@ -137,10 +165,12 @@ def backfill(
         with job_lock(engine, "backfill", wait_seconds=lock_wait_seconds):
             open_warehouse(settings.warehouse_url, calendar_of(settings)).dispose()
             futures = [
-                backfill_days_task.submit(first, last) for first, last in month_chunks(start, end)
+                backfill_days_task.submit(first, last, with_checks)
+                for first, last in month_chunks(start, end)
             ]
             for future in futures:
                 result.days.extend(future.result())
+            store_latest_statuses(engine, settings, end)
     except WarehouseBusy as exc:  # another job runs: one line, no traceback
         return Failed(message=str(exc), data=exc)
     finally:

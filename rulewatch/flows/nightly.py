@@ -27,7 +27,7 @@ from rulewatch.sources.engine import SourceError
 from rulewatch.sync import ProgressCallback, SourceSyncResult, sync_source
 from rulewatch.warehouse.db import make_engine, open_warehouse
 from rulewatch.warehouse.lock import WarehouseBusy, job_lock
-from rulewatch.workdays import WorkingCalendar
+from rulewatch.workdays import calendar_of
 
 #: Set by the CLI to show live progress; tasks run in threads of this process.
 _PROGRESS_SINK: list[ProgressCallback | None] = [None]
@@ -60,10 +60,6 @@ class SourcesFailed(Exception):
 def set_progress_sink(callback: ProgressCallback | None) -> None:
     """Where tasks report pages loaded (a Rich progress bar, or log lines)."""
     _PROGRESS_SINK[0] = callback
-
-
-def calendar_of(settings: Settings) -> WorkingCalendar:
-    return WorkingCalendar.from_lists(settings.calendar.holidays, settings.calendar.makeup_workdays)
 
 
 @task(name="sync-source", cache_policy=NO_CACHE, task_run_name="sync-{source}")

@@ -336,6 +336,23 @@ def refresh_report_tables(
     return result
 
 
+def has_nightly_rows(conn: Connection, period: Period, as_of: date) -> bool:
+    """Whether a job other than a backfill recorded ``period`` at ``as_of``: its rows
+    hold the figures as they stood that day and are never replaced by a recomputation."""
+    return (
+        conn.execute(
+            select(report_metric.c.metric)
+            .where(
+                report_metric.c.period == period.label,
+                report_metric.c.as_of == as_of,
+                report_metric.c.computed_by != "backfill",
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
 def backfill_history(engine: Engine, settings: Settings, start: date, end: date) -> int:
     """Rebuild the year-to-date ``report_metric`` rows of every as-of date in
     ``start..end`` that has none yet (a nightly row is never overwritten); rows written."""

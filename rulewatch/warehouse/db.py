@@ -41,11 +41,22 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"RULEWATCH_WAREHOUSE_URL: cannot use {redact(url)}: {exc}") from None
 
 
+#: SQLite page cache per connection (KiB): the unique index on record hashes takes
+#: inserts at random places, and the default 2 MB cache re-reads its pages from disk.
+SQLITE_CACHE_KIB = 64 * 1024
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types
+    # WAL with synchronous=NORMAL: a commit is atomic and the database is never
+    # corrupted; only a power loss (not a crash of the process) may undo the last
+    # commits, and each undoes its rows and the watermark that covers them together,
+    # so the next sync re-reads them.
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
 
 
@@ -59,8 +70,10 @@ def redact(url: str) -> str:
         return "<unparseable URL>"
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (safe to call every run)."""
+def migrate(engine: Engine, calendar: WorkingCalendar | None = None) -> None:
+    """Bring the schema to the newest Alembic revision (safe to call every run), and the
+    calendar table to ``calendar`` if given, in one transaction: on PostgreSQL under an
+    advisory lock, so two jobs starting at once never race on either."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     try:
@@ -69,6 +82,8 @@ def migrate(engine: Engine) -> None:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+            if calendar is not None:
+                refresh_calendar(conn, calendar)
     except OperationalError as exc:
         raise WarehouseError(
             f"warehouse {redact(str(engine.url))}: cannot connect or migrate: "
@@ -105,10 +120,5 @@ def refresh_calendar(conn: Connection, calendar: WorkingCalendar) -> bool:
 def open_warehouse(url: str, calendar: WorkingCalendar) -> Engine:
     """Engine, migrated, with the calendar table current."""
     engine = make_engine(url)
-    migrate(engine)
-    try:
-        with engine.begin() as conn:
-            refresh_calendar(conn, calendar)
-    except OperationalError as exc:
-        raise WarehouseError(f"warehouse {redact(url)}: {exc.orig}") from None
+    migrate(engine, calendar)
     return engine

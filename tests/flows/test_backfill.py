@@ -61,3 +61,54 @@ def test_each_day_gets_the_figures_of_its_own_as_of_date(demo, sqlite_url, tmp_p
             assert day.slipped_metrics == slipped
             assert day.met + day.slipped + day.no_data + day.info == len(metrics) == 22
     engine.dispose()
+
+
+def test_a_backfill_keeps_each_day_in_the_report_tables_and_checks(demo, sqlite_url, tmp_path):
+    from sqlalchemy import func, select
+
+    from rulewatch.flows.backfill import recompute_as_of, store_latest_statuses
+    from rulewatch.report.tables import store_metrics
+    from rulewatch.warehouse.schema import check_result, report_metric, report_target_status
+
+    env = {**demo.env(), "RULEWATCH_WAREHOUSE_URL": sqlite_url, "RULEWATCH_PII_KEY": "k"}
+    settings = load_settings({**env, "RULEWATCH_DATA_DIR": str(tmp_path)})
+    engine = open_warehouse(sqlite_url, calendar_of(settings))
+    for source in ("permits", "enforcement", "docreview"):
+        sync_source(engine, settings, source)
+    # The nightly job recorded 2024-04-05 itself: a recomputation never replaces that.
+    with engine.begin() as conn:
+        nightly = compute_metrics(conn, Period.parse("2024"), date(2024, 4, 5), settings.targets)
+        store_metrics(conn, Period.parse("2024"), nightly, computed_by="nightly")
+
+    recompute_as_of(engine, settings, date(2024, 4, 4), with_checks=True)
+    recompute_as_of(engine, settings, date(2024, 4, 5), with_checks=False)
+    recompute_as_of(engine, settings, date(2024, 4, 6), with_checks=False)
+    store_latest_statuses(engine, settings, date(2024, 4, 6))
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(report_metric.c.as_of, report_metric.c.computed_by, func.count())
+            .where(report_metric.c.period == "2024")
+            .group_by(report_metric.c.as_of, report_metric.c.computed_by)
+            .order_by(report_metric.c.as_of)
+        ).all()
+        assert rows == [
+            (date(2024, 4, 4), "backfill", 22),
+            (date(2024, 4, 5), "nightly", 22),
+            (date(2024, 4, 6), "backfill", 22),
+        ]
+        filing = conn.execute(
+            select(
+                report_target_status.c.as_of,
+                report_target_status.c.status,
+                report_target_status.c.slipped_since,
+            ).where(
+                report_target_status.c.metric == "docreview.filing_rate",
+                report_target_status.c.period == "2024",
+            )
+        ).one()
+        # DOC-2024-002's deadline 2024-04-04 is passed from 2024-04-05 on.
+        assert filing == (date(2024, 4, 6), "slipped", date(2024, 4, 5))
+        checked = conn.execute(select(func.count()).select_from(check_result)).scalar()
+        assert checked > 0
+    engine.dispose()
