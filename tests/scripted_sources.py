@@ -53,6 +53,7 @@ class ScriptedSource:
         self.queries: list[dict[str, str]] = []
         self.raw_queries: list[str] = []
         self.hooks: dict[int, Callable[[], None]] = {}  # request number (1-based) -> hook
+        self.relative_links = False  # docreview: Link without scheme and host
         self._lock = threading.Lock()
         outer = self
 
@@ -163,5 +164,6 @@ class ScriptedSource:
         headers = {}
         if page * size < len(rows):
             params = {**query, "page": str(page + 1)}
-            headers["Link"] = f'<{self.url}/v2/documents?{urlencode(params)}>; rel="next"'
+            origin = "" if self.relative_links else self.url
+            headers["Link"] = f'<{origin}/v2/documents?{urlencode(params)}>; rel="next"'
         return 200, chunk, headers

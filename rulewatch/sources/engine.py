@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
+from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 import requests
@@ -359,6 +360,7 @@ class ChangeTimePaginator:
                 blocks.clear()
                 continue
             link = response.links.get("next", {}).get("url") if self.follow_link else None
+            link = None if link is None else urljoin(response.url, link)  # relative to this page
             if not records or (self.follow_link and link is None):
                 return
             if not self.follow_link and len(records) < client.page_size:

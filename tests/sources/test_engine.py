@@ -136,6 +136,14 @@ def test_docreview_record_moving_to_the_last_page_loses_nothing() -> None:
         assert set(keys) == {f"D{i}" for i in range(1, 8)}
 
 
+def test_a_relative_link_is_followed_from_the_page_it_came_with() -> None:
+    records = [document(f"D{i}", T0_MS) for i in range(5)]
+    with ScriptedSource("docreview", records) as source:
+        source.relative_links = True
+        assert set(read_keys(docreview.SPEC, source, 2)) == {f"D{i}" for i in range(5)}
+        assert [q["page"] for q in source.queries] == ["1", "1", "2", "3"]
+
+
 def test_docreview_last_page_exactly_full_has_no_link() -> None:
     records = [document(f"D{i}", T0_MS + i) for i in range(4)]
     with ScriptedSource("docreview", records) as source:
