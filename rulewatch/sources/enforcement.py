@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -21,6 +22,9 @@ TASK_TYPES = frozenset({"double_random", "special", "complaint", "routine"})
 RISK_LEVELS = frozenset({"A", "B", "C", "D"})
 OUTCOMES = frozenset({"pending", "compliant", "rectification_ordered", "penalized", "referred"})
 ROLES = frozenset({"officer", "auxiliary"})
+#: ``modified`` and ``modified_after`` are Asia/Shanghai wall time by contract, whatever
+#: timezone the warehouse buckets dates in.
+WIRE_ZONE = ZoneInfo("Asia/Shanghai")
 
 
 def _officers(record: dict) -> list[dict[str, Any]]:
@@ -73,8 +77,8 @@ def _parse_officer(record: dict, _ctx: ParseContext) -> dict[str, Any]:
     }
 
 
-def _modified(record: dict, ctx: ParseContext) -> datetime:
-    return f.local_datetime(record, "modified", ctx.timezone)
+def _modified(record: dict, _ctx: ParseContext) -> datetime:
+    return f.local_datetime(record, "modified", WIRE_ZONE)
 
 
 def _roster_time(_record: dict, ctx: ParseContext) -> datetime:
@@ -86,8 +90,8 @@ def _auth(session: requests.Session, creds: dict[str, str]) -> None:
     session.headers["X-Api-Key"] = creds["api_key"]
 
 
-def _format_since(moment: datetime, ctx: ParseContext) -> str:
-    return moment.astimezone(ctx.timezone).strftime("%Y-%m-%d %H:%M:%S")
+def _format_since(moment: datetime, _ctx: ParseContext) -> str:
+    return moment.astimezone(WIRE_ZONE).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _truncate(moment: datetime) -> datetime:

@@ -188,3 +188,10 @@ def test_passport_pseudonym_is_keyed_hmac_of_the_normalised_number() -> None:
     expected = hmac.new(b"key", b"E1234567", hashlib.sha256).hexdigest()
     assert row["applicant_pseudonym"] == expected
     assert "John" not in str(APPLICATIONS.parse_record(APPLICATION, CTX).payload)
+
+
+def test_enforcement_change_times_are_shanghai_wall_time_whatever_the_configured_zone() -> None:
+    utc = ParseContext(ZoneInfo("UTC"), b"key", datetime(2024, 5, 1, tzinfo=UTC))
+    moment = INSPECTIONS.change_time({"modified": "2024-01-02 10:00:00"}, utc)
+    assert moment == datetime(2024, 1, 2, 2, 0, tzinfo=UTC)
+    assert INSPECTIONS.paginator.format_since(moment, utc) == "2024-01-02 10:00:00"
