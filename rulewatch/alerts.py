@@ -176,12 +176,10 @@ def render_target(kind: str, s: TargetStatus, language: str) -> tuple[str, str]:
 
 def render_warning(w: EarlyWarning, language: str) -> tuple[str, str]:
     t = _TEXT[language]
-    title = f"[rulewatch] {w.metric}: {t['early_warning']} {w.natural_key}"
+    due = t["due"].format(day=w.due_on.isoformat())
+    title = f"[rulewatch] {w.metric}: {t['early_warning']} {w.natural_key} ({due})"
     body = "\n".join(
-        [
-            f"{w.metric} — {label(w.metric, language)}",
-            f"- {w.natural_key}: {w.reason} ({t['due'].format(day=w.due_on.isoformat())})",
-        ]
+        [f"{w.metric} — {label(w.metric, language)}", f"- {w.natural_key}: {w.reason}"]
     )
     return title, body
 
@@ -320,7 +318,9 @@ def apprise_send(url: str, title: str, body: str) -> None:
     notifier = apprise.Apprise()
     if not notifier.add(url):
         raise ValueError(f"not a notification URL Apprise knows: {Channel(url).display}")
-    if not notifier.notify(title=title, body=body):
+    # The body is plain text with line breaks: say so, or e-mail (HTML by default)
+    # runs every line into one.
+    if not notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT):
         raise RuntimeError(f"{Channel(url).display} did not accept the notification")
 
 

@@ -165,3 +165,7 @@ def test_email_in_chinese(engine, smtp):
     )
     assert "docreview.filing_rate" in msg["Subject"] or "=?" in msg["Subject"]
     assert "规范性文件报备率" in text and "DOC-2024-002" in text
+    # Plain text, one line per fact (sent as HTML, every line ran into one).
+    assert msg.get_content_type() == "text/plain"
+    lines = text.splitlines()
+    assert any(line.startswith("- DOC-2024-002") for line in lines), lines
