@@ -47,10 +47,9 @@ class Period:
         return self.start, min(self.end, as_of)
 
     def year_earlier(self) -> Period:
-        """The same period one year earlier (P' of year-on-year growth)."""
-        y = self.start.year - 1
-        label = str(y) + self.label[4:]
-        return Period(label, self.start.replace(year=y), _shift_year(self.end, -1))
+        """The same period one year earlier (P' of year-on-year growth), whole: the
+        February before a leap year's ends on the 29th."""
+        return Period.parse(str(self.start.year - 1) + self.label[4:])
 
 
 def _month_end(year: int, month: int) -> date:

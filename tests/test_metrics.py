@@ -355,6 +355,17 @@ def test_year_on_year_on_29_february(conn: Connection) -> None:
         assert (fraction(yoy), yoy.value) == ((1, 1), 1.0), period
 
 
+def test_year_on_year_of_a_month_after_a_leap_february(conn: Connection) -> None:
+    p = permit_application
+    insert(conn, p, "L1", status="pending", received_on="2024-02-29")  # in P' = 2024-02
+    insert(conn, p, "L2", status="pending", received_on="2025-02-10")
+    yoy = metrics(conn, "2025-02", D("2025-03-10"))["permits.received_yoy"]
+    assert (fraction(yoy), yoy.value) == ((0, 1), 0.0)
+    # as of 28 Feb 2025, P' is cut at 28 Feb 2024
+    yoy = metrics(conn, "2025-02", D("2025-02-28"))["permits.received_yoy"]
+    assert (fraction(yoy), yoy.value) == ((1, 0), None)
+
+
 def test_quarter_and_month_periods(conn: Connection) -> None:
     p = permit_application
     for key, received in (("Q1", "2023-09-30"), ("Q2", "2023-10-01"), ("Q3", "2023-10-31"),

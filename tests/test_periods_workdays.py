@@ -43,6 +43,21 @@ def test_cut_and_year_earlier():
     assert year_earlier_as_of(date(2024, 2, 29)) == date(2023, 2, 28)
 
 
+@pytest.mark.parametrize(
+    ("text", "label", "start", "end"),
+    [
+        ("2025-02", "2024-02", date(2024, 2, 1), date(2024, 2, 29)),  # a leap February
+        ("2024-Q1", "2023-Q1", date(2023, 1, 1), date(2023, 3, 31)),
+        ("2025", "2024", date(2024, 1, 1), date(2024, 12, 31)),
+        ("2024-12", "2023-12", date(2023, 12, 1), date(2023, 12, 31)),
+    ],
+)
+def test_year_earlier_is_the_whole_same_period(text, label, start, end):
+    p = Period.parse(text).year_earlier()
+    assert (p.label, p.start, p.end) == (label, start, end)
+    assert p.cut(year_earlier_as_of(date(2026, 1, 1))) == (start, end)
+
+
 def test_holidays_and_makeup_days(cal):
     # National Day 2023: 29 Sep - 6 Oct off; Sat 7 and Sun 8 Oct are make-up working days.
     assert not cal.is_working(date(2023, 10, 2))
