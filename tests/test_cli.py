@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from receivers import Webhook
@@ -49,6 +51,24 @@ def test_kpis_json_on_an_empty_warehouse(tmp_path):
         "target": 1.0,
         "status": "no_data",
     }
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Etc/GMT+12"])  # UTC+14, UTC-12
+def test_as_of_defaults_to_today_in_the_configured_timezone(tmp_path, zone):
+    config = tmp_path / "config"
+    shutil.copytree(PACKAGE_CONFIG_DIR, config)
+    text = (config / "calendar.yaml").read_text()
+    (config / "calendar.yaml").write_text(
+        text.replace("timezone: Asia/Shanghai", f"timezone: {zone}")
+    )
+    before = datetime.now(ZoneInfo(zone)).date()
+    res = run(
+        ["kpis", "--period", "2023", "--json"], {"RULEWATCH_CONFIG_DIR": str(config)}, tmp_path
+    )
+    after = datetime.now(ZoneInfo(zone)).date()
+    assert res.returncode == 0, res.stderr
+    as_of = {row["as_of"] for row in json.loads(res.stdout)}
+    assert as_of <= {before.isoformat(), after.isoformat()} and len(as_of) == 1
 
 
 @pytest.mark.parametrize(
