@@ -195,3 +195,30 @@ def test_enforcement_change_times_are_shanghai_wall_time_whatever_the_configured
     moment = INSPECTIONS.change_time({"modified": "2024-01-02 10:00:00"}, utc)
     assert moment == datetime(2024, 1, 2, 2, 0, tzinfo=UTC)
     assert INSPECTIONS.paginator.format_since(moment, utc) == "2024-01-02 10:00:00"
+
+
+@pytest.mark.parametrize(
+    ("officers", "count", "all_certified"),
+    [
+        ([{"officer_id": "ZF-1", "certified": True}] * 2, 2, True),  # list entries count
+        (
+            [{"officer_id": "ZF-1", "certified": True}, {"officer_id": "ZF-2", "certified": False}],
+            2,
+            False,
+        ),
+        ([], 0, True),
+    ],
+)
+def test_the_inspections_own_officers_list(officers: list, count: int, all_certified: bool) -> None:
+    reason, row = parse(INSPECTIONS, INSPECTION, officers=officers)
+    assert reason is None
+    assert (row["officer_count"], row["is_all_officers_certified"]) == (count, all_certified)
+
+
+@pytest.mark.parametrize(
+    "officers",
+    [None, [{"officer_id": "", "certified": True}], [{"officer_id": "ZF-1"}], ["ZF-1"]],
+)
+def test_a_broken_officers_list_is_malformed(officers: object) -> None:
+    reason, _ = parse(INSPECTIONS, INSPECTION, officers=officers)
+    assert reason is not None and "officers" in reason
