@@ -94,14 +94,33 @@ def canonical_json(value: Any) -> str:
 
 
 def _has_float(value: Any) -> bool:
-    """Floats are the one JSON type the two libraries may write differently (1e+16)."""
-    if isinstance(value, float):
+    """Floats are the one JSON type the two libraries may write differently (1e+16).
+
+    Runs for every record: exact-type checks first (what a JSON parser makes),
+    ``isinstance`` only for anything else.
+    """
+    kind = type(value)
+    if kind is dict:
+        items = value.values()
+    elif kind is list:
+        items = value
+    elif kind in _NOT_FLOAT:
+        return False
+    elif isinstance(value, float):
         return True
-    if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_float(v) for v in value)
+    elif isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return False
+    for item in items:  # noqa: SIM110 - a loop: no generator per record
+        if type(item) not in _NOT_FLOAT and _has_float(item):
+            return True
     return False
+
+
+_NOT_FLOAT = frozenset({str, int, bool, type(None)})
 
 
 class Paginator(Protocol):
