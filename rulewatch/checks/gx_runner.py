@@ -186,12 +186,12 @@ def run_validations(
     first, so the nightly run does not slow down as history grows; 0 keeps all.
     """
     started = time.perf_counter()
+    run = RunOutcome()
+    if not validations:  # before the import: GX alone takes seconds to import
+        return run
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
-    run = RunOutcome()
-    if not validations:
-        return run
     data_docs_dir.mkdir(parents=True, exist_ok=True)
     validations_dir.mkdir(parents=True, exist_ok=True)
     if keep_days:

@@ -255,3 +255,37 @@ def test_an_sql_condition_the_warehouse_cannot_run_names_the_key(tmp_path):  # n
             ConfigError, match=r"checks.yaml: suites.docreview.documents.7: filing_has_date"
         ):
             run_quality_checks(engine, settings, sync_run_ids=["run-1"])
+
+
+def test_a_sync_that_wrote_nothing_skips_gx_unless_the_suite_changed(tmp_path, monkeypatch):  # noqa: ANN001
+    """Held rows were checked by this very suite: with nothing fresh, GX is not run."""
+    import rulewatch.checks.quality as quality
+
+    config = config_copy(tmp_path, **CRITICAL_DECIDED)
+    with warehouse("sqlite", tmp_path) as (engine, base):
+        settings = make_settings(base.warehouse_url, tmp_path, config)
+        _seed(engine)
+        first = run_quality_checks(engine, settings, sync_run_ids=["run-1"], as_of=AS_OF)
+        assert first.set_aside == 1  # A2 is held
+        validated: list[list[str]] = []
+        real = quality.run_validations
+
+        def spy(url, validations, **kw):  # noqa: ANN001, ANN003, ANN202
+            validated.append([v.name for v in validations])
+            return real(url, validations, **kw)
+
+        monkeypatch.setattr(quality, "run_validations", spy)
+        idle = run_quality_checks(engine, settings, sync_run_ids=["run-2"], as_of=AS_OF)
+        assert validated == [[]] and idle.rows_checked == 0 and idle.released == 0
+        # the suite changes: the held row is checked again (and released)
+        (config / "checks.yaml").write_text(
+            (config / "checks.yaml")
+            .read_text()
+            .replace(
+                "later: decided_on\n      severity: critical",
+                "later: decided_on\n      severity: warning",
+            )
+        )
+        settings = make_settings(base.warehouse_url, tmp_path, config)
+        again = run_quality_checks(engine, settings, sync_run_ids=["run-2"], as_of=AS_OF)
+        assert validated[-1] == ["quality.permits.applications"] and again.released == 1
