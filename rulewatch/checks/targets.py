@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     case,
     false,
+    func,
     literal,
     literal_column,
     not_,
@@ -47,10 +48,12 @@ from rulewatch.checks.config import ChecksConfig, CustomRate, load_checks_config
 from rulewatch.checks.gx_runner import Expect, Outcome, Validation, run_validations
 from rulewatch.checks.quality import compile_sql, counting_rows, natural_key_column
 from rulewatch.checks.results import (
+    TARGET_STATUSES,
     CheckResult,
     Offender,
     TargetCheck,
     finish_check_run,
+    offenders_of,
     start_check_run,
     store_results,
 )
@@ -58,7 +61,7 @@ from rulewatch.metric_ids import METRICS, label
 from rulewatch.metrics import rate_population
 from rulewatch.periods import Period
 from rulewatch.settings import ConfigError, Settings, TargetOptions
-from rulewatch.warehouse.schema import CORE_TABLES
+from rulewatch.warehouse.schema import CORE_TABLES, check_result, check_run, sync_run
 
 log = logging.getLogger("rulewatch.checks")
 
@@ -184,6 +187,9 @@ def run_target_checks(
                     ),
                 )
                 validations.append(Validation(name, compile_sql(conn, population), expectations))
+        carried = _unchanged_outcomes(conn, job_id, populations, targets, as_of)
+    if carried is not None:  # the same figures GX validated before: no GX run
+        validations = []
     gx = run_validations(
         settings.warehouse_url,
         validations,
@@ -196,7 +202,7 @@ def run_target_checks(
     )
     run.gx_seconds = gx.setup_seconds + gx.validate_seconds + gx.docs_seconds
     run.data_docs = gx.data_docs
-    outcomes = gx.by_validation()
+    outcomes = carried if carried is not None else gx.by_validation()
     results: list[CheckResult] = []
     with engine.begin() as conn:
         for name, (metric, period, population) in populations.items():
@@ -217,6 +223,95 @@ def run_target_checks(
         )
     run.checks = [TargetCheck(**{**c.__dict__, "check_run_id": check_run_id}) for c in run.checks]
     return run
+
+
+def _job_changed_nothing(conn: Connection, job_id: str) -> bool:
+    """No core row carries one of the job's sync runs, and its data quality moved no row."""
+    runs = select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job_id).scalar_subquery()
+    for table in CORE_TABLES.values():
+        hit = conn.execute(
+            select(table.c.sync_run_id).where(table.c.sync_run_id.in_(runs)).limit(1)
+        )
+        if hit.first() is not None:
+            return False
+    moved = conn.execute(
+        select(check_run.c.check_run_id)
+        .where(
+            check_run.c.job_id == job_id,
+            check_run.c.kind == "data_quality",
+            (check_run.c.set_aside > 0) | (check_run.c.released > 0),
+        )
+        .limit(1)
+    ).first()
+    return moved is None
+
+
+def _unchanged_outcomes(
+    conn: Connection,
+    job_id: str | None,
+    populations: dict[str, tuple[str, Period, Select]],
+    targets: dict[str, TargetOptions],
+    as_of: date,
+) -> dict[str, list[Outcome]] | None:
+    """For a nightly job that changed no row: the outcomes, if all are as last checked.
+
+    Each population is counted in SQL, and its offenders read; when every figure
+    and offender equals the latest stored check of the same target, period and
+    as-of date (which Great Expectations validated), those are the outcomes and
+    GX need not run again. None when anything differs: GX checks everything.
+    """
+    if job_id is None or not _job_changed_nothing(conn, job_id):
+        return None
+    outcomes: dict[str, list[Outcome]] = {}
+    for name, (metric, period, population) in populations.items():
+        batch = population.subquery("batch")
+        denominator = conn.execute(select(func.count()).select_from(batch)).scalar_one()
+        offenders = sorted(
+            Offender(str(k), reason)
+            for k, reason in conn.execute(
+                select(batch.c.natural_key, batch.c.reason).where(not_(batch.c.passes))
+            )
+        )
+        last = conn.execute(
+            select(check_result)
+            .where(
+                check_result.c.metric == metric,
+                check_result.c.period == period.label,
+                check_result.c.as_of == as_of,
+                check_result.c.status.in_(TARGET_STATUSES),
+            )
+            .order_by(check_result.c.check_result_id.desc())
+            .limit(1)
+        ).first()
+        target = float(targets[metric].target)
+        if (
+            last is None
+            or last.target != target
+            or last.denominator != denominator
+            or last.numerator != denominator - len(offenders)
+            or offenders_of(conn, last.check_result_id) != offenders
+        ):
+            return None
+        rows = [{"natural_key": k, "reason": r} for k, r in offenders]
+        outcomes[name] = [
+            Outcome(
+                metric,
+                name,
+                CHECK_TYPE,
+                bool(last.is_success),
+                element_count=denominator,
+                unexpected_count=len(offenders),
+            ),
+            Outcome(
+                f"{metric}#offenders",
+                name,
+                "unexpected_rows_expectation",
+                not offenders,
+                unexpected_count=len(offenders),
+                unexpected_rows=rows,
+            ),
+        ]
+    return outcomes
 
 
 def _try_custom(conn: Connection, checks: ChecksConfig, metric: str, population: Select) -> None:

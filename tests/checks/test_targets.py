@@ -202,3 +202,39 @@ def test_a_custom_rate_with_bad_sql_names_the_key(tmp_path):  # noqa: ANN001
 def test_nightly_periods_contain_the_as_of_date():
     labels = [p.label for p in nightly_periods(AS_OF, ["year", "quarter", "month"])]
     assert labels == ["2024", "2024-Q2", "2024-05"]
+
+
+def test_a_job_that_changed_nothing_carries_the_last_figures_without_gx(tmp_path, monkeypatch):  # noqa: ANN001
+    """Same as-of date, nothing written by the job, same figures: GX is not run again."""
+    from datetime import datetime
+
+    import rulewatch.checks.targets as targets
+    from rulewatch.warehouse.schema import permit_application, sync_run
+
+    with warehouse("sqlite", tmp_path) as (engine, settings):
+        seed_targets(engine)
+        periods = [Period.parse("2024")]
+        first = run_target_checks(engine, settings, periods, AS_OF, job_id="job-1")
+        validated: list[int] = []
+        real = targets.run_validations
+
+        def spy(url, validations, **kw):  # noqa: ANN001, ANN003, ANN202
+            validated.append(len(validations))
+            return real(url, validations, **kw)
+
+        monkeypatch.setattr(targets, "run_validations", spy)
+        idle = run_target_checks(engine, settings, periods, AS_OF, job_id="job-2")
+        assert validated == [0]
+        assert [(_figures(c), c.offenders) for c in idle.checks] == [
+            (_figures(c), c.offenders) for c in first.checks
+        ]
+        # a job that wrote a row: GX checks everything again
+        run = {"job_id": "job-3", "source": "permits", "is_full_refresh": False}
+        insert(
+            engine,
+            sync_run,
+            [{"sync_run_id": "run-3", **run, "started_at": datetime(2024, 5, 2), "status": "x"}],
+        )
+        insert(engine, permit_application, [row(permit_application, "P9", "run-3")])
+        run_target_checks(engine, settings, periods, AS_OF, job_id="job-3")
+        assert validated[-1] > 0
