@@ -147,6 +147,11 @@ def _print_alerts(run: Any) -> None:
         out.print(f"alert {d.alert_id[:8]} -> {d.channel}: {d.status}{suffix}")
     if not run.planned and not run.deliveries:
         out.print("alerts: nothing new to announce")
+    elif run.planned and not run.deliveries:
+        out.print(
+            "alerts: no channel configured (RULEWATCH_ALERT_URLS or urls in alerts.yaml); "
+            "these alerts are recorded in the warehouse only"
+        )
 
 
 def _print_checks(settings: Settings, result: Any) -> None:
