@@ -7,26 +7,14 @@ page and doubles up to :data:`MAX_ROWS_PER_TRANSACTION` rows, so the first
 pages show up at once and a long sync pays for few commits. A sync can be
 killed at any point and re-run: the watermark only covers committed rows, and
 re-read rows are idempotent.
-
-Fetching and parsing run on a thread of their own per stream, at most
-:data:`PREFETCH_PAGES` pages ahead of the load, so the next pages arrive while
-a batch is written: wall time tends to the slower of the two, not their sum,
-and memory stays bounded by the pages in flight plus one batch. On SQLite the
-write transactions of one database are taken in turn through a lock of this
-process, so a source waiting to write wakes the moment the previous batch
-commits instead of polling SQLite's busy handler (which sleeps up to 100 ms
-per try).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -54,8 +42,6 @@ log = logging.getLogger("rulewatch.sync")
 
 #: Rows per load transaction at most (memory stays flat in the size of the source).
 MAX_ROWS_PER_TRANSACTION = 10_000
-#: Parsed pages a stream's fetch thread may hold ahead of the load.
-PREFETCH_PAGES = 4
 
 
 @dataclass
@@ -170,7 +156,7 @@ def _sync_stream(
     def load_batch() -> None:
         records = [p for page in batch for p in page]
         now = _now()
-        with write_turn(engine), engine.begin() as conn:
+        with engine.begin() as conn:
             load_page(conn, stream, records, result.sync_run_id, now)
             times = [p.changed_at for p in records if p.changed_at is not None]
             if times and not stream.is_snapshot:
@@ -190,7 +176,7 @@ def _sync_stream(
                     )
                 )
 
-    pages = _Prefetch(_parsed_pages(client, stream, since), PREFETCH_PAGES, stream.name)
+    pages = _parsed_pages(client, stream, since)
     try:
         for page in pages:
             batch.append(page)
@@ -209,79 +195,6 @@ def _sync_stream(
     if stream.is_snapshot:
         with engine.begin() as conn:
             result.departed += mark_departed(conn, stream, present_keys, _now(), result.sync_run_id)
-
-
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
-_WRITE_LOCKS_GUARD = threading.Lock()
-
-
-def write_turn(engine: Engine) -> AbstractContextManager:
-    """On SQLite, this process's turn to write to the database (one writer at a time).
-
-    SQLite has one writer per database; threads of one process that wait on its
-    busy handler sleep in growing steps and wake late. Waiting on a lock here
-    hands the database over at once. PostgreSQL needs none.
-    """
-    if engine.dialect.name != "sqlite":
-        return nullcontext()
-    key = str(engine.url.database or ":memory:")
-    with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(key, threading.Lock())
-
-
-_END = object()
-
-
-class _Prefetch:
-    """Runs a page iterator on a thread of its own, at most ``depth`` pages ahead.
-
-    Iterating yields its pages in order; an exception it raised is raised here
-    after the pages before it. :meth:`close` stops it (the page in hand is
-    dropped) and waits for its thread, which closes the iterator.
-    """
-
-    def __init__(self, pages: Iterator[list[ParsedRecord]], depth: int, name: str) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(pages,), name=f"fetch-{name}", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, pages: Iterator[list[ParsedRecord]]) -> None:
-        try:
-            for page in pages:
-                if not self._put(page):
-                    return
-            self._put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            self._put(exc)
-        finally:
-            close = getattr(pages, "close", None)
-            if close is not None:
-                close()
-
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[list[ParsedRecord]]:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _count_page(
