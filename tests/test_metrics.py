@@ -9,13 +9,12 @@ every rate.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from pgschema import fresh_schema_url
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.engine import Connection
 
 from rulewatch.metric_ids import METRICS, RATE_METRICS
@@ -33,9 +32,6 @@ from rulewatch.warehouse.schema import (
 from rulewatch.workdays import WorkingCalendar
 
 D = date.fromisoformat
-PG_URL = os.environ.get(  # as in conftest.py, which cannot be imported (tests/demo has one too)
-    "RULEWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 AS_OF = D("2024-01-10")
 TARGETS = load_settings({}).targets
 
@@ -64,23 +60,10 @@ def warehouse(request, tmp_path_factory, calendar: WorkingCalendar) -> Iterator[
         yield engine
         engine.dispose()
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        problem = f"PostgreSQL at {PG_URL} not reachable: {str(exc).splitlines()[0]}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem} (CI requires PostgreSQL)")
-        pytest.skip(problem)
-    sep = "&" if "?" in PG_URL else "?"
-    engine = open_warehouse(f"{PG_URL}{sep}options=-csearch_path%3D{schema}", calendar)
-    yield engine
-    engine.dispose()
-    with admin.connect() as c:
-        c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with fresh_schema_url() as url:
+        engine = open_warehouse(url, calendar)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ warehouse is a fresh SQLite file or PostgreSQL schema.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -17,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Table, create_engine, text
+from pgschema import fresh_schema_url
+from sqlalchemy import Engine, Table
 
 from rulewatch.checks.config import ChecksConfig, load_checks_config
 from rulewatch.settings import PACKAGE_CONFIG_DIR, Settings, load_settings
@@ -26,9 +25,6 @@ from rulewatch.warehouse.schema import document, inspection, officer, permit_app
 from rulewatch.workdays import WorkingCalendar
 
 D = date.fromisoformat
-PG_URL = os.environ.get(  # as in tests/conftest.py, which cannot be imported
-    "RULEWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 AS_OF = D("2024-05-20")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -44,23 +40,8 @@ def warehouse_url(backend: str, folder: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{folder / 'warehouse.db'}"
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        problem = f"PostgreSQL at {PG_URL} not reachable: {str(exc).splitlines()[0]}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem} (CI requires PostgreSQL)")
-        pytest.skip(problem)
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema_url() as url:
+        yield url
 
 
 @contextmanager

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-import pytest
-from sqlalchemy import Engine, create_engine, text
+from pgschema import fresh_schema_url
+from sqlalchemy import Engine
 
 from rulewatch.demo.data import DEMO_TODAY
 from rulewatch.demo.servers import start_demo_sources
@@ -21,9 +19,6 @@ from rulewatch.sync import sync_source
 from rulewatch.warehouse.db import open_warehouse
 
 HISTORY_FROM = date(2024, 4, 1)  # the filing slip starts on 2024-04-05
-PG_URL = os.environ.get(  # as in tests/conftest.py, which cannot be imported
-    "RULEWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 
 @contextmanager
@@ -32,23 +27,8 @@ def warehouse_url(backend: str, folder: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{folder / 'warehouse.db'}"
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        problem = f"PostgreSQL at {PG_URL} not reachable: {str(exc).splitlines()[0]}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem} (CI requires PostgreSQL)")
-        pytest.skip(problem)
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema_url() as url:
+        yield url
 
 
 @contextmanager
