@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.engine import Connection
 
-from rulewatch.checks.results import Offender, latest_target_statuses
+from rulewatch.checks.results import Offender, latest_target_statuses, now_utc
 from rulewatch.metric_ids import METRICS
 from rulewatch.metrics import MetricValue, compute_metrics, rate_population
 from rulewatch.periods import Period
@@ -61,10 +61,6 @@ class ReportTablesRefresh:
     metric_rows: int = 0
     statuses: int = 0
     offenders: int = 0
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def period_kind(period: Period) -> str:
