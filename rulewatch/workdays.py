@@ -183,6 +183,20 @@ def calendar_of(settings: Settings) -> WorkingCalendar:
     return official_calendar(settings.calendar.holidays, settings.calendar.makeup_workdays)
 
 
+def unpublished_years_of(
+    calendar: WorkingCalendar, period_start: date, period_end: date, as_of: date, flagged: bool
+) -> list[int]:
+    """The years without an arrangement that a period's figures (cut at ``as_of``) count
+    in: the period's own years up to the as-of date, or, when a figure is flagged
+    provisional although they are all published, the year before through the as-of year
+    (a span that started earlier or a publication after the period)."""
+    last = max(period_start.year, min(period_end, as_of).year)
+    years = calendar.unpublished_years(period_start.year, last)
+    if flagged and not years:
+        years = calendar.unpublished_years(period_start.year - 1, max(last, as_of.year))
+    return years
+
+
 def missing_arrangement_hint(settings: Settings, years: Iterable[int]) -> str:
     """What to do about years counted Monday to Friday: one sentence naming them."""
     listed = ", ".join(str(y) for y in sorted(set(years)))
