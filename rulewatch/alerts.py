@@ -148,7 +148,7 @@ _TEXT = {
         "status": "状态",
         "met": "达标",
         "no_data": "无数据",
-        "provisional": "暂定",
+        "provisional": "暂定, provisional",
         "provisional_line": (
             "暂定 (provisional): 涉及尚未公布放假安排年份的工作日, 暂按周一至周五计算"
         ),
