@@ -259,7 +259,7 @@ def sync(
     as_of: AsOf = None,
 ) -> None:
     """The nightly job: extract each source, validate, load, compute the metrics."""
-    from rulewatch.console import out, scorecard_table
+    from rulewatch.console import out, print_calendar_note, scorecard_table
 
     settings = load_settings()
     names = list(dict.fromkeys(source or SOURCE_NAMES))
@@ -269,6 +269,9 @@ def sync(
     day = _as_of(settings, as_of)
     result = _run_nightly(settings, names, full_refresh, day)
     out.print(scorecard_table(result.metrics, f"{day.year} as of {day}", settings.alerts.language))
+    print_calendar_note(
+        settings, Period.parse(str(day.year)), day, any(m.provisional for m in result.metrics)
+    )
     _print_checks(settings, result)
     _print_alerts(getattr(result, "alerts", None))
     out.print(f"warehouse: {_describe(settings.warehouse_url)}")

@@ -438,3 +438,39 @@ def test_an_early_warning_near_the_limit_says_it_is_provisional(warehouse_url: s
     engine.dispose()
     (w,) = [w for w in warnings if w.natural_key == "FW-1"]
     assert w.reason.startswith("result not published; 19 of 20 working days used (provisional")
+
+
+def test_revision_0005_upgrades_a_0004_warehouse_and_rebuilds_its_calendar(
+    warehouse_url: str,
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import insert
+
+    from rulewatch.warehouse.db import MIGRATIONS_DIR, make_engine
+    from rulewatch.warehouse.schema import warehouse_meta
+
+    engine = make_engine(warehouse_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0004")
+        # a day of the old Monday-to-Friday calendar, and its fingerprint
+        conn.exec_driver_sql(
+            "INSERT INTO calendar_day (day, is_working, workday_seq) VALUES ('2026-02-16', true, 1)"
+            if conn.dialect.name == "postgresql"
+            else "INSERT INTO calendar_day (day, is_working, workday_seq) VALUES ('2026-02-16', 1, 1)"
+        )
+        conn.execute(insert(warehouse_meta).values(key="calendar_fingerprint", value="old"))
+    engine.dispose()
+    engine = open_warehouse(warehouse_url, calendar_of(SETTINGS))
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(calendar_day.c.is_working, calendar_day.c.is_provisional).where(
+                calendar_day.c.day == D("2026-02-16")
+            )
+        ).one()
+    assert tuple(row) == (False, False)  # Spring Festival 2026, from the package
+    assert _span(engine)[0] == date(2004, 1, 1)
+    engine.dispose()

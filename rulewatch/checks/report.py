@@ -126,7 +126,8 @@ def markdown_summary(targets: TargetRun, quality: QualityRun | None, listed: int
     for c in slipped:
         lines += [
             "",
-            f"## {c.metric} {c.period}: slipped ({c.severity})",
+            f"## {c.metric} {c.period}: slipped ({c.severity})"
+            + (" (provisional working days)" if c.provisional else ""),
             "",
             f"{_pct(c.value)} ({c.numerator} / {c.denominator}), target {c.target:.0%}",
             "",
