@@ -11,6 +11,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -87,7 +88,7 @@ def print_calendar_note(
 
     years = unpublished_years_of(calendar_of(settings), period.start, period.end, as_of, flagged)
     if years:
-        console.print(f"[yellow]calendar[/]: {missing_arrangement_hint(settings, years)}")
+        console.print(f"[yellow]calendar[/]: {escape(missing_arrangement_hint(settings, years))}")
 
 
 def sync_table(results: dict[str, SourceSyncResult], failed: dict[str, str]) -> Table:
