@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 
 from rulewatch.metric_ids import label
 from rulewatch.metrics import (
+    PROVISIONAL_NOTE,
     PUBLICATION_LIMIT_WORKING_DAYS,
     compute_metrics,
     early_warnings,
@@ -56,6 +57,7 @@ class TargetStatus:
     numerator: int | None
     denominator: int | None
     offenders: Sequence[tuple[str, str]] = ()  # (natural key, reason), all of them
+    provisional: bool = False  # counts working days of a year not yet published
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,11 @@ _TEXT = {
         "status": "status",
         "met": "met",
         "no_data": "no data",
+        "provisional": "provisional",
+        "provisional_line": (
+            "provisional: counts working days of a year whose official holiday arrangement "
+            "is not published yet (Monday to Friday stands in)"
+        ),
     },
     "zh": {
         "slipped": "未达标",
@@ -141,6 +148,10 @@ _TEXT = {
         "status": "状态",
         "met": "达标",
         "no_data": "无数据",
+        "provisional": "暂定, provisional",
+        "provisional_line": (
+            "暂定 (provisional): 涉及尚未公布放假安排年份的工作日, 暂按周一至周五计算"
+        ),
     },
 }
 
@@ -160,12 +171,16 @@ def render_target(kind: str, s: TargetStatus, language: str) -> tuple[str, str]:
     """Title and body of a slip, recovery or reminder."""
     t = _TEXT[language]
     title = f"[rulewatch] {s.metric} {s.period}: {t[kind]}"
+    if s.provisional:
+        title += f" ({t['provisional']})"
     lines = [
         f"{s.metric} — {label(s.metric, language)}",
         t["period"].format(period=s.period, as_of=s.as_of.isoformat()),
         f"{t['value']}: {_pct(s.value)} ({s.numerator} / {s.denominator}); "
         f"{t['target']}: {_pct(s.target)}; {t['status']}: {_status_word(s.status, language)}",
     ]
+    if s.provisional:
+        lines.append(t["provisional_line"])
     if kind != "recovered" and s.offenders:
         lines.append(f"{t['records']}:")
         lines += [f"- {key}: {reason}" for key, reason in s.offenders[:MAX_LISTED]]
@@ -429,6 +444,7 @@ def target_statuses(
                 m.numerator,
                 m.denominator,
                 offenders,
+                m.provisional,
             )
         )
     return statuses
@@ -447,9 +463,15 @@ def early_warning_list(conn: Connection, as_of: date, days: int) -> list[EarlyWa
     ]
     cal_inspected, cal_today = calendar_day.alias("ci"), calendar_day.alias("ct")
     elapsed = cal_today.c.workday_seq - cal_inspected.c.workday_seq
+    provisional = cal_today.c.provisional_seq > cal_inspected.c.provisional_seq
     limit = PUBLICATION_LIMIT_WORKING_DAYS
     rows = conn.execute(
-        select(inspection.c.inspection_no, inspection.c.inspected_on, elapsed.label("elapsed"))
+        select(
+            inspection.c.inspection_no,
+            inspection.c.inspected_on,
+            elapsed.label("elapsed"),
+            provisional.label("provisional"),
+        )
         .select_from(
             inspection.join(cal_inspected, cal_inspected.c.day == inspection.c.inspected_on).join(
                 cal_today, cal_today.c.day == as_of
@@ -474,7 +496,8 @@ def early_warning_list(conn: Connection, as_of: date, days: int) -> list[EarlyWa
             EarlyWarning(
                 "enforcement.publication_timely_rate",
                 row.inspection_no,
-                f"result not published; {row.elapsed} of {limit} working days used",
+                f"result not published; {row.elapsed} of {limit} working days used"
+                + (PROVISIONAL_NOTE if row.provisional else ""),
                 row.inspected_on,
             )
         )

@@ -118,7 +118,7 @@ def kpis(
     ] = False,
 ) -> None:
     """The metrics of one period from the warehouse."""
-    from rulewatch.console import out, scorecard_table
+    from rulewatch.console import out, print_calendar_note, scorecard_table
     from rulewatch.metrics import compute_metrics
 
     settings = load_settings()
@@ -132,6 +132,7 @@ def kpis(
         sys.stdout.write(json.dumps([m.to_json() for m in metrics], ensure_ascii=False) + "\n")
         return
     out.print(scorecard_table(metrics, f"{label} as of {day}", settings.alerts.language))
+    print_calendar_note(settings, Period.parse(label), day, any(m.provisional for m in metrics))
 
 
 def _print_alerts(run: Any) -> None:
@@ -185,7 +186,7 @@ def check(
     from rulewatch.checks.config import load_checks_config
     from rulewatch.checks.report import print_target_run
     from rulewatch.checks.targets import run_target_checks
-    from rulewatch.console import out
+    from rulewatch.console import out, print_calendar_note
 
     settings = load_settings()
     checks = load_checks_config(settings)
@@ -200,6 +201,7 @@ def check(
     finally:
         engine.dispose()
     print_target_run(out, run, checks.listed_offenders)
+    print_calendar_note(settings, checked, day, any(c.provisional for c in run.checks))
     from rulewatch.report.published import print_reconciliation
 
     print_reconciliation(out, reconciled)
@@ -257,7 +259,7 @@ def sync(
     as_of: AsOf = None,
 ) -> None:
     """The nightly job: extract each source, validate, load, compute the metrics."""
-    from rulewatch.console import out, scorecard_table
+    from rulewatch.console import out, print_calendar_note, scorecard_table
 
     settings = load_settings()
     names = list(dict.fromkeys(source or SOURCE_NAMES))
@@ -267,6 +269,9 @@ def sync(
     day = _as_of(settings, as_of)
     result = _run_nightly(settings, names, full_refresh, day)
     out.print(scorecard_table(result.metrics, f"{day.year} as of {day}", settings.alerts.language))
+    print_calendar_note(
+        settings, Period.parse(str(day.year)), day, any(m.provisional for m in result.metrics)
+    )
     _print_checks(settings, result)
     _print_alerts(getattr(result, "alerts", None))
     out.print(f"warehouse: {_describe(settings.warehouse_url)}")

@@ -7,8 +7,11 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import date
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -17,6 +20,10 @@ from rulewatch.metrics import MetricValue
 from rulewatch.sync import Progress as PageProgress
 from rulewatch.sync import ProgressCallback, SourceSyncResult
 
+if TYPE_CHECKING:
+    from rulewatch.periods import Period
+    from rulewatch.settings import Settings
+
 out = Console(highlight=False, soft_wrap=False)
 if not out.is_terminal:  # piped or scheduled: do not squeeze tables into 80 columns
     out = Console(highlight=False, soft_wrap=False, width=160)
@@ -24,6 +31,12 @@ err = Console(stderr=True, highlight=False)
 log = logging.getLogger("rulewatch")
 
 _STATUS_STYLE = {"met": "green", "slipped": "bold red", "no_data": "yellow", "info": "dim"}
+#: Beside a figure that counts working days of a year whose arrangement is not published.
+PROVISIONAL_MARK = " *"
+PROVISIONAL_CAPTION = (
+    "* provisional: counts working days of a year whose official holiday arrangement is "
+    "not published yet (Monday to Friday stands in); see `rulewatch check`"
+)
 
 
 def format_value(m: MetricValue) -> str:
@@ -46,19 +59,36 @@ def scorecard_table(metrics: Iterable[MetricValue], title: str, language: str = 
     table.add_column("n / d", justify="right")
     table.add_column("target", justify="right")
     table.add_column("status")
+    provisional = False
     for m in metrics:
         nd = "" if m.denominator is None else f"{m.numerator} / {m.denominator}"
         target = "" if m.target is None else f"{m.target:.0%}"
         style = _STATUS_STYLE.get(m.status, "")
+        provisional |= m.provisional
         table.add_row(
             m.metric,
             label(m.metric, language),
-            format_value(m),
+            format_value(m) + (PROVISIONAL_MARK if m.provisional else ""),
             nd,
             target,
             f"[{style}]{m.status}[/]" if style else m.status,
         )
+    if provisional:
+        table.caption = PROVISIONAL_CAPTION
+        table.caption_justify = "left"
     return table
+
+
+def print_calendar_note(
+    settings: Settings, period: Period, as_of: date, flagged: bool, console: Console = out
+) -> None:
+    """Say which year lacks its working-day arrangement and how to supply it, if any
+    year the period's figures count in does (whether or not a figure was flagged)."""
+    from rulewatch.workdays import calendar_of, missing_arrangement_hint, unpublished_years_of
+
+    years = unpublished_years_of(calendar_of(settings), period.start, period.end, as_of, flagged)
+    if years:
+        console.print(f"[yellow]calendar[/]: {escape(missing_arrangement_hint(settings, years))}")
 
 
 def sync_table(results: dict[str, SourceSyncResult], failed: dict[str, str]) -> Table:

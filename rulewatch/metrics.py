@@ -7,7 +7,10 @@ per core table) and :func:`rate_population` (one row per record, for checks,
 alerts and reports), so the figures and the listed offenders cannot disagree.
 
 Dates are the local ``*_on`` columns; working days come from joins on
-``calendar_day`` (``working_days(a, b) = seq(b) - seq(a)`` for b > a, else 0).
+``calendar_day`` (``working_days(a, b) = seq(b) - seq(a)`` for b > a, else 0). A
+rate that counts a working day of a year whose arrangement is not published
+(Monday to Friday stands in) is *provisional*: the flag travels with the figure,
+and the reason of each such record says so.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -77,10 +80,12 @@ class MetricValue:
     denominator: int | None
     target: float | None
     status: str  # met, slipped, no_data, info
+    provisional: bool = False  # counts working days of a year not yet published
 
     def to_json(self) -> dict[str, Any]:
-        """The object of the ``kpis --json`` array (as_of as ``YYYY-MM-DD``)."""
-        return {
+        """The object of the ``kpis --json`` array (as_of as ``YYYY-MM-DD``);
+        ``"provisional": true`` only on a provisional figure, as the contract has it."""
+        data = {
             "metric": self.metric,
             "period": self.period,
             "as_of": self.as_of.isoformat(),
@@ -90,6 +95,9 @@ class MetricValue:
             "target": self.target,
             "status": self.status,
         }
+        if self.provisional:
+            data["provisional"] = True
+        return data
 
 
 # --- SQL building blocks --------------------------------------------------------------------
@@ -150,6 +158,19 @@ def _working_days(a: ColumnElement, b: ColumnElement, cal_a: Any, cal_b: Any) ->
     return case((b <= a, 0), else_=cal_b.c.workday_seq - cal_a.c.workday_seq)
 
 
+def _provisional_days(cal_a: Any, cal_b: Any) -> ColumnElement:
+    """working_days(a, b) counts a day of an unpublished year (Monday to Friday stood in)."""
+    return cal_b.c.provisional_seq > cal_a.c.provisional_seq
+
+
+PROVISIONAL_NOTE = " (provisional: a year with no published working-day arrangement)"
+
+
+def _noted(reason: ColumnElement, provisional: ColumnElement) -> ColumnElement:
+    """The reason, saying so when its working-day count is provisional."""
+    return case((provisional, _text(reason, PROVISIONAL_NOTE)), else_=reason)
+
+
 @dataclass(frozen=True)
 class _Rate:
     """A rate: its denominator records, its numerator condition, why a record fails."""
@@ -157,6 +178,7 @@ class _Rate:
     population: ColumnElement
     passes: ColumnElement
     reason: ColumnElement  # for failing records; evaluated only when ``passes`` is not true
+    provisional: ColumnElement | None = None  # the record counts provisional working days
 
 
 @dataclass(frozen=True)
@@ -173,10 +195,16 @@ class _Table:
     windows: tuple[ColumnElement, ...] = ()
 
     def aggregate(self) -> Select:
-        """One row: every count, then (denominator, numerator) of every rate."""
+        """One row: every count, then (denominator, numerator, provisional records) of
+        every rate (the last 0 for a rate that counts no working days)."""
         columns = [_count(c) for c in self.counts.values()]
         for rate in self.rates.values():
             columns += [_count(rate.population), _count(and_(rate.population, rate.passes))]
+            columns.append(
+                literal(0)
+                if rate.provisional is None
+                else _count(and_(rate.population, rate.provisional))
+            )
         query = select(*columns).select_from(self.source).where(self.valid)
         return query.where(or_(*self.windows)) if self.windows else query
 
@@ -221,6 +249,9 @@ def _permits(window: Window, previous: Window) -> _Table:
         counts[prefix + "permits.denied"] = decided("denied", w)
 
     days = _working_days(t.c.received_on, t.c.decided_on, cal_received, cal_decided)
+    provisional = and_(
+        t.c.decided_on > t.c.received_on, _provisional_days(cal_received, cal_decided)
+    )
     on_time = _Rate(
         population=and_(t.c.status.in_(("approved", "denied")), _in(t.c.decided_on, window)),
         passes=and_(t.c.promised_days.is_not(None), days.is_not(None), days <= t.c.promised_days),
@@ -228,8 +259,12 @@ def _permits(window: Window, previous: Window) -> _Table:
             (t.c.received_on.is_(None), "no received date"),
             (t.c.promised_days.is_(None), "no promised days"),
             (days.is_(None), "working days unknown (date outside the calendar)"),
-            else_=_text("decided in ", days, " working days, promised ", t.c.promised_days),
+            else_=_noted(
+                _text("decided in ", days, " working days, promised ", t.c.promised_days),
+                provisional,
+            ),
         ),
+        provisional=provisional,
     )
     return _Table(
         source=source,
@@ -256,6 +291,9 @@ def _inspections(window: Window, as_of: date) -> _Table:
         t.c.is_published.is_(True), or_(t.c.published_on.is_(None), t.c.published_on <= as_of)
     )
     days = _working_days(t.c.inspected_on, t.c.published_on, cal_inspected, cal_published)
+    provisional = and_(
+        t.c.published_on > t.c.inspected_on, _provisional_days(cal_inspected, cal_published)
+    )
     limit = PUBLICATION_LIMIT_WORKING_DAYS
     few_officers = or_(t.c.officer_count.is_(None), t.c.officer_count < 2)
     return _Table(
@@ -286,8 +324,12 @@ def _inspections(window: Window, as_of: date) -> _Table:
                 reason=case(
                     (t.c.published_on.is_(None), "published without a publication date"),
                     (days.is_(None), "working days unknown (date outside the calendar)"),
-                    else_=_text("published in ", days, f" working days, limit {limit}"),
+                    else_=_noted(
+                        _text("published in ", days, f" working days, limit {limit}"),
+                        provisional,
+                    ),
                 ),
+                provisional=provisional,
             ),
             "enforcement.certified_officer_rate": _Rate(
                 population=in_p,
@@ -429,6 +471,7 @@ def compute_metrics(
     """
     counts: dict[str, int] = {}
     fractions: dict[str, tuple[int, int]] = {}
+    provisional: set[str] = set()
     for table in _tables(period, as_of):
         row = list(conn.execute(table.aggregate()).one())
         for name in table.counts:
@@ -436,6 +479,8 @@ def compute_metrics(
         for name in table.rates:
             denominator, numerator = int(row.pop(0)), int(row.pop(0))
             fractions[name] = (numerator, denominator)
+            if int(row.pop(0)):
+                provisional.add(name)
 
     def metric(name: str, value: Any, num: Any, den: Any, target: Any, status: str) -> MetricValue:
         return MetricValue(name, period.label, as_of, value, num, den, target, status)
@@ -454,9 +499,31 @@ def compute_metrics(
             target = None if options is None else float(options.target)
             value = numerator / denominator if denominator else None
             values.append(
-                metric(name, value, numerator, denominator, target, _status(value, target))
+                replace(
+                    metric(name, value, numerator, denominator, target, _status(value, target)),
+                    provisional=name in provisional,
+                )
             )
     return values
+
+
+def provisional_metrics(conn: Connection, period: Period, as_of: date) -> frozenset[str]:
+    """The rates of ``period`` cut at ``as_of`` whose figure is provisional: some record
+    of the denominator counts working days of a year with no published arrangement."""
+    found: set[str] = set()
+    for table in _tables(period, as_of):
+        rates = {n: r for n, r in table.rates.items() if r.provisional is not None}
+        if not rates:
+            continue
+        query = select(
+            *[_count(and_(r.population, r.provisional)) for r in rates.values()]
+        ).select_from(table.source)
+        query = query.where(table.valid)
+        if table.windows:
+            query = query.where(or_(*table.windows))
+        row = conn.execute(query).one()
+        found |= {name for name, n in zip(rates, row, strict=True) if n}
+    return frozenset(found)
 
 
 def _status(value: float | None, target: float | None) -> str:

@@ -17,7 +17,14 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from rulewatch.metric_ids import RATE_METRICS
 
@@ -77,9 +84,20 @@ class ScheduleFile(_Strict):
 
 
 class CalendarFile(_Strict):
+    """Local overrides of the official working-day calendar (``rulewatch.workdays``)."""
+
     timezone: str = "Asia/Shanghai"
     holidays: list[date] = []
     makeup_workdays: list[date] = []
+
+    @field_validator("makeup_workdays")
+    @classmethod
+    def _not_both(cls, value: list[date], info: ValidationInfo) -> list[date]:
+        both = sorted(set(value) & set(info.data.get("holidays") or ()))
+        if both:
+            days = ", ".join(d.isoformat() for d in both)
+            raise ValueError(f"{days} listed under both holidays and makeup_workdays")
+        return value
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from rulewatch.alerts import (
 from rulewatch.settings import load_settings
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.schema import alert_delivery
-from rulewatch.workdays import WorkingCalendar
+from rulewatch.workdays import calendar_of
 
 WEEK = timedelta(days=7)
 T0 = datetime(2024, 5, 20, 2, 0)
@@ -57,10 +57,7 @@ def smtp():
 
 @pytest.fixture
 def engine(warehouse_url):
-    cal = load_settings({}).calendar
-    eng = open_warehouse(
-        warehouse_url, WorkingCalendar.from_lists(cal.holidays, cal.makeup_workdays)
-    )
+    eng = open_warehouse(warehouse_url, calendar_of(load_settings({})))
     yield eng
     eng.dispose()
 

@@ -29,7 +29,7 @@ from rulewatch.warehouse.schema import (
     officer,
     permit_application,
 )
-from rulewatch.workdays import WorkingCalendar
+from rulewatch.workdays import WorkingCalendar, calendar_of
 
 D = date.fromisoformat
 AS_OF = D("2024-01-10")
@@ -41,8 +41,7 @@ TARGETS = load_settings({}).targets
 
 @pytest.fixture(scope="module")
 def calendar() -> WorkingCalendar:
-    c = load_settings({}).calendar
-    return WorkingCalendar.from_lists(c.holidays, c.makeup_workdays)
+    return calendar_of(load_settings({}))
 
 
 @pytest.fixture(
@@ -284,22 +283,23 @@ def test_permits_decisions_after_as_of_have_not_happened(conn: Connection) -> No
     assert fraction(m["permits.on_time_rate"]) == (2, 6)
 
 
-def test_working_days_outside_the_listed_years_are_monday_to_friday(conn: Connection) -> None:
+def test_working_days_of_2025_follow_the_official_calendar(conn: Connection) -> None:
     p = permit_application
-    # 2025 is not in the calendar: 1 Jan 2025 (a Wednesday) is a working day
+    # 1 Jan 2025 (a Wednesday) is New Year's Day: 31 Dec 2024 -> 2 Jan 2025 is 1 working day
     insert(conn, p, "B1", status="approved", received_on="2024-12-31", decided_on="2025-01-02",
            promised_days=2)  # fmt: skip
     insert(conn, p, "B2", status="approved", received_on="2024-12-31", decided_on="2025-01-02",
            promised_days=1)  # fmt: skip
     # Fri 3 Jan -> Mon 6 Jan 2025: the weekend does not count
     insert(conn, p, "B3", status="denied", received_on="2025-01-03", decided_on="2025-01-06",
-           promised_days=1)  # fmt: skip
+           promised_days=0)  # fmt: skip
     m = metrics(conn, "2025", D("2025-02-01"))
     assert fraction(m["permits.on_time_rate"]) == (2, 3)
+    assert not m["permits.on_time_rate"].provisional
     assert population(conn, "permits.on_time_rate", "2025", D("2025-02-01")) == {
         "B1": None,
-        "B2": "decided in 2 working days, promised 1",
-        "B3": None,
+        "B2": None,
+        "B3": "decided in 1 working days, promised 0",
     }
 
 
@@ -628,7 +628,7 @@ def test_working_calendar_national_day(calendar: WorkingCalendar) -> None:
     assert calendar.working_days(D("2023-09-28"), D("2023-10-08")) == 2  # make-up Sat, Sun
     assert calendar.working_days(D("2023-10-09"), D("2023-10-09")) == 0
     assert calendar.working_days(D("2023-10-10"), D("2023-10-09")) == 0
-    assert calendar.working_days(D("2024-12-31"), D("2025-01-01")) == 1  # 2025 not listed
+    assert calendar.working_days(D("2024-12-31"), D("2025-01-01")) == 0  # New Year's Day 2025
 
 
 def test_sql_calendar_agrees_with_working_calendar(

@@ -6,13 +6,12 @@ import pytest
 
 from rulewatch.periods import Period, PeriodError, year_earlier_as_of
 from rulewatch.settings import load_settings
-from rulewatch.workdays import WorkingCalendar
+from rulewatch.workdays import WorkingCalendar, calendar_of
 
 
 @pytest.fixture(scope="module")
 def cal() -> WorkingCalendar:
-    c = load_settings({}).calendar
-    return WorkingCalendar.from_lists(c.holidays, c.makeup_workdays)
+    return calendar_of(load_settings({}))
 
 
 @pytest.mark.parametrize(

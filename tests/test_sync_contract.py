@@ -21,7 +21,7 @@ from rulewatch.settings import Settings, load_settings
 from rulewatch.sync import sync_source
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.schema import document, inspection, landed_record, officer
-from rulewatch.workdays import WorkingCalendar
+from rulewatch.workdays import calendar_of
 
 SOURCES = ("permits", "enforcement", "docreview")
 
@@ -39,10 +39,7 @@ def settings_for(env: dict[str, str], url: str, tmp_path, page_size: int | None 
 
 
 def warehouse(settings: Settings) -> Engine:
-    c = settings.calendar
-    return open_warehouse(
-        settings.warehouse_url, WorkingCalendar.from_lists(c.holidays, c.makeup_workdays)
-    )
+    return open_warehouse(settings.warehouse_url, calendar_of(settings))
 
 
 def scorecard(engine: Engine, settings: Settings, period: str = "2023") -> dict[str, MetricValue]:

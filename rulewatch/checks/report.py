@@ -11,6 +11,7 @@ from rich.table import Table
 from rulewatch.checks.quality import QualityRun
 from rulewatch.checks.results import TargetCheck
 from rulewatch.checks.targets import TargetRun
+from rulewatch.console import PROVISIONAL_CAPTION, PROVISIONAL_MARK
 
 TABLE_ARTIFACT_KEY = "rulewatch-targets"
 SUMMARY_ARTIFACT_KEY = "rulewatch-checks"
@@ -40,13 +41,16 @@ def targets_table(run: TargetRun) -> Table:
         table.add_row(
             c.metric,
             c.period,
-            _pct(c.value),
+            _pct(c.value) + (PROVISIONAL_MARK if c.provisional else ""),
             f"{c.numerator} / {c.denominator}",
             f"{c.target:.0%}",
             c.severity,
             f"[{style}]{c.status}[/]" if style else c.status,
             str(c.offender_count) if c.offender_count else "",
         )
+    if any(c.provisional for c in run.checks):
+        table.caption = PROVISIONAL_CAPTION
+        table.caption_justify = "left"
     return table
 
 
@@ -58,7 +62,8 @@ def print_target_run(console: Console, run: TargetRun, listed: int, table: bool 
         console.print(
             f"[bold red]slipped[/]: {c.metric} {c.period} — {_pct(c.value)} "
             f"({c.numerator} / {c.denominator}), target {c.target:.0%} ({c.severity}); "
-            f"{c.offender_count} record(s):"
+            + ("[yellow]provisional[/]; " if c.provisional else "")
+            + f"{c.offender_count} record(s):"
         )
         for line in offender_lines(c, listed):
             console.print(f"  {line}", markup=False)
@@ -101,6 +106,7 @@ def table_rows(run: TargetRun, listed: int = 5) -> list[dict[str, Any]]:
             "target": c.target,
             "severity": c.severity,
             "status": c.status,
+            "provisional": c.provisional,
             "offenders": c.offender_count,
             "first_offenders": ", ".join(o.natural_key for o in c.offenders[:listed]),
         }
@@ -120,7 +126,8 @@ def markdown_summary(targets: TargetRun, quality: QualityRun | None, listed: int
     for c in slipped:
         lines += [
             "",
-            f"## {c.metric} {c.period}: slipped ({c.severity})",
+            f"## {c.metric} {c.period}: slipped ({c.severity})"
+            + (" (provisional working days)" if c.provisional else ""),
             "",
             f"{_pct(c.value)} ({c.numerator} / {c.denominator}), target {c.target:.0%}",
             "",

@@ -85,6 +85,7 @@ class TargetCheck:
     check_run_id: str | None = None
     checked_at: datetime | None = None
     slipped_since: date | None = None
+    provisional: bool = False  # counts working days of a year not yet published
 
 
 def now_utc() -> datetime:

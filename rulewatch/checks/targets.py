@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -58,7 +58,7 @@ from rulewatch.checks.results import (
     store_results,
 )
 from rulewatch.metric_ids import METRICS, label
-from rulewatch.metrics import rate_population
+from rulewatch.metrics import provisional_metrics, rate_population
 from rulewatch.periods import Period
 from rulewatch.settings import ConfigError, Settings, TargetOptions
 from rulewatch.warehouse.schema import CORE_TABLES, check_result, check_run, sync_run
@@ -156,8 +156,10 @@ def run_target_checks(
     run = TargetRun(check_run_id, as_of, labels)
     populations: dict[str, tuple[str, Period, Select]] = {}
     validations: list[Validation] = []
+    provisional: dict[str, frozenset[str]] = {}
     with engine.connect() as conn:
         for period in periods:
+            provisional[period.label] = provisional_metrics(conn, period, as_of)
             for metric, options in targets.items():
                 if metric in checks.custom_rates:
                     population = custom_population(checks.custom_rates[metric], period, as_of)
@@ -209,6 +211,8 @@ def run_target_checks(
             check, result = _target_check(
                 conn, metric, period, as_of, targets[metric], population, outcomes[name]
             )
+            if metric in provisional[period.label]:
+                check = replace(check, provisional=True)
             run.checks.append(check)
             results.append(result)
         store_results(conn, check_run_id, results)

@@ -21,11 +21,12 @@ from rulewatch.checks.quality import QualityRun, run_quality_checks
 from rulewatch.checks.targets import TargetRun, nightly_periods, run_target_checks
 from rulewatch.metrics import MetricValue, compute_metrics
 from rulewatch.periods import Period
+from rulewatch.report.provisional import recompute_provisional_history
 from rulewatch.report.tables import ReportTablesRefresh, refresh_report_tables
 from rulewatch.settings import SOURCE_NAMES, Settings, load_settings
 from rulewatch.sources.engine import SourceError
 from rulewatch.sync import ProgressCallback, SourceSyncResult, sync_source
-from rulewatch.warehouse.db import make_engine, open_warehouse
+from rulewatch.warehouse.db import ensure_calendar, make_engine, open_warehouse
 from rulewatch.warehouse.lock import WarehouseBusy, job_lock
 from rulewatch.workdays import calendar_of
 
@@ -161,9 +162,16 @@ def report_tables_task(job_id: str, as_of: date) -> ReportTablesRefresh:
     settings = load_settings()
     engine = make_engine(settings.warehouse_url)
     try:
+        recomputed = recompute_provisional_history(engine, settings)
         refreshed = refresh_report_tables(engine, settings, as_of, job_id=job_id)
     finally:
         engine.dispose()
+    if recomputed.ran:
+        get_run_logger().info(
+            "calendar changed: %d stored (period, as-of) figures and %d statuses recomputed",
+            len(recomputed.recomputed),
+            recomputed.statuses,
+        )
     get_run_logger().info(
         "report tables: %d periods, %d metric rows, %d statuses, %d offenders",
         len(refreshed.periods),
@@ -220,6 +228,7 @@ def nightly_sync(
                     result.sources[name] = future.result()
                 else:
                     result.failed[name] = state.message or "failed"
+            ensure_calendar(engine, calendar_of(settings))  # the years the new data needs
             result.quality = quality_task(result.job_id, as_of)
             result.metrics = metrics_task(str(as_of.year), as_of)
             result.targets = target_checks_task(result.job_id, as_of, result.quality)

@@ -36,6 +36,7 @@ def metric_rows(data: ReportData) -> list[dict[str, Any]]:
                     "denominator": m.denominator,
                     "target": m.target,
                     "status": m.status,
+                    "provisional": m.provisional,
                 }
             )
     return rows
@@ -112,6 +113,7 @@ _COLUMNS = {
         "denominator",
         "target",
         "status",
+        "provisional",
     ],
     "offenders": ["metric", "period", "as_of", "target_status", "natural_key", "reason"],
     "reconciliation": [

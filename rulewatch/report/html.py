@@ -74,6 +74,13 @@ _TEXT = {
     "set_aside_now": ("records set aside now", "当前被隔离记录"),
     "no_quarantine": ("No record has been set aside.", "无隔离记录。"),
     "draft": ("Annual-report draft", "年度报告草稿"),
+    "provisional": ("provisional", "暂定"),
+    "provisional_note": (
+        "Provisional: counts working days of a year whose official holiday arrangement "
+        "is not published yet (Monday to Friday stands in); it is recomputed when the "
+        "arrangement arrives.",
+        "暂定:涉及尚未公布放假安排年份的工作日,暂按周一至周五计算;放假安排公布后将重新计算。",
+    ),
 }
 
 
@@ -119,6 +126,7 @@ min-width:8rem}.tile b{display:block;font-size:2rem}.tile.met{background:#e8f5e9
 .tile.slipped{background:#ffebee}.tile.no_data{background:#f5f5f5}.tile.mismatch{background:#fff3e0}
 tr.slipped td,tr.mismatch td{background:#fff8f8}img{max-width:100%;display:block;margin:.8rem 0}
 .draft p{background:#fcfcfc;border-left:4px solid #90a4ae;padding:.5rem .8rem}
+.provisional{font-size:.8em;color:#e65100;font-weight:600}.provisional-note{color:#e65100}
 """
 
 
@@ -140,16 +148,26 @@ def _scorecard(data: ReportData) -> str:
     )
     rows = []
     for t in data.targets:
+        mark = (
+            f' <span class="provisional">{_t("provisional", lang)}</span>' if t.provisional else ""
+        )
         rows.append(
             f'<tr class="{escape(t.status)}" data-metric="{escape(t.metric)}" '
-            f'data-status="{escape(t.status)}"><td><code>{escape(t.metric)}</code></td>'
-            f"<td>{escape(label(t.metric, lang))}</td><td class=num>{_pct(t.value)}</td>"
+            f'data-status="{escape(t.status)}"'
+            + (' data-provisional="true"' if t.provisional else "")
+            + f"><td><code>{escape(t.metric)}</code></td>"
+            f"<td>{escape(label(t.metric, lang))}</td><td class=num>{_pct(t.value)}{mark}</td>"
             f"<td class=num>{t.numerator} / {t.denominator}</td>"
             f"<td class=num>{_pct(t.target)}</td><td>{escape(t.severity)}</td>"
             f"<td>{_status(t.status, lang)}</td><td>{t.slipped_since or ''}</td>"
             f"<td class=num>{t.offender_count or ''}</td></tr>"
         )
-    return f"<table id=scorecard><tr>{head}</tr>{''.join(rows)}</table>"
+    note = (
+        f'<p class="provisional-note">{_t("provisional_note", lang)}</p>'
+        if any(t.provisional for t in data.targets)
+        else ""
+    )
+    return f"<table id=scorecard><tr>{head}</tr>{''.join(rows)}</table>{note}"
 
 
 def _counts(data: ReportData) -> str:

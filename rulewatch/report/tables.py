@@ -46,6 +46,7 @@ class TargetStatus:
     offenders: tuple[Offender, ...] = ()
     slipped_since: date | None = None
     check_result_id: int | None = None  # the stored GX check it was read from
+    provisional: bool = False  # counts working days of a year not yet published
 
     @property
     def offender_count(self) -> int:
@@ -124,6 +125,7 @@ def store_metrics(
                 "computed_by": computed_by,
                 "job_id": job_id,
                 "computed_at": computed_at,
+                "is_provisional": m.provisional,
             }
             for m in metrics
         ],
@@ -157,16 +159,19 @@ def target_statuses(
     period: Period,
     as_of: date,
     metrics: Sequence[MetricValue],
+    *,
+    use_stored_checks: bool = True,
 ) -> list[TargetStatus]:
     """Every target's status for ``period`` at ``as_of``, with all its offenders.
 
     Read from the stored target check of that period and date when there is one
-    (same figures by construction), otherwise from the metrics and their populations.
+    (same figures by construction), otherwise from the metrics and their populations
+    (always, with ``use_stored_checks`` off: a check made with an older calendar).
     """
     stored = {
         c.metric: c
         for c in latest_target_statuses(conn, period.label)
-        if c.as_of == as_of and c.metric in METRICS
+        if use_stored_checks and c.as_of == as_of and c.metric in METRICS
     }
     statuses = []
     for m in metrics:
@@ -194,6 +199,7 @@ def target_statuses(
                         else None,
                     ),
                     check_result_id=_check_result_id(conn, check.check_run_id, m.metric, period),
+                    provisional=m.provisional,
                 )
             )
             continue
@@ -222,6 +228,7 @@ def target_statuses(
                 status=m.status,
                 offenders=offenders,
                 slipped_since=since,
+                provisional=m.provisional,
             )
         )
     return statuses
@@ -281,6 +288,7 @@ def store_statuses(conn: Connection, statuses: Iterable[TargetStatus]) -> tuple[
                 slipped_since=s.slipped_since,
                 check_result_id=s.check_result_id,
                 updated_at=updated_at,
+                is_provisional=s.provisional,
             )
         )
         unique = {o.natural_key: o.reason for o in s.offenders}

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from rulewatch.settings import ConfigError
-from rulewatch.warehouse.schema import calendar_day, warehouse_meta
+from rulewatch.warehouse.schema import (
+    calendar_day,
+    inspection,
+    permit_application,
+    warehouse_meta,
+)
 from rulewatch.workdays import WorkingCalendar
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Bounds of the calendar table: it spans only the years the data needs, never more than these.
 CALENDAR_FIRST_DAY = date(1990, 1, 1)
 CALENDAR_LAST_DAY = date(2100, 12, 31)
 _PG_MIGRATION_LOCK = 72_411_301  # advisory lock id: one migrator at a time
@@ -91,30 +96,80 @@ def migrate(engine: Engine, calendar: WorkingCalendar | None = None) -> None:
         ) from None
 
 
-def calendar_fingerprint(calendar: WorkingCalendar) -> str:
-    parts = [f"h{d.isoformat()}" for d in sorted(calendar.holidays)]
-    parts += [f"m{d.isoformat()}" for d in sorted(calendar.makeup_workdays)]
-    parts.append(f"{CALENDAR_FIRST_DAY}:{CALENDAR_LAST_DAY}")
-    return hashlib.sha256(",".join(parts).encode()).hexdigest()
+def calendar_years(
+    conn: Connection, calendar: WorkingCalendar, today: date | None = None
+) -> tuple[int, int]:
+    """The first and last year the calendar table covers: from the first published
+    year (or the earliest date working days are counted from in the core tables, if
+    earlier) to next year (or the latest such date, if later); bounded by 1990..2100
+    against a mistyped date. Dates outside it have unknown working days and say so."""
+    this_year = (today or date.today()).year
+    years = {this_year - 1, this_year + 1}
+    if calendar.published_years:
+        years.add(min(calendar.published_years))
+    for table, columns in (
+        (permit_application, ("received_on", "decided_on")),
+        (inspection, ("inspected_on", "published_on")),
+    ):
+        extremes = []
+        for name in columns:
+            extremes += [func.min(table.c[name]), func.max(table.c[name])]
+        years |= {d.year for d in conn.execute(select(*extremes)).one() if d is not None}
+    first = max(min(years), CALENDAR_FIRST_DAY.year)
+    last = min(max(years), CALENDAR_LAST_DAY.year)
+    return first, last
 
 
-def refresh_calendar(conn: Connection, calendar: WorkingCalendar) -> bool:
-    """Rewrite ``calendar_day`` when the configured calendar changed; True if it did."""
-    fingerprint = calendar_fingerprint(calendar)
-    current = conn.execute(
-        select(warehouse_meta.c.value).where(warehouse_meta.c.key == "calendar_fingerprint")
-    ).scalar_one_or_none()
+def calendar_fingerprint(calendar: WorkingCalendar, first_year: int, last_year: int) -> str:
+    """The calendar table's identity: the arrangement and the years it spans."""
+    return f"{calendar.fingerprint()}:{first_year}-{last_year}"
+
+
+def refresh_calendar(
+    conn: Connection, calendar: WorkingCalendar, today: date | None = None
+) -> bool:
+    """Rewrite ``calendar_day`` when the arrangement or the years the data needs changed
+    (an edited override, a package upgrade, data of a new year); True if it did."""
+    first_year, last_year = calendar_years(conn, calendar, today)
+    fingerprint = calendar_fingerprint(calendar, first_year, last_year)
+    current = _meta(conn, "calendar_fingerprint")
     if current == fingerprint:
         return False
     conn.execute(calendar_day.delete())
     rows = [
-        {"day": d, "is_working": w, "workday_seq": s}
-        for d, w, s in calendar.day_rows(CALENDAR_FIRST_DAY, CALENDAR_LAST_DAY)
+        {
+            "day": d,
+            "is_working": w,
+            "workday_seq": s,
+            "is_provisional": p,
+            "provisional_seq": ps,
+        }
+        for d, w, s, p, ps in calendar.day_rows(date(first_year, 1, 1), date(last_year, 12, 31))
     ]
     conn.execute(calendar_day.insert(), rows)
-    conn.execute(warehouse_meta.delete().where(warehouse_meta.c.key == "calendar_fingerprint"))
-    conn.execute(warehouse_meta.insert(), {"key": "calendar_fingerprint", "value": fingerprint})
+    _set_meta(conn, "calendar_fingerprint", fingerprint)
+    _set_meta(conn, "calendar_arrangement", calendar.fingerprint())
     return True
+
+
+def _meta(conn: Connection, key: str) -> str | None:
+    return conn.execute(
+        select(warehouse_meta.c.value).where(warehouse_meta.c.key == key)
+    ).scalar_one_or_none()
+
+
+def _set_meta(conn: Connection, key: str, value: str) -> None:
+    conn.execute(warehouse_meta.delete().where(warehouse_meta.c.key == key))
+    conn.execute(warehouse_meta.insert(), {"key": key, "value": value})
+
+
+def ensure_calendar(engine: Engine, calendar: WorkingCalendar) -> bool:
+    """Bring the calendar table in step with the data (after a load brought dates of a
+    new year), in its own transaction; on PostgreSQL under the migration lock."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        return refresh_calendar(conn, calendar)
 
 
 def open_warehouse(url: str, calendar: WorkingCalendar) -> Engine:

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -213,14 +214,19 @@ document = Table(
     Index(None, "issued_on"),
 )
 
-# One row per day: the working-day calendar, with a running count of working days
-# so that working_days(a, b) = seq(b) - seq(a) is a join, not a loop.
+# One row per day of the years the data needs: the working-day calendar, with a running
+# count of working days so that working_days(a, b) = seq(b) - seq(a) is a join, not a
+# loop. is_provisional: the day's year has no published arrangement (counted Monday to
+# Friday); provisional_seq counts such days, so working_days(a, b) is provisional when
+# provisional_seq(b) > provisional_seq(a). Revision 0005 added both.
 calendar_day = Table(
     "calendar_day",
     metadata,
     Column("day", Date, primary_key=True),
     Column("is_working", Boolean, nullable=False),
     Column("workday_seq", Integer, nullable=False),
+    Column("is_provisional", Boolean, nullable=False, server_default=false()),
+    Column("provisional_seq", Integer, nullable=False, server_default="0"),
 )
 
 # Key/value facts about the warehouse itself (e.g. the calendar's fingerprint).
@@ -384,6 +390,8 @@ report_metric = Table(
     Column("computed_by", String(16), nullable=False),
     Column("job_id", RUN_ID),
     Column("computed_at", DateTime, nullable=False),
+    # counts working days of a year whose arrangement was not published (0005)
+    Column("is_provisional", Boolean, nullable=False, server_default=false()),
     Index(None, "period", "as_of"),
 )
 
@@ -405,6 +413,8 @@ report_target_status = Table(
     Column("slipped_since", Date),  # first as-of date of the current run of slips
     Column("check_result_id", BigInteger),  # the stored target check it came from, if any
     Column("updated_at", DateTime, nullable=False),
+    # counts working days of a year whose arrangement was not published (0005)
+    Column("is_provisional", Boolean, nullable=False, server_default=false()),
 )
 
 # One row per offending record of a target's latest status: every one, with the reason.

@@ -22,7 +22,7 @@ from rulewatch.checks.config import ChecksConfig, load_checks_config
 from rulewatch.settings import PACKAGE_CONFIG_DIR, Settings, load_settings
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.schema import document, inspection, officer, permit_application
-from rulewatch.workdays import WorkingCalendar
+from rulewatch.workdays import WorkingCalendar, calendar_of
 
 D = date.fromisoformat
 AS_OF = D("2024-05-20")
@@ -30,8 +30,7 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 def calendar() -> WorkingCalendar:
-    c = load_settings({}).calendar
-    return WorkingCalendar.from_lists(c.holidays, c.makeup_workdays)
+    return calendar_of(load_settings({}))
 
 
 @contextmanager
