@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -77,7 +78,8 @@ def sync_table(results: dict[str, SourceSyncResult], failed: dict[str, str]) -> 
             "[green]ok[/]",
         )
     for name, why in failed.items():
-        table.add_row(name, "", "", "", "", "", f"[bold red]failed[/]: {why}")
+        # `why` may quote a server: no Rich markup from it (a stray "[/]" would crash)
+        table.add_row(name, "", "", "", "", "", f"[bold red]failed[/]: {escape(why)}")
     return table
 
 
