@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import re
 import socket
 import threading
@@ -25,6 +26,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -42,6 +44,18 @@ from rulewatch.sources.fields import Malformed
 from rulewatch.text import server_text
 
 USER_AGENT = "rulewatch/0.1"
+
+
+class _ServerTextFilter(logging.Filter):
+    """urllib3 logs each retry with the error, which may quote the server's bytes
+    (``BadStatusLine('...')``): cleaned and capped like any server text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = server_text(record.getMessage(), 500), None
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_ServerTextFilter())
 
 
 class SourceError(Exception):
@@ -201,15 +215,18 @@ class _Tries:
         self.total_seconds = total_seconds
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self._sock: socket.socket | None = None
         self.begin()
 
     def begin(self) -> None:
         """A new request starts: reset the count and the clock."""
         self.started = time.monotonic()
         self.count = 0
-        self.expired = False  # a try was cut off at its deadline
+        self.expired = False  # a try was cut off by the watcher
+        self.cut_by_try = False  # ... at request_deadline_seconds (not the retry deadline)
         self.refused_wait: float | None = None  # a wait that did not fit in the deadline
         self._active = False
+        self._cut = 0  # the try the watcher cut off last
 
     @property
     def elapsed(self) -> float:
@@ -218,23 +235,27 @@ class _Tries:
     def time_left(self) -> float:
         return self.started + self.total_seconds - time.monotonic()
 
-    def start_try(self, conn: Any) -> float:
-        """Arm the watcher for a new try on ``conn``; the seconds it may take."""
+    def start_try(self) -> float:
+        """Arm the watcher for a new try; the seconds it may take."""
         with self._lock:
             self._cancel()
             self.count += 1
             self._active = True
+            self._sock = None
             budget = max(min(self.try_seconds, self.time_left()), 0.001)
-            self._timer = threading.Timer(budget, self._expire, (self.count, conn))
+            by_try = budget >= self.try_seconds
+            self._timer = threading.Timer(budget, self._expire, (self.count, by_try))
             self._timer.daemon = True
             self._timer.start()
             return budget
 
-    def after_connect(self, conn: Any) -> None:
-        """A try whose deadline passed while it was connecting ends now."""
+    def attach(self, sock: socket.socket | None) -> None:
+        """The try's socket, once there is one (it outlives the connection object when
+        the server closes after the answer: the body is still read from it)."""
         with self._lock:
-            if self.expired and self._active:
-                _shut(conn)
+            self._sock = sock
+            if self._cut == self.count and self._active:  # its deadline passed while connecting
+                _shut(sock)
 
     def finish(self) -> None:
         with self._lock:
@@ -246,23 +267,39 @@ class _Tries:
             self._timer.cancel()
             self._timer = None
 
-    def _expire(self, number: int, conn: Any) -> None:
+    def _expire(self, number: int, by_try: bool) -> None:
         with self._lock:
             if number != self.count or not self._active:
                 return  # that try is over
-            self.expired = True
-            _shut(conn)
+            self.expired, self._cut = True, number
+            self.cut_by_try |= by_try
+            _shut(self._sock)
 
     def describe(self) -> str:
+        """``after N tries over S s``, and why no further try was made when time ran out."""
         tries = "1 try" if self.count == 1 else f"{self.count} tries"
-        return f"after {tries} over {self.elapsed:.1f} s"
+        text = f"after {tries} over {self.elapsed:.1f} s"
+        if self.refused_wait is not None:
+            text += (
+                f"; a further wait of {self.refused_wait:g} s would pass the "
+                f"{self.total_seconds:g} s retry deadline"
+            )
+        elif self.time_left() < _SLACK:
+            text += f"; retry_deadline_seconds {self.total_seconds:g} reached"
+        return text
 
 
-def _shut(conn: Any) -> None:
-    sock = getattr(conn, "sock", None)
+#: Seconds too few to start another try in.
+_SLACK = 0.05
+
+
+def _shut(sock: socket.socket | None) -> None:
+    """End every read on ``sock`` at once (another thread's too)."""
     if sock is not None:
         with contextlib.suppress(OSError):  # already closed
-            sock.shutdown(socket.SHUT_RDWR)
+            # socket's own shutdown, also for TLS: SSLSocket's would drop its TLS state
+            # under the reading thread's feet
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class _TimedConnection:
@@ -275,7 +312,7 @@ class _TimedConnection:
         if not self._armed:  # HTTPS connects before the request
             self._arm()
         super().connect()  # type: ignore[misc]
-        self.tries.after_connect(self)
+        self.tries.attach(self.sock)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if not self._armed:
@@ -284,9 +321,10 @@ class _TimedConnection:
             super().request(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._armed = False  # the next request on this connection is a new try
+        self.tries.attach(self.sock)  # a kept-alive connection did not connect
 
     def _arm(self) -> None:
-        budget = self.tries.start_try(self)
+        budget = self.tries.start_try()
         self._armed = True
         timeout = getattr(self, "timeout", None)
         if isinstance(timeout, (int, float)):  # the connect timeout, within the deadline
@@ -352,8 +390,8 @@ class _BoundedRetry(Retry):
             if response is not None and retry.respect_retry_after_header:
                 wait = retry.get_retry_after(response)
             wait = wait or retry.get_backoff_time()
-            if wait >= self.tries.time_left():
-                self.tries.refused_wait = wait
+            if wait + _SLACK >= self.tries.time_left():
+                self.tries.refused_wait = wait or None  # no wait: the deadline itself is reached
                 reason = error or ResponseError(f"no time left for a retry in {wait:g} s")
                 raise MaxRetryError(_pool, url, reason)
         return retry
@@ -436,7 +474,9 @@ class SourceClient:
             )
         if response.status_code != 200:
             detail = _error_text(content)
-            tried = f" ({self._tries_text()})" if response.status_code in RETRIED_STATUSES else ""
+            tried = (
+                f" ({self.tries.describe()})" if response.status_code in RETRIED_STATUSES else ""
+            )
             raise SourceError(f"{name}: HTTP {response.status_code} from {where}{detail}{tried}")
         return response, content
 
@@ -491,24 +531,19 @@ class SourceClient:
             )
             with response:
                 return response, self._read_body(response)
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             where = server_text(url)
-            if self.tries.expired:
-                raise SourceError(
-                    f"{name}: {where} did not answer in full within "
-                    f"{opts.request_deadline_seconds:g} s ({self._tries_text()})"
-                ) from None
-            if isinstance(exc, requests.exceptions.Timeout):
-                raise SourceError(f"{name}: {where} timed out ({self._tries_text()})") from None
-            if isinstance(exc, requests.exceptions.RetryError):
-                raise SourceError(
-                    f"{name}: {where} kept failing ({_why(exc)}; {self._tries_text()})"
-                ) from None
-            if isinstance(exc, requests.exceptions.ConnectionError):
-                raise SourceError(
-                    f"{name}: cannot reach {where} ({_why(exc)}; {self._tries_text()})"
-                ) from None
-            raise SourceError(f"{name}: request to {where} failed: {_why(exc)}") from None
+            if self.tries.cut_by_try:
+                what = f"{where} did not answer in full within {opts.request_deadline_seconds:g} s"
+            elif self.tries.expired or isinstance(exc, requests.exceptions.Timeout):
+                what = f"{where} timed out"
+            elif isinstance(exc, requests.exceptions.RetryError):
+                what = f"{where} kept failing ({_why(exc)})"
+            elif isinstance(exc, requests.exceptions.ConnectionError):
+                what = f"cannot reach {where} ({_why(exc)})"
+            else:
+                what = f"request to {where} failed: {_why(exc)}"
+            raise SourceError(f"{name}: {what} ({self.tries.describe()})") from None
         finally:
             self.tries.finish()
 
@@ -531,15 +566,6 @@ class SourceClient:
             f"{self.spec.name}: {server_text(response.url)} sent a page larger than "
             f"{limit} bytes (max_page_bytes in sources.yaml)"
         )
-
-    def _tries_text(self) -> str:
-        text = self.tries.describe()
-        if self.tries.refused_wait is not None:
-            text += (
-                f"; a further wait of {self.tries.refused_wait:g} s would pass the "
-                f"{self.tries.total_seconds:g} s retry deadline"
-            )
-        return text
 
 
 #: Statuses retried with backoff (and ``Retry-After``) until the count or time runs out.
