@@ -31,7 +31,7 @@ def server_text(value: object, limit: int = MAX_SERVER_TEXT) -> str:
     """``value`` as one plain line: escapes and control characters gone, whitespace
     runs made one space, at most ``limit`` characters (cut with an ellipsis)."""
     text = value if isinstance(value, str) else str(value)
-    text = text[: limit * 8]  # bound the work; what is kept is far shorter
+    text = text[: limit * 64]  # bound the work; what is kept is far shorter
     text = _ESCAPES.sub("", text)
     text = _CONTROLS.sub(" ", text)
     text = " ".join(text.split())
