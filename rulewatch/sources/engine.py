@@ -275,6 +275,11 @@ class _Tries:
             self.cut_by_try |= by_try
             _shut(self._sock)
 
+    @property
+    def last_cut(self) -> bool:
+        """Whether the watcher cut off the last try."""
+        return self._cut == self.count
+
     def describe(self) -> str:
         """``after N tries over S s``, and why no further try was made when time ran out."""
         tries = "1 try" if self.count == 1 else f"{self.count} tries"
@@ -391,7 +396,8 @@ class _BoundedRetry(Retry):
                 wait = retry.get_retry_after(response)
             wait = wait or retry.get_backoff_time()
             if wait + _SLACK >= self.tries.time_left():
-                self.tries.refused_wait = wait or None  # no wait: the deadline itself is reached
+                left = self.tries.time_left()
+                self.tries.refused_wait = wait if wait and left > _SLACK else None  # else: reached
                 reason = error or ResponseError(f"no time left for a retry in {wait:g} s")
                 raise MaxRetryError(_pool, url, reason)
         return retry
@@ -521,6 +527,7 @@ class SourceClient:
         name = self.spec.name
         self.requests_made += 1
         self.tries.begin()
+        error: Exception | None = None
         try:
             response = self.session.get(
                 url,
@@ -530,22 +537,26 @@ class SourceClient:
                 allow_redirects=False,
             )
             with response:
-                return response, self._read_body(response)
+                content = self._read_body(response)
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            where = server_text(url)
-            if self.tries.cut_by_try:
-                what = f"{where} did not answer in full within {opts.request_deadline_seconds:g} s"
-            elif self.tries.expired or isinstance(exc, requests.exceptions.Timeout):
-                what = f"{where} timed out"
-            elif isinstance(exc, requests.exceptions.RetryError):
-                what = f"{where} kept failing ({_why(exc)})"
-            elif isinstance(exc, requests.exceptions.ConnectionError):
-                what = f"cannot reach {where} ({_why(exc)})"
-            else:
-                what = f"request to {where} failed: {_why(exc)}"
-            raise SourceError(f"{name}: {what} ({self.tries.describe()})") from None
+            error = exc
         finally:
             self.tries.finish()
+        if error is None and not self.tries.last_cut:
+            return response, content
+        # (an answer cut off at its deadline may still parse, e.g. as an empty 200: never used)
+        where = server_text(url)
+        if self.tries.cut_by_try:
+            what = f"{where} did not answer in full within {opts.request_deadline_seconds:g} s"
+        elif self.tries.expired or isinstance(error, requests.exceptions.Timeout):
+            what = f"{where} timed out"
+        elif isinstance(error, requests.exceptions.RetryError):
+            what = f"{where} kept failing ({_why(error)})"
+        elif isinstance(error, requests.exceptions.ConnectionError):
+            what = f"cannot reach {where} ({_why(error)})"
+        else:
+            what = f"request to {where} failed: {_why(error)}"
+        raise SourceError(f"{name}: {what} ({self.tries.describe()})")
 
     def _read_body(self, response: requests.Response) -> bytes:
         """The whole body, at most ``max_page_bytes`` (decompressed), or SourceError."""

@@ -245,6 +245,16 @@ def test_a_trickled_head_is_cut_off_and_retried_within_the_retry_deadline():
         assert len(source.queries) == 3
 
 
+def test_a_head_cut_after_a_parsable_status_line_is_no_answer():
+    """Cut at "HTTP/1.1 200 OK" the answer parses as an empty 200: it must not count."""
+    with ScriptedSource("permits", []) as source:
+        source.raw = trickle(source, b"{}", 0.1, headers_too=True)
+        message = fails(
+            permits.SPEC, source.url, 4, timeout_seconds=1, request_deadline_seconds=1.55
+        )
+        assert "did not answer in full within 1.55 s (after 1 try over 1.6 s)" in message
+
+
 def test_a_server_that_never_answers_is_given_up_at_the_retry_deadline():
     with ScriptedSource("docreview", []) as source:
         source.raw = silent(source)
