@@ -3,7 +3,8 @@
 A source is declared as data (:class:`SourceSpec` with its :class:`Stream` s);
 this module does the requests, honours ``Retry-After``, retries transient
 failures with bounded backoff, pages with the stream's paginator and turns each
-record into a :class:`ParsedRecord`. Memory is bounded by one page.
+record into a :class:`ParsedRecord`. Memory is bounded by two pages (the one
+read, and the one before it to tell a server that repeats itself).
 """
 
 from __future__ import annotations
@@ -468,10 +469,13 @@ class SourceClient:
             url, params, via = (
                 urljoin(response.url, location),
                 None,
-                f"{response.url} redirected to",
+                f"{server_text(response.url)} redirected to",
             )
         else:
-            raise SourceError(f"{self.spec.name}: more than {MAX_REDIRECTS} redirects from {url}")
+            raise SourceError(
+                f"{self.spec.name}: more than {MAX_REDIRECTS} redirects, the last to "
+                f"{server_text(url)}"
+            )
         name = self.spec.name
         where = server_text(response.url)
         if response.status_code == 401:
