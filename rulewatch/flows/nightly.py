@@ -24,7 +24,8 @@ from rulewatch.periods import Period
 from rulewatch.report.tables import ReportTablesRefresh, refresh_report_tables
 from rulewatch.settings import SOURCE_NAMES, Settings, load_settings
 from rulewatch.sources.engine import SourceError
-from rulewatch.sync import ProgressCallback, SourceSyncResult, sync_source
+from rulewatch.sync import MAX_ERROR_TEXT, ProgressCallback, SourceSyncResult, sync_source
+from rulewatch.text import server_text
 from rulewatch.warehouse.db import make_engine, open_warehouse
 from rulewatch.warehouse.lock import WarehouseBusy, job_lock
 from rulewatch.workdays import calendar_of
@@ -219,7 +220,8 @@ def nightly_sync(
                 if state.is_completed():
                     result.sources[name] = future.result()
                 else:
-                    result.failed[name] = state.message or "failed"
+                    # a crash's message quotes its exception, which may quote a server
+                    result.failed[name] = server_text(state.message or "failed", MAX_ERROR_TEXT)
             result.quality = quality_task(result.job_id, as_of)
             result.metrics = metrics_task(str(as_of.year), as_of)
             result.targets = target_checks_task(result.job_id, as_of, result.quality)
