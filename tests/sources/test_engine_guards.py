@@ -7,6 +7,7 @@ made small) so the suite stays fast; the `within` guard is the only timing.
 
 from __future__ import annotations
 
+import gzip
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -357,3 +358,33 @@ def test_server_error_text_is_cleaned_and_capped():
         assert ": boom xxx" in message and message.endswith("…")
         assert len(message) < 500
         assert not any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 or ch == "\u202e" for ch in message)
+
+
+def test_a_compressed_page_is_bounded_by_its_decompressed_size():
+    bomb = gzip.compress(b'{"data": [' + b" " * 10_000_000 + b'], "next_cursor": null}')
+    with ScriptedSource("permits", []) as source:
+        source.misbehave = lambda _n, _p, _q: (200, bomb, {"Content-Encoding": "gzip"})
+        message = fails(permits.SPEC, source.url, max_page_bytes=1_000_000)
+        assert "sent a page larger than 1000000 bytes" in message
+
+
+def test_a_page_without_content_length_is_bounded_while_it_streams():
+    def answer(handler) -> None:  # noqa: ANN001 - http.server handler
+        handler.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n[")
+        for _ in range(100):
+            handler.wfile.write(b'"x",' * 10_000)
+
+    with ScriptedSource("docreview", []) as source:
+        source.raw = answer
+        assert "sent a page larger than 100000 bytes" in fails(
+            docreview.SPEC, source.url, max_page_bytes=100_000
+        )
+
+
+def test_same_origin_redirects_end_after_five():
+    with ScriptedSource("enforcement", []) as source:
+        source.misbehave = lambda n, _p, _q: (302, {}, {"Location": f"/hop{n}"})
+        assert "more than 5 redirects, the last to http://127.0.0.1:" in fails(
+            enforcement.SPEC, source.url
+        )
+        assert len(source.queries) == 6
