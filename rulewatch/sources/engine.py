@@ -549,18 +549,22 @@ class SourceClient:
         if error is None and not self.tries.last_cut:
             return response, content
         # (an answer cut off at its deadline may still parse, e.g. as an empty 200: never used)
-        where = server_text(url)
+        where, why = server_text(url), _why(error) if error is not None else ""
         if self.tries.cut_by_try:
-            what = f"{where} did not answer in full within {opts.request_deadline_seconds:g} s"
+            what, why = (
+                f"{where} did not answer in full within {opts.request_deadline_seconds:g} s",
+                "",
+            )
         elif self.tries.expired or isinstance(error, requests.exceptions.Timeout):
-            what = f"{where} timed out"
+            what, why = f"{where} timed out", ""
         elif isinstance(error, requests.exceptions.RetryError):
-            what = f"{where} kept failing ({_why(error)})"
+            what = f"{where} kept failing"
         elif isinstance(error, requests.exceptions.ConnectionError):
-            what = f"cannot reach {where} ({_why(error)})"
+            what = f"cannot reach {where}"
         else:
-            what = f"request to {where} failed: {_why(error)}"
-        raise SourceError(f"{name}: {what} ({self.tries.describe()})")
+            what = f"request to {where} failed"
+        detail = f"{why}; " if why else ""
+        raise SourceError(f"{name}: {what} ({detail}{self.tries.describe()})")
 
     def _read_body(self, response: requests.Response) -> bytes:
         """The whole body, at most ``max_page_bytes`` (decompressed), or SourceError."""

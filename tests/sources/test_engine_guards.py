@@ -8,6 +8,7 @@ made small) so the suite stays fast; the `within` guard is the only timing.
 from __future__ import annotations
 
 import gzip
+import ssl
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -388,3 +389,61 @@ def test_same_origin_redirects_end_after_five():
             enforcement.SPEC, source.url
         )
         assert len(source.queries) == 6
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:  # noqa: ANN001
+    """A certificate and key for 127.0.0.1, made here (no network, no fixtures on disk)."""
+    from datetime import timedelta
+    from ipaddress import ip_address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_the_request_deadline_holds_over_tls(tmp_path, monkeypatch):
+    cert, key = _self_signed(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)  # requests prefers it to session.verify
+    body = b'{"data": [], "next_cursor": null}' + b" " * 200
+    with ScriptedSource("permits", []) as source:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        source.server.socket = context.wrap_socket(source.server.socket, server_side=True)
+        source.raw = trickle(source, body, 0.2)
+        url = source.url.replace("http://", "https://")
+        c = client(permits.SPEC, url, timeout_seconds=1, request_deadline_seconds=1.5)
+        stream = permits.SPEC.streams[0]
+        with within(4), pytest.raises(SourceError) as caught:
+            list(stream.paginator.pages(c, stream, None))
+        c.close()
+        assert "did not answer in full within 1.5 s (after 1 try over 1.5 s)" in str(caught.value)
+        assert len(source.queries) == 1  # TLS worked: the request arrived
