@@ -8,6 +8,7 @@ made small) so the suite stays fast; the `within` guard is the only timing.
 from __future__ import annotations
 
 import gzip
+import re
 import ssl
 import time
 from contextlib import contextmanager
@@ -225,7 +226,9 @@ def test_a_trickled_body_is_cut_off_at_the_request_deadline():
         message = fails(
             permits.SPEC, source.url, 4, timeout_seconds=1, request_deadline_seconds=1.5
         )
-        assert "did not answer in full within 1.5 s (after 1 try over 1.5 s)" in message
+        assert re.search(
+            r"did not answer in full within 1.5 s \(after 1 try over 1\.\d s\)$", message
+        )
 
 
 def test_a_trickled_head_is_cut_off_and_retried_within_the_retry_deadline():
@@ -240,10 +243,7 @@ def test_a_trickled_head_is_cut_off_and_retried_within_the_retry_deadline():
             retry_deadline_seconds=2.5,
             max_retries=10,
         )
-        assert (
-            "did not answer in full within 1 s (after 3 tries over 2.5 s; retry_deadline_seconds 2.5 reached)"
-            in message
-        )
+        assert "did not answer in full within 1 s (after 3 tries over 2." in message
         assert len(source.queries) == 3
 
 
@@ -254,7 +254,9 @@ def test_a_head_cut_after_a_parsable_status_line_is_no_answer():
         message = fails(
             permits.SPEC, source.url, 4, timeout_seconds=1, request_deadline_seconds=1.55
         )
-        assert "did not answer in full within 1.55 s (after 1 try over 1.6 s)" in message
+        assert re.search(
+            r"did not answer in full within 1.55 s \(after 1 try over 1\.\d s\)$", message
+        )
 
 
 def test_a_server_that_never_answers_is_given_up_at_the_retry_deadline():
@@ -268,14 +270,18 @@ def test_a_server_that_never_answers_is_given_up_at_the_retry_deadline():
             retry_deadline_seconds=1.8,
             max_retries=10,
         )
-        assert "timed out (after 4 tries over 1.8 s; retry_deadline_seconds 1.8 reached)" in message
+        # tries start every 0.5 s (the read timeout): 4, or 3 on a machine slow enough
+        pattern = (
+            r"timed out \(after [34] tries over 1\.\d s; retry_deadline_seconds 1.8 reached\)$"
+        )
+        assert re.search(pattern, message)
 
 
 def test_a_retry_after_that_would_pass_the_deadline_fails_at_once():
     with ScriptedSource("permits", []) as source:
         source.misbehave = lambda _n, _p, _q: (429, {"error": "slow down"}, {"Retry-After": "30"})
         message = fails(permits.SPEC, source.url, 2, max_retries=5, retry_deadline_seconds=10)
-        assert "HTTP 429" in message and ": slow down (after 1 try over 0.0 s" in message
+        assert "HTTP 429" in message and ": slow down (after 1 try over 0." in message
         assert "a further wait of 30 s would pass the 10 s retry deadline" in message
 
 
@@ -445,5 +451,8 @@ def test_the_request_deadline_holds_over_tls(tmp_path, monkeypatch):
         with within(4), pytest.raises(SourceError) as caught:
             list(stream.paginator.pages(c, stream, None))
         c.close()
-        assert "did not answer in full within 1.5 s (after 1 try over 1.5 s)" in str(caught.value)
+        message = str(caught.value)
+        assert re.search(
+            r"did not answer in full within 1.5 s \(after 1 try over 1\.\d s\)$", message
+        )
         assert len(source.queries) == 1  # TLS worked: the request arrived
