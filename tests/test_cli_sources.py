@@ -112,25 +112,50 @@ def test_looping_trickling_and_foreign_sources_each_end_with_one_line(tmp_path):
     print(f"looping/trickling/foreign sync ended in {seconds:.1f} s")
 
 
+def _inspection(i: int) -> dict:
+    return {
+        "inspection_no": f"K{i}",
+        "task_type": "routine",
+        "joint": False,
+        "target_credit_code": "9" * 18,
+        "target_name": "某公司",
+        "credit_risk_level": "A",
+        "credit_rule_applied": True,
+        "inspected_on": "2024-01-02",
+        "officers": [],
+        "outcome": "compliant",
+        "published": False,
+        "published_on": None,
+        "modified": f"2024-01-02 10:00:0{i}",
+    }
+
+
 def test_server_text_never_reaches_the_terminal_raw_and_the_others_load(tmp_path):
     with (
         ScriptedSource("permits", []) as permits,
-        ScriptedSource("enforcement", []) as enforcement,
+        ScriptedSource("enforcement", [_inspection(i) for i in range(5)]) as enforcement,
         ScriptedSource("docreview", []) as docreview,
     ):
-        enforcement.misbehave = lambda _n, _p, _q: (500, {"error": HOSTILE}, {})
+        docreview.misbehave = lambda _n, _p, _q: (500, {"error": HOSTILE}, {})
+        # enforcement serves 2 a page whatever page_size asks, and its total says 5
+        contract = enforcement._enforcement
+        enforcement.misbehave = lambda _n, path, q: (
+            None if path == "/api/officers" else contract({**q, "page_size": "2"})
+        )
         res, seconds = sync(
             tmp_path, {"permits": permits, "enforcement": enforcement, "docreview": docreview}
         )
     assert res.returncode == 1, res.stderr
     line = one_rulewatch_line(res.stderr)
-    assert "sync failed for: enforcement (enforcement: HTTP 500 from" in line
+    assert "sync failed for: docreview (docreview: HTTP 500 from" in line
     assert ": [/bold]gone (after 3 tries over" in line
     for stream in (res.stdout, res.stderr):
         assert "\x1b" not in stream and "\x00" not in stream and "pwned" not in stream
     with sqlite3.connect(tmp_path / "wh.db") as db:
         runs = dict(db.execute("select source, status from sync_run").fetchall())
-        (error,) = db.execute("select error from sync_run where source = 'enforcement'").fetchone()
-    assert runs == {"permits": "succeeded", "enforcement": "failed", "docreview": "succeeded"}
+        (error,) = db.execute("select error from sync_run where source = 'docreview'").fetchone()
+        inspections = db.execute("select count(*) from inspection").fetchone()[0]
+    assert runs == {"permits": "succeeded", "enforcement": "succeeded", "docreview": "failed"}
+    assert inspections == 5  # short pages read on while the total said more: not 2 of 5
     assert "\x00" not in error and "\x1b" not in error and len(error) < 500
     print(f"hostile error text sync ended in {seconds:.1f} s")
