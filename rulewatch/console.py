@@ -107,7 +107,8 @@ def sync_table(results: dict[str, SourceSyncResult], failed: dict[str, str]) -> 
             "[green]ok[/]",
         )
     for name, why in failed.items():
-        table.add_row(name, "", "", "", "", "", f"[bold red]failed[/]: {why}")
+        # `why` may quote a server: no Rich markup from it (a stray "[/]" would crash)
+        table.add_row(name, "", "", "", "", "", f"[bold red]failed[/]: {escape(why)}")
     return table
 
 

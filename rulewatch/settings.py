@@ -42,10 +42,16 @@ class _Strict(BaseModel):
 
 class SourceOptions(_Strict):
     page_size: int = Field(gt=0)
-    timeout_seconds: float = Field(default=30, gt=0)
+    timeout_seconds: float = Field(default=30, gt=0)  # connect, and the longest silence
     max_retries: int = Field(default=5, ge=0, le=20)
     backoff_factor: float = Field(default=0.5, ge=0)
-    max_retry_after_seconds: float = Field(default=120, ge=0)
+    max_retry_after_seconds: float = Field(default=60, ge=0)
+    # Wall-clock bounds and sanity ceilings: see "Limits" in the README.
+    request_deadline_seconds: float = Field(default=60, gt=0)  # one try, whole answer
+    retry_deadline_seconds: float = Field(default=120, gt=0)  # all tries of one request
+    max_pages: int = Field(default=100_000, gt=0)  # per stream and sync
+    max_page_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    max_json_depth: int = Field(default=64, ge=4, le=512)
 
 
 class SourcesFile(_Strict):

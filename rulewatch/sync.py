@@ -30,6 +30,7 @@ from rulewatch.sources.engine import (
     Stream,
 )
 from rulewatch.sources.fields import naive_utc
+from rulewatch.text import server_text
 from rulewatch.warehouse.loader import (
     advance_watermark,
     load_page,
@@ -39,6 +40,9 @@ from rulewatch.warehouse.loader import (
 from rulewatch.warehouse.schema import sync_run
 
 log = logging.getLogger("rulewatch.sync")
+
+#: Longest ``sync_run.error`` kept (characters): it may quote what a server said.
+MAX_ERROR_TEXT = 1000
 
 #: Rows per load transaction at most (memory stays flat in the size of the source).
 MAX_ROWS_PER_TRANSACTION = 10_000
@@ -122,10 +126,11 @@ def sync_source(
             _sync_stream(engine, client, stream, result, full_refresh, progress)
         result.status = "succeeded"
     except SourceError as exc:
-        result.status, result.error = "failed", str(exc)
+        result.status, result.error = "failed", server_text(exc, MAX_ERROR_TEXT)
         raise
     except Exception as exc:
-        result.status, result.error = "failed", f"{source}: {type(exc).__name__}: {exc}"
+        why = f"{source}: {type(exc).__name__}: {exc}"
+        result.status, result.error = "failed", server_text(why, MAX_ERROR_TEXT)
         raise
     finally:
         client.close()

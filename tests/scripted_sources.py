@@ -54,13 +54,28 @@ class ScriptedSource:
         self.raw_queries: list[str] = []
         self.hooks: dict[int, Callable[[], None]] = {}  # request number (1-based) -> hook
         self.relative_links = False  # docreview: Link without scheme and host
+        # Misbehaviour, for the guards' tests: ``misbehave(n, path, query)`` may return an
+        # answer (status, body as JSON or bytes, headers) in place of the contract's for
+        # request n; ``raw(handler)`` writes every answer itself, byte by byte if it likes
+        # (see :func:`trickle`); ``stop`` is set on close so such answers end.
+        self.misbehave: Callable[[int, str, dict[str, str]], Response | None] | None = None
+        self.raw: Callable[[BaseHTTPRequestHandler], None] | None = None
+        self.stop = threading.Event()
+        self.received_headers: list[dict[str, str]] = []  # what each request carried
         self._lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server API
+                with outer._lock:
+                    outer.received_headers.append(dict(self.headers))
+                if outer.raw is not None:  # the test writes the whole answer itself
+                    outer._note(self.path)
+                    outer.raw(self)
+                    return
                 status, body, headers = outer._answer(self.path, self.headers)
-                data = json.dumps(body, ensure_ascii=False).encode()
+                data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False)
+                data = data if isinstance(data, bytes) else data.encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
@@ -73,7 +88,9 @@ class ScriptedSource:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     @property
@@ -81,6 +98,7 @@ class ScriptedSource:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:
+        self.stop.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -110,15 +128,24 @@ class ScriptedSource:
         ]
         return sorted(rows, key=lambda r: (self.instant(r[self.change_field]), r[self.key]))
 
-    def _answer(self, path: str, _headers: Any) -> Response:
+    def _note(self, path: str) -> tuple[int, dict[str, str]]:
         split = urlsplit(path)
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         with self._lock:
             self.queries.append(query)
             self.raw_queries.append(split.query)
-            hook = self.hooks.get(len(self.queries))
+            return len(self.queries), query
+
+    def _answer(self, path: str, _headers: Any) -> Response:
+        number, query = self._note(path)
+        hook = self.hooks.get(number)
         if hook is not None:
             hook()
+        if self.misbehave is not None:
+            answer = self.misbehave(number, urlsplit(path).path, query)
+            if answer is not None:
+                return answer
+        split = urlsplit(path)
         with self._lock:
             if split.path == "/api/officers":
                 return 200, {"officers": self.roster}, {}
@@ -167,3 +194,37 @@ class ScriptedSource:
             origin = "" if self.relative_links else self.url
             headers["Link"] = f'<{origin}/v2/documents?{urlencode(params)}>; rel="next"'
         return 200, chunk, headers
+
+
+def trickle(
+    source: ScriptedSource, body: bytes, every: float, *, headers_too: bool = False
+) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A ``raw`` answer sent one byte per ``every`` seconds (the head too, if asked),
+    until it is all sent, the client hangs up, or the source closes."""
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        slow = head + body if headers_too else body
+        try:
+            if not headers_too:
+                handler.wfile.write(head)
+            for i in range(len(slow)):
+                handler.wfile.write(slow[i : i + 1])
+                if source.stop.wait(every):
+                    return
+        except OSError:
+            return  # the client gave up: what the test wants
+
+    return answer
+
+
+def silent(source: ScriptedSource) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A ``raw`` answer that never comes: the connection stays open until the source closes."""
+
+    def answer(_handler: BaseHTTPRequestHandler) -> None:
+        source.stop.wait(60)
+
+    return answer

@@ -25,7 +25,8 @@ from rulewatch.report.provisional import recompute_provisional_history
 from rulewatch.report.tables import ReportTablesRefresh, refresh_report_tables
 from rulewatch.settings import SOURCE_NAMES, Settings, load_settings
 from rulewatch.sources.engine import SourceError
-from rulewatch.sync import ProgressCallback, SourceSyncResult, sync_source
+from rulewatch.sync import MAX_ERROR_TEXT, ProgressCallback, SourceSyncResult, sync_source
+from rulewatch.text import server_text
 from rulewatch.warehouse.db import ensure_calendar, make_engine, open_warehouse
 from rulewatch.warehouse.lock import WarehouseBusy, job_lock
 from rulewatch.workdays import calendar_of
@@ -227,7 +228,8 @@ def nightly_sync(
                 if state.is_completed():
                     result.sources[name] = future.result()
                 else:
-                    result.failed[name] = state.message or "failed"
+                    # a crash's message quotes its exception, which may quote a server
+                    result.failed[name] = server_text(state.message or "failed", MAX_ERROR_TEXT)
             ensure_calendar(engine, calendar_of(settings))  # the years the new data needs
             result.quality = quality_task(result.job_id, as_of)
             result.metrics = metrics_task(str(as_of.year), as_of)

@@ -114,6 +114,7 @@ SPEC = SourceSpec(
                 page_param="page",
                 size_param="page_size",
                 records_key="records",
+                total_key="total",
             ),
             parse=_parse_inspection,
             change_time=_modified,

@@ -3,25 +3,36 @@
 A source is declared as data (:class:`SourceSpec` with its :class:`Stream` s);
 this module does the requests, honours ``Retry-After``, retries transient
 failures with bounded backoff, pages with the stream's paginator and turns each
-record into a :class:`ParsedRecord`. Memory is bounded by one page.
+record into a :class:`ParsedRecord`. Memory is bounded by two pages (the one
+read, and the one before it to tell a server that repeats itself).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import re
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Protocol
-from urllib.parse import urljoin
+from typing import Any, NoReturn, Protocol
+from urllib.parse import parse_qsl, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.util import parse_url
 
 try:  # prefect depends on orjson; several times faster than json for the same text
     import orjson
@@ -31,8 +42,21 @@ from urllib3.util.retry import Retry
 
 from rulewatch.settings import SourceEndpoint
 from rulewatch.sources.fields import Malformed
+from rulewatch.text import server_text
 
 USER_AGENT = "rulewatch/0.1"
+
+
+class _ServerTextFilter(logging.Filter):
+    """urllib3 logs each retry with the error, which may quote the server's bytes
+    (``BadStatusLine('...')``): cleaned and capped like any server text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = server_text(record.getMessage(), 500), None
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_ServerTextFilter())
 
 
 class SourceError(Exception):
@@ -162,8 +186,8 @@ class Stream:
                     raise Malformed(f"{self.natural_key}: missing natural key")
                 return ParsedRecord(natural_key, changed_at, None, None, payload, True)
             row = self.parse(raw, ctx)
-        except Malformed as exc:
-            return ParsedRecord(natural_key, changed_at, None, str(exc), payload)
+        except Malformed as exc:  # the reason quotes the server's value: cleaned, capped
+            return ParsedRecord(natural_key, changed_at, None, server_text(exc), payload)
         return ParsedRecord(natural_key, changed_at, row, None, payload)
 
 
@@ -177,24 +201,213 @@ class SourceSpec:
     credential_hint: str  # which variables to check on a 401
 
 
-class _CappedRetry(Retry):
-    """urllib3's Retry, with Retry-After capped so a source cannot stall a night."""
+class _Tries:
+    """The wall-clock bounds of one request: each try, and all its tries with their waits.
 
-    max_retry_after: float = 120.0
+    urllib3 bounds the connect and each read, not a whole answer: a server that
+    trickles a byte every few seconds never times out. As urllib3 advises, a
+    watcher thread cuts a try off at its deadline (it shuts the try's socket, so
+    the blocked read returns at once); :class:`_BoundedRetry` starts no retry whose
+    wait would pass the request's deadline.
+    """
+
+    def __init__(self, try_seconds: float, total_seconds: float) -> None:
+        self.try_seconds = try_seconds
+        self.total_seconds = total_seconds
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._sock: socket.socket | None = None
+        self.begin()
+
+    def begin(self) -> None:
+        """A new request starts: reset the count and the clock."""
+        self.started = time.monotonic()
+        self.count = 0
+        self.expired = False  # a try was cut off by the watcher
+        self.cut_by_try = False  # ... at request_deadline_seconds (not the retry deadline)
+        self.refused_wait: float | None = None  # a wait that did not fit in the deadline
+        self._active = False
+        self._cut = 0  # the try the watcher cut off last
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def time_left(self) -> float:
+        return self.started + self.total_seconds - time.monotonic()
+
+    def start_try(self) -> float:
+        """Arm the watcher for a new try; the seconds it may take."""
+        with self._lock:
+            self._cancel()
+            self.count += 1
+            self._active = True
+            self._sock = None
+            budget = max(min(self.try_seconds, self.time_left()), 0.001)
+            by_try = budget >= self.try_seconds
+            self._timer = threading.Timer(budget, self._expire, (self.count, by_try))
+            self._timer.daemon = True
+            self._timer.start()
+            return budget
+
+    def attach(self, sock: socket.socket | None) -> None:
+        """The try's socket, once there is one (it outlives the connection object when
+        the server closes after the answer: the body is still read from it)."""
+        with self._lock:
+            self._sock = sock
+            if self._cut == self.count and self._active:  # its deadline passed while connecting
+                _shut(sock)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._active = False
+            self._cancel()
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self, number: int, by_try: bool) -> None:
+        with self._lock:
+            if number != self.count or not self._active:
+                return  # that try is over
+            self.expired, self._cut = True, number
+            self.cut_by_try |= by_try
+            _shut(self._sock)
+
+    @property
+    def last_cut(self) -> bool:
+        """Whether the watcher cut off the last try."""
+        return self._cut == self.count
+
+    def describe(self) -> str:
+        """``after N tries over S s``, and why no further try was made when time ran out."""
+        tries = "1 try" if self.count == 1 else f"{self.count} tries"
+        text = f"after {tries} over {self.elapsed:.1f} s"
+        if self.refused_wait is not None:
+            text += (
+                f"; a further wait of {self.refused_wait:g} s would pass the "
+                f"{self.total_seconds:g} s retry deadline"
+            )
+        elif self.time_left() < _SLACK:
+            text += f"; retry_deadline_seconds {self.total_seconds:g} reached"
+        return text
+
+
+#: Seconds too few to start another try in.
+_SLACK = 0.05
+
+
+def _shut(sock: socket.socket | None) -> None:
+    """End every read on ``sock`` at once (another thread's too)."""
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            # socket's own shutdown, also for TLS: SSLSocket's would drop its TLS state
+            # under the reading thread's feet
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _TimedConnection:
+    """Mixin for urllib3 connections: each try runs under :class:`_Tries`."""
+
+    tries: _Tries
+    _armed = False
+
+    def connect(self) -> None:
+        if not self._armed:  # HTTPS connects before the request
+            self._arm()
+        super().connect()  # type: ignore[misc]
+        self.tries.attach(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if not self._armed:
+            self._arm()
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            self._armed = False  # the next request on this connection is a new try
+        self.tries.attach(self.sock)  # a kept-alive connection did not connect
+
+    def _arm(self) -> None:
+        budget = self.tries.start_try()
+        self._armed = True
+        timeout = getattr(self, "timeout", None)
+        if isinstance(timeout, (int, float)):  # the connect timeout, within the deadline
+            self.timeout = min(timeout, budget)
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """requests' adapter whose connections run under the request's deadlines."""
+
+    def __init__(self, tries: _Tries, **kwargs: Any) -> None:
+        http = type("TimedHTTPConnection", (_TimedConnection, HTTPConnection), {"tries": tries})
+        https = type("TimedHTTPSConnection", (_TimedConnection, HTTPSConnection), {"tries": tries})
+        self._pool_classes = {
+            "http": type("TimedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http}),
+            "https": type("TimedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https}),
+        }
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pool_classes
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = self._pool_classes
+        return manager
+
+
+class _BoundedRetry(Retry):
+    """urllib3's Retry, bounded in time as well as count.
+
+    ``Retry-After`` is capped so a source cannot stall a night, and a retry whose
+    wait (``Retry-After`` or backoff) would pass the request's deadline is not made:
+    the request fails now, saying so.
+    """
+
+    max_retry_after: float = 60.0
+    tries: _Tries | None = None
 
     def get_retry_after(self, response) -> float | None:  # noqa: ANN001 - urllib3 type
         value = super().get_retry_after(response)
         return None if value is None else min(value, self.max_retry_after)
 
-    def new(self, **kw: Any) -> _CappedRetry:
+    def new(self, **kw: Any) -> _BoundedRetry:
         retry = super().new(**kw)
         retry.max_retry_after = self.max_retry_after
+        retry.tries = self.tries
+        return retry
+
+    def increment(  # noqa: PLR0913 - urllib3's signature
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> _BoundedRetry:
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        if self.tries is not None:
+            wait = None
+            if response is not None and retry.respect_retry_after_header:
+                wait = retry.get_retry_after(response)
+            wait = wait or retry.get_backoff_time()
+            if wait + _SLACK >= self.tries.time_left():
+                left = self.tries.time_left()
+                self.tries.refused_wait = wait if wait and left > _SLACK else None  # else: reached
+                reason = error or ResponseError(f"no time left for a retry in {wait:g} s")
+                raise MaxRetryError(_pool, url, reason)
         return retry
 
 
 @dataclass
 class SourceClient:
-    """A requests session for one source with auth and bounded retries."""
+    """A requests session for one source: auth, bounded retries and deadlines, and
+    credentials sent only to the configured base URL's origin."""
 
     spec: SourceSpec
     endpoint: SourceEndpoint
@@ -204,22 +417,26 @@ class SourceClient:
 
     def __post_init__(self) -> None:
         opts = self.endpoint.options
-        retry = _CappedRetry(
+        self.tries = _Tries(opts.request_deadline_seconds, opts.retry_deadline_seconds)
+        retry = _BoundedRetry(
             total=opts.max_retries,
             connect=opts.max_retries,
             read=opts.max_retries,
             status=opts.max_retries,
             other=opts.max_retries,
+            redirect=0,
             backoff_factor=opts.backoff_factor,
             backoff_max=30,
-            status_forcelist=(429, 500, 502, 503, 504),
+            status_forcelist=RETRIED_STATUSES,
             allowed_methods=frozenset({"GET"}),
             respect_retry_after_header=True,
             raise_on_status=False,
         )
         retry.max_retry_after = opts.max_retry_after_seconds
+        retry.tries = self.tries
+        self.origin = _origin(self.endpoint.base_url)
         self.session = requests.Session()
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=2)
+        adapter = _GuardedAdapter(self.tries, max_retries=retry, pool_connections=2, pool_maxsize=2)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = USER_AGENT
@@ -233,50 +450,200 @@ class SourceClient:
     def url(self, path: str) -> str:
         return self.endpoint.base_url + path
 
-    def get(self, url: str, params: Mapping[str, Any] | None = None) -> requests.Response:
-        """GET with retries; a final failure raises SourceError naming the source."""
-        name = self.spec.name
-        self.requests_made += 1
-        try:
-            response = self.session.get(
-                url, params=params, timeout=self.endpoint.options.timeout_seconds
+    def get(
+        self, url: str, params: Mapping[str, Any] | None = None, *, via: str | None = None
+    ) -> tuple[requests.Response, bytes]:
+        """GET with retries and deadlines: the response and its whole body.
+
+        ``via`` says where a URL the server gave came from (its ``Link`` header):
+        such a URL, like a redirect, is followed only on the base URL's origin,
+        since the session carries the source's credentials. Any final failure
+        raises SourceError naming the source.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            self._check_origin(url, via)
+            response, content = self._fetch(url, params)
+            if not response.is_redirect:
+                break
+            location = response.headers.get("Location", "")
+            url, params, via = (
+                urljoin(response.url, location),
+                None,
+                f"{server_text(response.url)} redirected to",
             )
-        except requests.exceptions.RetryError as exc:
-            raise SourceError(f"{name}: {url} kept failing after retries ({_why(exc)})") from None
-        except requests.exceptions.ConnectionError as exc:
-            raise SourceError(f"{name}: cannot reach {url} ({_why(exc)})") from None
-        except requests.exceptions.Timeout:
-            raise SourceError(f"{name}: {url} timed out after retries") from None
-        except requests.exceptions.RequestException as exc:
-            raise SourceError(f"{name}: request to {url} failed: {_why(exc)}") from None
+        else:
+            raise SourceError(
+                f"{self.spec.name}: more than {MAX_REDIRECTS} redirects, the last to "
+                f"{server_text(url)}"
+            )
+        name = self.spec.name
+        where = server_text(response.url)
         if response.status_code == 401:
             raise SourceAuthError(
-                f"{name}: 401 Unauthorized from {response.url}; check {self.spec.credential_hint}"
+                f"{name}: 401 Unauthorized from {where}; check {self.spec.credential_hint}"
             )
         if response.status_code != 200:
-            detail = _error_text(response)
-            raise SourceError(f"{name}: HTTP {response.status_code} from {response.url}{detail}")
-        return response
+            detail = _error_text(content)
+            tried = (
+                f" ({self.tries.describe()})" if response.status_code in RETRIED_STATUSES else ""
+            )
+            raise SourceError(f"{name}: HTTP {response.status_code} from {where}{detail}{tried}")
+        return response, content
 
     def get_json(
-        self, url: str, params: Mapping[str, Any] | None = None
+        self, url: str, params: Mapping[str, Any] | None = None, *, via: str | None = None
     ) -> tuple[Any, requests.Response]:
-        response = self.get(url, params)
+        """GET a JSON body, bounded in depth (``max_json_depth``)."""
+        response, content = self.get(url, params, via=via)
+        name, where = self.spec.name, server_text(response.url)
+        depth = self.endpoint.options.max_json_depth
         try:
-            return _loads(response.content), response
-        except ValueError:
-            raise SourceError(f"{self.spec.name}: {response.url} did not return JSON") from None
+            body = _loads(content)
+        except RecursionError:
+            body = _TOO_DEEP
+        except ValueError as exc:
+            if "recursion" not in str(exc).lower():
+                raise SourceError(f"{name}: {where} did not return JSON") from None
+            body = _TOO_DEEP
+        if body is _TOO_DEEP or _deeper_than(body, depth):
+            raise SourceError(
+                f"{name}: {where} sent JSON nested deeper than {depth} levels "
+                "(max_json_depth in sources.yaml)"
+            )
+        return body, response
 
     def close(self) -> None:
         self.session.close()
+        self.tries.finish()
+
+    def _check_origin(self, url: str, via: str | None) -> None:
+        if _origin(url) == self.origin:
+            return
+        what = f"{via} {server_text(url)}" if via else f"the URL {server_text(url)}"
+        raise SourceError(
+            f"{self.spec.name}: {what} is on another origin than {_show_origin(self.origin)}; "
+            "not followed: the credentials go only to the configured base URL"
+        )
+
+    def _fetch(self, url: str, params: Mapping[str, Any] | None) -> tuple[requests.Response, bytes]:
+        """One request (with its retries) and its body, within the deadlines."""
+        opts = self.endpoint.options
+        name = self.spec.name
+        self.requests_made += 1
+        self.tries.begin()
+        error: Exception | None = None
+        try:
+            response = self.session.get(
+                url,
+                params=params,
+                timeout=opts.timeout_seconds,
+                stream=True,
+                allow_redirects=False,
+            )
+            with response:
+                content = self._read_body(response)
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            error = exc
+        finally:
+            self.tries.finish()
+        if error is None and not self.tries.last_cut:
+            return response, content
+        # (an answer cut off at its deadline may still parse, e.g. as an empty 200: never used)
+        where, why = server_text(url), _why(error) if error is not None else ""
+        if self.tries.cut_by_try:
+            what, why = (
+                f"{where} did not answer in full within {opts.request_deadline_seconds:g} s",
+                "",
+            )
+        elif self.tries.expired or isinstance(error, requests.exceptions.Timeout):
+            what, why = f"{where} timed out", ""
+        elif isinstance(error, requests.exceptions.RetryError):
+            what = f"{where} kept failing"
+        elif isinstance(error, requests.exceptions.ConnectionError):
+            what = f"cannot reach {where}"
+        else:
+            what = f"request to {where} failed"
+        detail = f"{why}; " if why else ""
+        raise SourceError(f"{name}: {what} ({detail}{self.tries.describe()})")
+
+    def _read_body(self, response: requests.Response) -> bytes:
+        """The whole body, at most ``max_page_bytes`` (decompressed), or SourceError."""
+        limit = self.endpoint.options.max_page_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise SourceError(self._too_big(response, limit))
+        chunks, size = [], 0
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise SourceError(self._too_big(response, limit))
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_big(self, response: requests.Response, limit: int) -> str:
+        return (
+            f"{self.spec.name}: {server_text(response.url)} sent a page larger than "
+            f"{limit} bytes (max_page_bytes in sources.yaml)"
+        )
+
+
+#: Statuses retried with backoff (and ``Retry-After``) until the count or time runs out.
+RETRIED_STATUSES = (429, 500, 502, 503, 504)
+#: Same-origin redirects followed at most (another origin is never followed).
+MAX_REDIRECTS = 5
+_TOO_DEEP = object()
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    try:
+        parts = parse_url(url)
+    except ValueError:
+        return ("", url, None)
+    scheme = (parts.scheme or "").lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return (scheme, (parts.host or "").lower(), port)
+
+
+def _show_origin(origin: tuple[str, str, int | None]) -> str:
+    scheme, host, port = origin
+    return f"{scheme}://{host}:{port}"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON ``value`` nests more than ``limit`` lists and objects deep.
+
+    Iterative, exact-type checks first: it runs over every page.
+    """
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            children = node.values()
+        elif kind is list:
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        for child in children:
+            if type(child) in _CONTAINERS:
+                stack.append((child, depth + 1))
+    return False
+
+
+_CONTAINERS = frozenset({dict, list})
 
 
 def _loads(content: bytes) -> Any:
     if orjson is not None:
         try:
             return orjson.loads(content)
-        except orjson.JSONDecodeError:
-            pass  # what orjson refuses and json reads (NaN, huge integers, lone surrogates)
+        except orjson.JSONDecodeError as exc:
+            if "recursion" in str(exc).lower():
+                raise  # deeper than orjson's 1024 levels: json's recursion would fail too
+            # else what orjson refuses and json reads (NaN, huge integers, lone surrogates)
     return json.loads(content)
 
 
@@ -286,20 +653,70 @@ def _why(exc: Exception) -> str:
     reason = re.search(r"too many (\d\d\d) error responses", text)
     if reason:
         return f"too many {reason.group(1)} responses"
-    return match.group(1) if match else text.splitlines()[0][:200]
+    return match.group(1) if match else server_text(text.splitlines()[0] if text else "", 200)
 
 
-def _error_text(response: requests.Response) -> str:
+def _error_text(content: bytes) -> str:
+    """The server's ``error`` text, cleaned and capped, as ``": <text>"``."""
     try:
-        body = response.json()
-    except ValueError:
+        body = _loads(content)
+    except (ValueError, RecursionError):
         return ""
     if isinstance(body, dict) and "error" in body:
-        return f": {body['error']}"
+        return f": {server_text(body['error'])}"
     return ""
 
 
 # --- paginators ---------------------------------------------------------------------------
+
+
+class _PageGuard:
+    """What ends a pass over a stream whatever the server does.
+
+    A cursor or next URL seen before, an empty page that claims more, a page that
+    repeats the one before when only the page number moved, and a ceiling on pages
+    (``max_pages``) and, where the server announces a ``total``, on records: each
+    ends the source with one line naming the stream and what the server did.
+    """
+
+    def __init__(self, client: SourceClient, stream: Stream, rereads: int = 0) -> None:
+        self.stream = stream.name
+        self.max_pages = client.endpoint.options.max_pages
+        self.slack = (rereads + 2, 10 * client.page_size)  # re-read blocks, overlaps
+        self.pages = 0
+        self.records = 0
+        self.max_total = 0
+        self.seen: set[Any] = set()
+
+    def fail(self, what: str) -> NoReturn:
+        raise SourceError(f"{self.stream}: {what}; stopped reading")
+
+    def count(self, records: list, total: int | None = None) -> None:
+        self.pages += 1
+        self.records += len(records)
+        if self.pages > self.max_pages:
+            self.fail(f"more than {self.max_pages} pages (max_pages in sources.yaml)")
+        if total is not None:
+            self.max_total = max(self.max_total, total)
+        factor, extra = self.slack
+        if self.max_total and self.records > factor * self.max_total + extra:
+            self.fail(
+                f"{self.records} records read although the server's total said at most "
+                f"{self.max_total}"
+            )
+
+    def first_time(self, key: Any, what: str) -> None:
+        """``key`` (a cursor, a URL) must not come twice in one pass."""
+        if key in self.seen:
+            self.fail(f"{what} came a second time (page {self.pages})")
+        self.seen.add(key)
+
+
+def _url_key(url: str) -> tuple:
+    """A URL as a server may spell it again: parameters in any order."""
+    parts = urlsplit(url)
+    query = tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    return (parts.scheme.lower(), parts.netloc.lower(), parts.path, query)
 
 
 @dataclass(frozen=True)
@@ -314,18 +731,31 @@ class CursorPaginator:
     next_key: str
 
     def pages(self, client: SourceClient, stream: Stream, since: datetime | None) -> Iterator[list]:
+        guard = _PageGuard(client, stream)
         url = client.url(stream.path)
         params: dict[str, Any] = {self.size_param: client.page_size}
         if since is not None:
             params[self.filter_param] = self.format_since(since, client.parse_context)
+        previous: list | None = None
         while True:
             body, _ = client.get_json(url, params)
             if not isinstance(body, dict) or not isinstance(body.get(self.data_key), list):
                 raise SourceError(f"{stream.name}: page has no {self.data_key!r} list")
-            yield body[self.data_key]
+            records = body[self.data_key]
+            guard.count(records)
+            if records and records == previous:
+                guard.fail(f"page {guard.pages} repeats the records of the page before")
+            yield records
             cursor = body.get(self.next_key)
             if cursor is None:
                 return
+            shown = f"{self.next_key} {server_text(repr(cursor), 80)}"
+            if not isinstance(cursor, str) or not cursor:
+                guard.fail(f"{shown} is not a cursor")
+            if not records:
+                guard.fail(f"an empty page (page {guard.pages}) still gives {shown}")
+            guard.first_time(cursor, shown)
+            previous = records
             params = {self.size_param: client.page_size, self.cursor_param: cursor}
 
 
@@ -338,7 +768,8 @@ class ChangeTimePaginator:
     while we read). Only when a whole page shares one change time does it step
     to the next page number; if a key from such a block later shows up changed,
     the block is re-read from its start, since a record behind it may have slid
-    onto a page already read.
+    onto a page already read. Where the body announces a ``total`` (records
+    matching the filter), a short page ends the pass only when the total agrees.
     """
 
     filter_param: str
@@ -348,9 +779,11 @@ class ChangeTimePaginator:
     size_param: str
     records_key: str | None  # None: the body is the list itself
     follow_link: bool = False  # step pages through the Link rel="next" header
+    total_key: str | None = None  # the body's count of records matching the filter
     max_rereads: int = 10
 
-    def pages(self, client: SourceClient, stream: Stream, since: datetime | None) -> Iterator[list]:
+    def pages(self, client: SourceClient, stream: Stream, since: datetime | None) -> Iterator[list]:  # noqa: C901, PLR0912 - one loop, its guards spelled out
+        guard = _PageGuard(client, stream, self.max_rereads)
         base_url = client.url(stream.path)
         since = None if since is None else self.truncate(since)
         page = 1
@@ -358,17 +791,28 @@ class ChangeTimePaginator:
         blocks: dict[str, tuple[datetime | None, datetime]] = {}  # key -> (block since, time)
         reread_for: set[tuple[str, datetime]] = set()  # versions that already caused a re-read
         rereads = 0
+        in_query = 0  # records read since the filter last moved: what `total` counts
+        previous: list | None = None  # the page before, when only the page number moved
         while True:
             if next_url is not None:
-                body, response = client.get_json(next_url)
+                body, response = client.get_json(next_url, via='the Link rel="next"')
             else:
                 params: dict[str, Any] = {self.page_param: page, self.size_param: client.page_size}
                 if since is not None:
                     params[self.filter_param] = self.format_since(since, client.parse_context)
                 body, response = client.get_json(base_url, params)
+            guard.seen.add(_url_key(response.url))
             records = body if self.records_key is None else _records(body, self.records_key, stream)
             if not isinstance(records, list):
                 raise SourceError(f"{stream.name}: page is not a JSON list")
+            total = self._total(body, stream)
+            guard.count(records, total)
+            if records and records == previous:
+                moved = 'the Link rel="next"' if self.follow_link else f"{self.page_param!r}"
+                guard.fail(
+                    f"page {page} repeats the records of page {page - 1}: the server ignores {moved}"
+                )
+            in_query += len(records)
             yield records
             # Before the last-page checks: a moved record shows up at the end, often on
             # the last page, and the record that slid back is lost unless re-read now.
@@ -377,24 +821,53 @@ class ChangeTimePaginator:
                 rereads += 1
                 since, page, next_url = moved_from[0], 1, None
                 blocks.clear()
+                guard.seen.clear()
+                in_query, previous = 0, None
                 continue
             link = response.links.get("next", {}).get("url") if self.follow_link else None
             link = None if link is None else urljoin(response.url, link)  # relative to this page
-            if not records or (self.follow_link and link is None):
+            claims_more = total is not None and in_query < total
+            if not records:
+                if link is not None:
+                    guard.fail(f"page {page} is empty but links to a next page")
+                if claims_more:
+                    guard.fail(
+                        f"page {page} is empty but {self.total_key} says {total} records "
+                        f"and {in_query} came"
+                    )
                 return
-            if not self.follow_link and len(records) < client.page_size:
+            if self.follow_link and link is None:
+                return
+            if not self.follow_link and len(records) < client.page_size and not claims_more:
                 return
             newest = _last_time(stream, records, client)
             newest = None if newest is None else self.truncate(newest)
             if newest is not None and (since is None or newest > since):
                 since, page, next_url = newest, 1, None
+                in_query, previous = 0, None
             else:  # a whole page at one change time: step the page number
                 for r in records:
                     k, t = _key_time(stream, r, client)
                     if k is not None and t is not None:
                         blocks[k] = (since, t)
                 page += 1
-                next_url = link
+                next_url, previous = link, records
+                if link is not None and _url_key(link) in guard.seen:
+                    guard.fail(
+                        f'the Link rel="next" points to a page already read: {server_text(link)}'
+                    )
+
+    def _total(self, body: Any, stream: Stream) -> int | None:
+        if self.total_key is None or not isinstance(body, dict):
+            return None
+        total = body.get(self.total_key)
+        if total is None:  # not announced: short pages end the pass, as without a total
+            return None
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise SourceError(
+                f"{stream.name}: {self.total_key} {server_text(repr(total), 60)} is not a count"
+            )
+        return total
 
 
 @dataclass(frozen=True)
