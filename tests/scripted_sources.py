@@ -54,13 +54,14 @@ class ScriptedSource:
         self.raw_queries: list[str] = []
         self.hooks: dict[int, Callable[[], None]] = {}  # request number (1-based) -> hook
         self.relative_links = False  # docreview: Link without scheme and host
+        self.ascii_json = False  # \uXXXX escapes: the one way to send a lone surrogate
         self._lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 status, body, headers = outer._answer(self.path, self.headers)
-                data = json.dumps(body, ensure_ascii=False).encode()
+                data = json.dumps(body, ensure_ascii=outer.ascii_json).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
