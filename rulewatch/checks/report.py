@@ -109,7 +109,7 @@ def table_rows(run: TargetRun, listed: int = 5) -> list[dict[str, Any]]:
 
 
 def markdown_summary(targets: TargetRun, quality: QualityRun | None, listed: int) -> str:
-    """A markdown summary: slipped targets with their records, data quality, Data Docs."""
+    """A markdown summary: slipped targets with their records, data quality, checks page."""
     lines = [f"# rulewatch checks as of {targets.as_of}", ""]
     slipped: Sequence[TargetCheck] = targets.slipped
     met = sum(c.status == "met" for c in targets.checks)
@@ -134,8 +134,8 @@ def markdown_summary(targets: TargetRun, quality: QualityRun | None, listed: int
         )
         for r in quality.failed:
             lines.append(f"- {r.expectation} ({r.severity}): {r.offender_count} row(s)")
-    if targets.data_docs is not None:
-        lines += ["", f"Data Docs: `{targets.data_docs}`"]
+    if targets.checks_page is not None:
+        lines += ["", f"Checks page: `{targets.checks_page}`"]
     return "\n".join(lines) + "\n"
 
 
