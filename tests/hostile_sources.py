@@ -61,8 +61,10 @@ def _document(doc_id: str, n: int, **fields: object) -> dict:
     }
 
 
-def _application(key: str, n: int, code: str) -> dict:
-    """A permit whose employer credit code fails the warning-level 18-character check."""
+def application(
+    key: str, n: int, promised_days: int = 20, code: str = "91110000600037341L"
+) -> dict:
+    """A permit received in May 2023 (``n`` orders the change times)."""
     return {
         "application_id": key,
         "received_at": "2023-05-04T09:00:00+08:00",
@@ -74,7 +76,7 @@ def _application(key: str, n: int, code: str) -> dict:
         "employer_name": SCRIPT,
         "applicant": {"name": IMG, "passport_no": "E1234567", "nationality": "FRA"},
         "joint_residence_permit": False,
-        "promised_days": 20,
+        "promised_days": promised_days,
         "updated_at": f"2023-05-04T09:00:{n:02d}+08:00",
     }
 
@@ -82,9 +84,10 @@ def _application(key: str, n: int, code: str) -> dict:
 DOCUMENTS = [_document(k, n) for n, k in enumerate(HOSTILE_DOC_IDS)]
 DOCUMENTS.append(_document("FILED-OK", 50, filing=None, doc_type="other"))
 APPLICATIONS = [
-    _application("P-SCRIPT", 1, SCRIPT),
-    _application("P-IMG", 2, IMG),
-    _application("=1+1", 3, "=cmd|' /C calc'!A0"),
+    # employer credit codes that fail the warning-level 18-character check
+    application("P-SCRIPT", 1, code=SCRIPT),
+    application("P-IMG", 2, code=IMG),
+    application("=1+1", 3, code="=cmd|' /C calc'!A0"),
 ]
 
 

@@ -172,6 +172,7 @@ def _write(
                 raise ValueError(f"{table.name}: a staged insert must not need parameters")
             _COMPILED[key] = (compiled.string, [_pg_copy_type(table.c[c]) for c in columns])
         sql, types = _COMPILED[key]
+        _check_integer_ranges(columns, types, rows)
         names = ", ".join(columns)
         with conn.connection.driver_connection.cursor() as cur:
             cur.execute(
@@ -194,6 +195,24 @@ def _write(
         _COMPILED[key] = (compiled.string, _sqlite_binder(table, columns, compiled.positiontup))
     sql, bind = _COMPILED[key]
     conn.exec_driver_sql(sql, [bind(row) for row in rows])
+
+
+_INT_RANGES = {"int4": (-(2**31), 2**31 - 1), "int8": (-(2**63), 2**63 - 1)}
+
+
+def _check_integer_ranges(columns: tuple[str, ...], types: list[str], rows: list[tuple]) -> None:
+    """Refuse an integer its column cannot hold: binary COPY would silently wrap it."""
+    for i, kind in enumerate(types):
+        bounds = _INT_RANGES.get(kind)
+        if bounds is None:
+            continue
+        low, high = bounds
+        for row in rows:
+            value = row[i]
+            if value is not None and not low <= value <= high:
+                raise OverflowError(
+                    f"{columns[i]}: {value} does not fit a {kind[3:]}-byte integer column"
+                )
 
 
 def _pg_copy_type(col: Column) -> str:
@@ -396,6 +415,8 @@ def _fault_reason(rec: ParsedRecord, exc: BaseException, dialect: str) -> str:
     fields: list[tuple[str, Any]] = [("natural key", rec.natural_key)]
     fields += list((rec.row or {}).items())
     for name, value in fields:
+        if type(value) is int and not -(2**63) <= value < 2**63:
+            return f"unwritable: {name} is an integer beyond 64 bits"
         if not isinstance(value, str):
             continue
         try:

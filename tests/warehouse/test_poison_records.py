@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from hostile_sources import application as _application
 from scripted_sources import ScriptedSource
 from sqlalchemy import select
 
@@ -22,7 +23,12 @@ from rulewatch.settings import load_settings
 from rulewatch.sync import sync_source
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.loader import MAX_NATURAL_KEY_CHARS
-from rulewatch.warehouse.schema import document, quarantined_record, sync_state
+from rulewatch.warehouse.schema import (
+    document,
+    permit_application,
+    quarantined_record,
+    sync_state,
+)
 
 MS = 1_700_000_000_000
 LONG_KEY = "L" * 200  # beyond the old varchar(128): stored as it is
@@ -121,3 +127,44 @@ def test_poison_records_are_set_aside_and_the_rest_loads(warehouse_url, tmp_path
     assert {k: r.record_hash for k, r in again.items()} == {
         k: r.record_hash for k, r in core.items()
     }
+
+
+def test_integers_a_column_cannot_hold_are_set_aside_never_wrapped(warehouse_url, tmp_path) -> None:
+    """PostgreSQL's binary COPY wraps 10**12 into an int4 column (-727379968) without a
+    word: such a record is set aside there; SQLite holds 64 bits and stores it."""
+    postgres = warehouse_url.startswith("postgresql")
+    records = [
+        _application("P-OK", 1, 20),
+        _application("P-BIG", 2, 10**12),
+        _application("P-HUGE", 3, 2**63),
+        _application("P-LAST", 4, 30),
+    ]
+    with ScriptedSource("permits", records) as source:
+        env = {
+            "RULEWATCH_PERMITS_URL": source.url,
+            "RULEWATCH_PERMITS_TOKEN": "t",
+            "RULEWATCH_WAREHOUSE_URL": warehouse_url,
+            "RULEWATCH_DATA_DIR": str(tmp_path),
+            "RULEWATCH_PII_KEY": "k",
+        }
+        settings = load_settings(env)
+        engine = open_warehouse(warehouse_url, calendar_of(settings))
+        try:
+            result = sync_source(engine, settings, "permits")
+            with engine.connect() as conn:
+                core = {r.application_id: r for r in conn.execute(select(permit_application))}
+                aside = dict(
+                    conn.execute(
+                        select(quarantined_record.c.natural_key, quarantined_record.c.reason)
+                    ).all()
+                )
+        finally:
+            engine.dispose()
+    assert result.status == "succeeded"
+    assert core["P-OK"].promised_days == 20 and core["P-LAST"].promised_days == 30
+    assert "promised_days is an integer beyond 64 bits" in aside["P-HUGE"]
+    if postgres:
+        assert "promised_days: 1000000000000 does not fit a 4-byte integer" in aside["P-BIG"]
+        assert core["P-BIG"].is_set_aside
+    else:
+        assert core["P-BIG"].promised_days == 10**12 and "P-BIG" not in aside
