@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +17,15 @@ from rulewatch.checks.targets import TargetRun
 TABLE_ARTIFACT_KEY = "rulewatch-targets"
 SUMMARY_ARTIFACT_KEY = "rulewatch-checks"
 _STYLE = {"met": "green", "slipped": "bold red", "no_data": "yellow"}
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~])")
+
+
+def markdown_text(text: str) -> str:
+    """Source text as inert markdown: HTML escaped, markdown punctuation backslashed,
+    so a key like ``<script>`` or ``[x](javascript:..)`` shows as written in the UI."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def _pct(value: float | None) -> str:
@@ -125,7 +136,7 @@ def markdown_summary(targets: TargetRun, quality: QualityRun | None, listed: int
             f"{_pct(c.value)} ({c.numerator} / {c.denominator}), target {c.target:.0%}",
             "",
         ]
-        lines += [f"- {line}" for line in offender_lines(c, listed)]
+        lines += [f"- {markdown_text(line)}" for line in offender_lines(c, listed)]
     if quality is not None:
         lines += ["", "## Data quality", ""]
         lines.append(

@@ -29,14 +29,19 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+#: A signed figure such as ``+10.79%`` or ``-3``: a number to a spreadsheet, never a formula.
+_SIGNED_NUMBER = re.compile(r"[+-]\d[\d,]*(\.\d+)?%?")
+
+
 def cell_text(value: Any) -> Any:
-    """A cell value made inert: formula starts prefixed with ``'``, control characters
-    and lone surrogates escaped (``\\x1b``, ``\\ud800``). Non-text values pass as they are."""
+    """A cell value made inert: a formula start (a signed figure aside) prefixed with
+    ``'``; control characters and lone surrogates escaped (``\\x1b``, ``\\ud800``).
+    Non-text values pass as they are."""
     if not isinstance(value, str):
         return value
     text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    if text.startswith(FORMULA_STARTS):
+    if text.startswith(FORMULA_STARTS) and not _SIGNED_NUMBER.fullmatch(text):
         text = "'" + text
     return text
 
