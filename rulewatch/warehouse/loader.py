@@ -269,7 +269,7 @@ def load_page(
                 f"unwritable: natural key is {len(rec.natural_key)} characters long; "
                 f"rulewatch stores keys of up to {MAX_NATURAL_KEY_CHARS}"
             )
-            final[i] = loader.set_aside_unkeyed(rec, reason)
+            final[i] = loader.set_aside_unkeyed(rec, _also(rec, reason))
     todo = [i for i, rec in enumerate(records) if final[i] is rec]
     loader.write_resilient(final, todo)
     counts = PageCounts(read=len(final))
@@ -350,7 +350,8 @@ class _Loader:
                 self.write_resilient(records, todo[half:])
                 return
             i = todo[0]
-            records[i] = self.set_aside(records[i], _fault_reason(records[i], exc, self.dialect))
+            reason = _also(records[i], _fault_reason(records[i], exc, self.dialect))
+            records[i] = self.set_aside(records[i], reason)
 
     def set_aside(self, rec: ParsedRecord, reason: str) -> ParsedRecord:
         """Set a refused record aside under its key; without it if the key is refused too."""
@@ -386,6 +387,11 @@ class _Loader:
         return replace(rec, row=None, reason=reason, is_tombstone=False)
 
 
+def _also(rec: ParsedRecord, reason: str) -> str:
+    """``reason``, after the parser's own when the record was malformed already."""
+    return reason if rec.reason is None else f"{rec.reason}; {reason}"
+
+
 def storable_text(text: str) -> str:
     """``text`` with what no warehouse stores escaped: NUL as ``\\u0000`` and lone
     surrogates as ``\\udXXX`` (the way JSON writes them)."""
@@ -399,15 +405,16 @@ def storable_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
 
 
-def _payload_text(rec: ParsedRecord) -> str:
-    """The payload as stored: canonical JSON, or its ASCII form when it is not valid
-    UTF-8 (a lone surrogate)."""
+def _payload_and_hash(rec: ParsedRecord) -> tuple[str, str]:
+    """The payload as stored and its hash: canonical JSON, or its ASCII form when it
+    is not valid UTF-8 (a lone surrogate)."""
     text = rec.payload_json()
     try:
-        text.encode("utf-8")
+        data = text.encode("utf-8")
     except UnicodeEncodeError:
-        return storable_json(rec.payload)
-    return text
+        text = storable_json(rec.payload)
+        data = text.encode("ascii")
+    return text, hashlib.sha256(data).hexdigest()
 
 
 def _fault_reason(rec: ParsedRecord, exc: BaseException, dialect: str) -> str:
@@ -446,8 +453,7 @@ def _write_records(
     newest: dict[str, tuple[ParsedRecord, str, datetime | None]] = {}
     name = stream.name
     for rec in records:
-        payload = _payload_text(rec)
-        digest = _hash(payload)
+        payload, digest = _payload_and_hash(rec)
         changed_at = naive_utc(rec.changed_at)
         if rec.reason is not None:
             quarantined.append(

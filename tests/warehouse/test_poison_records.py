@@ -60,6 +60,7 @@ POISON = [
     doc(HUGE_KEY, 9),
     doc("SURROGATE-TITLE", 11, drafting_unit="x\ud800y"),
     doc("SURROGATE\udc00KEY", 13),
+    doc("MALFORMED\udc01KEY", 1, status="bogus"),  # malformed and unwritable both
 ]
 GOOD = [doc(f"D{n:02d}", n) for n in range(0, 16, 2)]  # the newest (D14) is last
 
@@ -92,14 +93,19 @@ def test_poison_records_are_set_aside_and_the_rest_loads(warehouse_url, tmp_path
             engine.dispose()
 
     stored = ["NUL-TITLE", "NUL\x00KEY"] if not postgres else []
-    refused = {"SURROGATE-TITLE", "SURROGATE\\udc00KEY", HUGE_KEY[:MAX_NATURAL_KEY_CHARS] + "…"}
+    refused = {
+        "SURROGATE-TITLE",
+        "SURROGATE\\udc00KEY",
+        "MALFORMED\\udc01KEY",
+        HUGE_KEY[:MAX_NATURAL_KEY_CHARS] + "…",
+    }
     if postgres:
         refused |= {"NUL-TITLE", "NUL\\u0000KEY"}
     assert first.status == "succeeded" and first.error is None
     # (the docreview connector re-reads from the last change time: some come twice)
     assert first.records_read >= len(GOOD) + len(POISON)
     assert first.records_set_aside >= len(refused)
-    assert set(first.set_aside_reasons) == {"unwritable"}
+    assert set(first.set_aside_reasons) == {"unwritable", "status"}
 
     # what the database can hold is stored faithfully
     live = {k for k, r in core.items() if not r.is_set_aside}
@@ -110,6 +116,8 @@ def test_poison_records_are_set_aside_and_the_rest_loads(warehouse_url, tmp_path
     assert set(aside) == refused
     assert "drafting_unit holds a lone surrogate" in aside["SURROGATE-TITLE"].reason
     assert "natural key holds a lone surrogate" in aside["SURROGATE\\udc00KEY"].reason
+    malformed = aside["MALFORMED\\udc01KEY"].reason
+    assert malformed.startswith("status:") and "natural key holds a lone surrogate" in malformed
     assert "characters long" in aside[HUGE_KEY[:MAX_NATURAL_KEY_CHARS] + "…"].reason
     assert json.loads(aside["SURROGATE-TITLE"].payload)["drafting_unit"] == "x\ud800y"
     if postgres:
