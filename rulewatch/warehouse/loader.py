@@ -322,6 +322,7 @@ class _Loader:
     def __init__(self, conn: Connection, stream: Stream, sync_run_id: str, now: datetime) -> None:
         self.conn, self.stream, self.sync_run_id, self.now = conn, stream, sync_run_id, now
         self.dialect = conn.dialect.name
+        self.table = CORE_TABLES[stream.name]
 
     def _savepoint(self):  # noqa: ANN202 - SQLAlchemy NestedTransaction
         if self.dialect == "sqlite":
@@ -334,57 +335,98 @@ class _Loader:
         return self.conn.begin_nested()
 
     def write_resilient(self, records: list[ParsedRecord], todo: list[int]) -> None:
-        """Write ``records[i]`` for ``i`` in ``todo``; replace refused ones in ``records``."""
+        """Write ``records[i]`` for ``i`` in ``todo``; replace refused ones in ``records``.
+
+        After a refusal, the records with a known fault (:func:`_known_fault`) are
+        set aside at once, in bulk; what is still refused after that is found by
+        bisection.
+        """
         if not todo:
             return
         try:
             with self._savepoint():
-                _write_records(
-                    self.conn, self.stream, [records[i] for i in todo], self.sync_run_id, self.now
-                )
+                self._write([records[i] for i in todo])
+            return
+        except _DATA_ERRORS:
+            pass
+        known = {}
+        for i in todo:
+            reason = _known_fault(records[i], self.table, self.dialect)
+            if reason is not None:
+                known[i] = _also(records[i], reason)
+        if not known:
+            return self._bisect(records, todo)
+        keyless = [i for i in known if _key_refused(records[i], self.dialect)]
+        for i in keyless:
+            records[i] = replace(records[i], row=None, reason=known[i], is_tombstone=False)
+        self._quarantine_only([records[i] for i in keyless])
+        for i in set(known) - set(keyless):
+            records[i] = replace(records[i], row=None, reason=known[i], is_tombstone=False)
+        self._bisect(records, [i for i in todo if i not in set(keyless)])
+
+    def _bisect(self, records: list[ParsedRecord], todo: list[int]) -> None:
+        """Write ``todo`` in a savepoint; when refused, each half; one refused record
+        is set aside with the database's reason."""
+        if not todo:
+            return
+        try:
+            with self._savepoint():
+                self._write([records[i] for i in todo])
             return
         except _DATA_ERRORS as exc:
             if len(todo) > 1:
                 half = len(todo) // 2
-                self.write_resilient(records, todo[:half])
-                self.write_resilient(records, todo[half:])
+                self._bisect(records, todo[:half])
+                self._bisect(records, todo[half:])
                 return
             i = todo[0]
-            reason = _also(records[i], _fault_reason(records[i], exc, self.dialect))
+            reason = _also(records[i], _fault_reason(records[i], self.table, exc, self.dialect))
             records[i] = self.set_aside(records[i], reason)
+
+    def _write(self, records: list[ParsedRecord]) -> None:
+        _write_records(self.conn, self.stream, records, self.sync_run_id, self.now)
 
     def set_aside(self, rec: ParsedRecord, reason: str) -> ParsedRecord:
         """Set a refused record aside under its key; without it if the key is refused too."""
         aside = replace(rec, row=None, reason=reason, is_tombstone=False)
         try:
             with self._savepoint():
-                _write_records(self.conn, self.stream, [aside], self.sync_run_id, self.now)
+                self._write([aside])
         except _DATA_ERRORS:
-            return self.set_aside_unkeyed(rec, reason)
+            self._quarantine_only([aside])
         return aside
 
     def set_aside_unkeyed(self, rec: ParsedRecord, reason: str) -> ParsedRecord:
-        """Set a record aside in ``quarantined_record`` only, its key and payload escaped.
+        """Set a record aside in ``quarantined_record`` only (see :meth:`_quarantine_only`)."""
+        aside = replace(rec, row=None, reason=reason, is_tombstone=False)
+        self._quarantine_only([aside])
+        return aside
 
-        For a key the core table cannot hold: no current-state row is made for it,
-        and the record's payload (ASCII JSON, every character escaped) keeps it whole.
+    def _quarantine_only(self, asides: list[ParsedRecord]) -> None:
+        """Rows in ``quarantined_record`` only, keys and payloads escaped.
+
+        For keys the core table cannot hold: no current-state row is made for them,
+        and each payload (ASCII JSON, every character escaped) keeps the record whole.
         """
-        payload = storable_json(rec.payload)
-        key = None if rec.natural_key is None else storable_text(rec.natural_key)
-        if key is not None and len(key) > MAX_NATURAL_KEY_CHARS:
-            key = key[:MAX_NATURAL_KEY_CHARS] + "…"
-        row = (
-            self.sync_run_id,
-            self.stream.name,
-            key,
-            CONTRACT_CHECK,
-            reason,
-            _hash(payload),
-            payload,
-            self.now,
-        )
-        _append(self.conn, quarantined_record, _QUARANTINED_COLUMNS, [row])
-        return replace(rec, row=None, reason=reason, is_tombstone=False)
+        rows = []
+        for rec in asides:
+            payload = storable_json(rec.payload)
+            key = None if rec.natural_key is None else storable_text(rec.natural_key)
+            if key is not None and len(key) > MAX_NATURAL_KEY_CHARS:
+                key = key[:MAX_NATURAL_KEY_CHARS] + "…"
+            rows.append(
+                (
+                    self.sync_run_id,
+                    self.stream.name,
+                    key,
+                    CONTRACT_CHECK,
+                    rec.reason,
+                    _hash(payload),
+                    payload,
+                    self.now,
+                )
+            )
+        _append(self.conn, quarantined_record, _QUARANTINED_COLUMNS, rows)
 
 
 def _also(rec: ParsedRecord, reason: str) -> str:
@@ -417,25 +459,55 @@ def _payload_and_hash(rec: ParsedRecord) -> tuple[str, str]:
     return text, hashlib.sha256(data).hexdigest()
 
 
-def _fault_reason(rec: ParsedRecord, exc: BaseException, dialect: str) -> str:
-    """Why the database refused a record, in one line naming the field when it can."""
+def _known_fault(rec: ParsedRecord, table: Table, dialect: str) -> str | None:
+    """Why the warehouse cannot hold ``rec``, when it is a known cause; else None.
+
+    Known causes: a lone surrogate (no database stores one), a NUL character on
+    PostgreSQL, an integer beyond its column (PostgreSQL's ``integer`` is 32 bits,
+    SQLite's 64). Found in Python, so a batch full of them costs one refusal.
+    """
     fields: list[tuple[str, Any]] = [("natural key", rec.natural_key)]
     fields += list((rec.row or {}).items())
     for name, value in fields:
-        if type(value) is int and not -(2**63) <= value < 2**63:
-            return f"unwritable: {name} is an integer beyond 64 bits"
-        if not isinstance(value, str):
-            continue
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"unwritable: {name} holds a lone surrogate (not valid Unicode)"
-        if "\x00" in value and dialect == "postgresql":
-            return f"unwritable: {name} holds a NUL character, which PostgreSQL cannot store"
+        kind = type(value)
+        if kind is int:
+            low, high = _INT_RANGES["int8"]
+            if dialect == "postgresql" and name in table.c:
+                low, high = _INT_RANGES.get(_pg_copy_type(table.c[name]), (low, high))
+            if not low <= value <= high:
+                bits = "32" if high < 2**32 else "64"
+                return f"unwritable: {name} is an integer beyond {bits} bits"
+        elif kind is str:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"unwritable: {name} holds a lone surrogate (not valid Unicode)"
+            if dialect == "postgresql" and "\x00" in value:
+                return f"unwritable: {name} holds a NUL character, which PostgreSQL cannot store"
+    return None
+
+
+def _fault_reason(rec: ParsedRecord, table: Table, exc: BaseException, dialect: str) -> str:
+    """Why the database refused a record, in one line naming the field when it can."""
+    known = _known_fault(rec, table, dialect)
+    if known is not None:
+        return known
     message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     first = message[0] if message else type(exc).__name__
     first = "".join(ch if ch.isprintable() else " " for ch in first)[:300]
     return f"unwritable: {type(exc).__name__}: {first}"
+
+
+def _key_refused(rec: ParsedRecord, dialect: str) -> bool:
+    """The natural key itself cannot be stored (a lone surrogate; NUL on PostgreSQL)."""
+    key = rec.natural_key
+    if key is None:
+        return False
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return dialect == "postgresql" and "\x00" in key
 
 
 def _write_records(

@@ -141,10 +141,10 @@ permit_application = Table(
     Column("status", String(16)),
     Column("permit_type", String(16)),
     Column("category", String(1)),
-    Column("employer_credit_code", String(32)),
+    Column("employer_credit_code", Text),  # free text (revision 0007)
     Column("employer_name", Text),
     Column("applicant_pseudonym", String(64)),
-    Column("applicant_nationality", String(3)),
+    Column("applicant_nationality", Text),  # free text (revision 0007)
     Column("is_joint_residence_permit", Boolean),
     Column("promised_days", Integer),
     *_current_state_columns(),
@@ -159,7 +159,7 @@ inspection = Table(
     Column("inspection_no", NATURAL_KEY, primary_key=True),
     Column("task_type", String(16)),
     Column("is_joint", Boolean),
-    Column("target_credit_code", String(32)),
+    Column("target_credit_code", Text),  # free text (revision 0007)
     Column("target_name", Text),
     Column("credit_risk_level", String(1)),
     Column("is_credit_rule_applied", Boolean),

@@ -146,6 +146,7 @@ def test_integers_a_column_cannot_hold_are_set_aside_never_wrapped(warehouse_url
         _application("P-BIG", 2, 10**12),
         _application("P-HUGE", 3, 2**63),
         _application("P-LAST", 4, 30),
+        _application("P-LONGCODE", 5, code="X" * 40),  # a warning, never refused
     ]
     with ScriptedSource("permits", records) as source:
         env = {
@@ -170,9 +171,73 @@ def test_integers_a_column_cannot_hold_are_set_aside_never_wrapped(warehouse_url
             engine.dispose()
     assert result.status == "succeeded"
     assert core["P-OK"].promised_days == 20 and core["P-LAST"].promised_days == 30
-    assert "promised_days is an integer beyond 64 bits" in aside["P-HUGE"]
+    assert core["P-LONGCODE"].employer_credit_code == "X" * 40
+    bits = "32" if postgres else "64"  # PostgreSQL's integer column; SQLite's 64 bits
+    assert f"promised_days is an integer beyond {bits} bits" in aside["P-HUGE"]
     if postgres:
-        assert "promised_days: 1000000000000 does not fit a 4-byte integer" in aside["P-BIG"]
+        assert "promised_days is an integer beyond 32 bits" in aside["P-BIG"]
         assert core["P-BIG"].is_set_aside
     else:
         assert core["P-BIG"].promised_days == 10**12 and "P-BIG" not in aside
+
+
+_REFUSE_SQLITE = """
+CREATE TRIGGER refuse_me BEFORE INSERT ON document WHEN NEW.title = 'REFUSE-ME'
+BEGIN SELECT RAISE(ABORT, 'refused by a local rule'); END
+"""
+_REFUSE_PG = (
+    """CREATE FUNCTION refuse_me() RETURNS trigger AS $$ BEGIN
+    IF NEW.title = 'REFUSE-ME' THEN
+        RAISE EXCEPTION 'refused by a local rule' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW; END $$ LANGUAGE plpgsql""",
+    "CREATE TRIGGER refuse_me BEFORE INSERT ON document FOR EACH ROW EXECUTE FUNCTION refuse_me()",
+)
+
+
+def test_a_record_refused_for_a_reason_rulewatch_does_not_know_is_found(
+    warehouse_url, tmp_path
+) -> None:
+    """A rule a DBA added (a trigger) refuses two records of a 24-record batch: the
+    loader bisects to them, sets them aside with the database's message, loads
+    the other 22 in the same transaction, and the watermark covers all 24."""
+    records = [doc(f"D{n:02d}", n) for n in range(24)]
+    for n in (5, 17):
+        records[n]["title"] = "REFUSE-ME"
+    with ScriptedSource("docreview", records) as source:
+        env = {
+            "RULEWATCH_DOCREVIEW_URL": source.url,
+            "RULEWATCH_DOCREVIEW_USER": "u",
+            "RULEWATCH_DOCREVIEW_PASSWORD": "p",
+            "RULEWATCH_WAREHOUSE_URL": warehouse_url,
+            "RULEWATCH_DATA_DIR": str(tmp_path),
+            "RULEWATCH_PII_KEY": "k",
+        }
+        settings = load_settings(env)
+        engine = open_warehouse(warehouse_url, calendar_of(settings))
+        try:
+            with engine.begin() as conn:
+                for sql in (
+                    _REFUSE_PG if warehouse_url.startswith("postgresql") else [_REFUSE_SQLITE]
+                ):
+                    conn.exec_driver_sql(sql)
+            result = sync_source(engine, settings, "docreview")
+            with engine.connect() as conn:
+                core = {r.doc_id: r for r in conn.execute(select(document))}
+                aside = dict(
+                    conn.execute(
+                        select(quarantined_record.c.natural_key, quarantined_record.c.reason)
+                    ).all()
+                )
+                watermark = conn.execute(select(sync_state.c.watermark_at)).scalar_one()
+        finally:
+            engine.dispose()
+    assert result.status == "succeeded" and result.pages == 1
+    assert set(aside) == {"D05", "D17"}
+    assert all("refused by a local rule" in r for r in aside.values()), aside
+    assert {k for k, r in core.items() if not r.is_set_aside} == {d["doc_id"] for d in records} - {
+        "D05",
+        "D17",
+    }
+    newest = max(d["last_modified_ms"] for d in records)
+    assert watermark == datetime.fromtimestamp(newest / 1000, UTC).replace(tzinfo=None)
