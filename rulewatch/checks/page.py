@@ -12,10 +12,11 @@ for GX's own detail.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 from jinja2 import Environment
 from sqlalchemy import Engine, select
@@ -139,7 +140,7 @@ def latest_quality(engine: Engine, listed: int) -> QualitySummary | None:
 def write_checks_page(
     folder: Path,
     *,
-    as_of: Any,
+    as_of: date,
     periods: tuple[str, ...],
     check_run_id: str,
     targets: list[TargetCheck],
@@ -159,7 +160,17 @@ def write_checks_page(
         pct=_pct,
     )
     path = folder / PAGE_NAME
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8", errors="backslashreplace")
-    tmp.replace(path)
+    # a file of its own, then one rename: a reader (or a second writer) never sees half
+    with tempfile.NamedTemporaryFile(
+        "w",
+        dir=folder,
+        prefix=".checks-",
+        suffix=".tmp",
+        delete=False,
+        encoding="utf-8",
+        errors="backslashreplace",
+    ) as f:
+        f.write(page)
+    os.chmod(f.name, 0o644)  # readable like the Data Docs beside it (mkstemp makes 0600)
+    Path(f.name).replace(path)
     return path
