@@ -166,8 +166,8 @@ def _print_checks(settings: Settings, result: Any) -> None:
         print_quality_run(out, result.quality, listed)
     if result.targets is not None:
         print_target_run(out, result.targets, listed, table=False)
-        if result.targets.data_docs is not None:
-            out.print(f"data docs: {result.targets.data_docs}")
+        if result.targets.checks_page is not None:
+            out.print(f"checks page: {result.targets.checks_page}")
 
 
 @app.command()
@@ -205,8 +205,8 @@ def check(
     from rulewatch.report.published import print_reconciliation
 
     print_reconciliation(out, reconciled)
-    if run.data_docs is not None:
-        out.print(f"data docs: {run.data_docs}")
+    if run.checks_page is not None:
+        out.print(f"checks page: {run.checks_page}")
     if fail_on_slip and run.critical_slipped:
         raise typer.Exit(EXIT_SLIPPED)
 

@@ -162,10 +162,11 @@ def _sync_stream(
         records = [p for page in batch for p in page]
         now = _now()
         with engine.begin() as conn:
-            load_page(conn, stream, records, result.sync_run_id, now)
+            loaded = load_page(conn, stream, records, result.sync_run_id, now)
             times = [p.changed_at for p in records if p.changed_at is not None]
             if times and not stream.is_snapshot:
                 advance_watermark(conn, stream.name, naive_utc(max(times)), result.sync_run_id, now)
+        _replace_refused(batch, loaded.replaced)
         committed = list(batch)
         batch.clear()
         for page in committed:  # counts and progress page by page, once committed
@@ -200,6 +201,19 @@ def _sync_stream(
     if stream.is_snapshot:
         with engine.begin() as conn:
             result.departed += mark_departed(conn, stream, present_keys, _now(), result.sync_run_id)
+
+
+def _replace_refused(batch: list[list[ParsedRecord]], replaced: dict[int, ParsedRecord]) -> None:
+    """Put the versions the loader set aside (refused by the warehouse) into their pages,
+    so they are counted as set aside with their reason."""
+    if not replaced:
+        return
+    position = 0
+    for page in batch:
+        for i in range(len(page)):
+            if position + i in replaced:
+                page[i] = replaced[position + i]
+        position += len(page)
 
 
 def _count_page(

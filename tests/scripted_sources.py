@@ -62,6 +62,7 @@ class ScriptedSource:
         self.raw: Callable[[BaseHTTPRequestHandler], None] | None = None
         self.stop = threading.Event()
         self.received_headers: list[dict[str, str]] = []  # what each request carried
+        self.ascii_json = False  # \uXXXX escapes: the one way to send a lone surrogate
         self._lock = threading.Lock()
         outer = self
 
@@ -74,7 +75,11 @@ class ScriptedSource:
                     outer.raw(self)
                     return
                 status, body, headers = outer._answer(self.path, self.headers)
-                data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False)
+                data = (
+                    body
+                    if isinstance(body, bytes)
+                    else json.dumps(body, ensure_ascii=outer.ascii_json)
+                )
                 data = data if isinstance(data, bytes) else data.encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")

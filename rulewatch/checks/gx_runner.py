@@ -24,6 +24,7 @@ needs it.
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from dataclasses import dataclass, field
@@ -94,6 +95,23 @@ def sql_for_gx(sql: str) -> str:
     a backslash keeps the colon literal.
     """
     return sql.replace(":", r"\:")
+
+
+def escape_values(value: Any) -> Any:
+    """Every string in ``value`` (a result's values, from the sources) HTML-escaped.
+
+    GX's Data Docs templates write unexpected values into the page as they are, so
+    a source value like ``<script>`` would run in whoever opens the page. Escaped
+    in the stored result, it shows as the text it is. Keys and non-text pass as
+    they are.
+    """
+    if isinstance(value, str):
+        return html.escape(value, quote=True)
+    if isinstance(value, dict):
+        return {k: escape_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_values(v) for v in value]
+    return value
 
 
 def prune(folder: Path, cutoff: float) -> int:
@@ -229,6 +247,13 @@ def run_validations(
         for suite_result in result.run_results.values():
             for r in suite_result.results:
                 run.outcomes.append(_outcome(suite_result.suite_name, r))
+        # Data Docs render result values into HTML unescaped: store them escaped first.
+        store = context.validation_results_store
+        for identifier, suite_result in result.run_results.items():
+            for r in suite_result.results:
+                r.result = escape_values(r.result)
+                r.exception_info = escape_values(r.exception_info)
+            store.set(identifier, suite_result)
         # One Data Docs build for the whole run (the checkpoint action builds once per
         # validation definition, and the site index each time).
         began = time.perf_counter()

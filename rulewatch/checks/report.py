@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +18,15 @@ from rulewatch.console import PROVISIONAL_CAPTION, PROVISIONAL_MARK
 TABLE_ARTIFACT_KEY = "rulewatch-targets"
 SUMMARY_ARTIFACT_KEY = "rulewatch-checks"
 _STYLE = {"met": "green", "slipped": "bold red", "no_data": "yellow"}
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~])")
+
+
+def markdown_text(text: str) -> str:
+    """Source text as inert markdown: HTML escaped, markdown punctuation backslashed,
+    so a key like ``<script>`` or ``[x](javascript:..)`` shows as written in the UI."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def _pct(value: float | None) -> str:
@@ -115,7 +126,7 @@ def table_rows(run: TargetRun, listed: int = 5) -> list[dict[str, Any]]:
 
 
 def markdown_summary(targets: TargetRun, quality: QualityRun | None, listed: int) -> str:
-    """A markdown summary: slipped targets with their records, data quality, Data Docs."""
+    """A markdown summary: slipped targets with their records, data quality, checks page."""
     lines = [f"# rulewatch checks as of {targets.as_of}", ""]
     slipped: Sequence[TargetCheck] = targets.slipped
     met = sum(c.status == "met" for c in targets.checks)
@@ -132,7 +143,7 @@ def markdown_summary(targets: TargetRun, quality: QualityRun | None, listed: int
             f"{_pct(c.value)} ({c.numerator} / {c.denominator}), target {c.target:.0%}",
             "",
         ]
-        lines += [f"- {line}" for line in offender_lines(c, listed)]
+        lines += [f"- {markdown_text(line)}" for line in offender_lines(c, listed)]
     if quality is not None:
         lines += ["", "## Data quality", ""]
         lines.append(
@@ -141,8 +152,8 @@ def markdown_summary(targets: TargetRun, quality: QualityRun | None, listed: int
         )
         for r in quality.failed:
             lines.append(f"- {r.expectation} ({r.severity}): {r.offender_count} row(s)")
-    if targets.data_docs is not None:
-        lines += ["", f"Data Docs: `{targets.data_docs}`"]
+    if targets.checks_page is not None:
+        lines += ["", f"Checks page: `{targets.checks_page}`"]
     return "\n".join(lines) + "\n"
 
 

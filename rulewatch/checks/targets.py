@@ -46,6 +46,7 @@ from sqlalchemy.exc import DBAPIError
 
 from rulewatch.checks.config import ChecksConfig, CustomRate, load_checks_config
 from rulewatch.checks.gx_runner import Expect, Outcome, Validation, run_validations
+from rulewatch.checks.page import latest_quality, write_checks_page
 from rulewatch.checks.quality import compile_sql, counting_rows, natural_key_column
 from rulewatch.checks.results import (
     TARGET_STATUSES,
@@ -78,6 +79,7 @@ class TargetRun:
     periods: tuple[str, ...]
     checks: list[TargetCheck] = field(default_factory=list)
     data_docs: Path | None = None
+    checks_page: Path | None = None  # the offline page rulewatch points operators to
     seconds: float = 0.0
     gx_seconds: float = 0.0
 
@@ -226,6 +228,15 @@ def run_target_checks(
             data_docs=None if run.data_docs is None else str(run.data_docs),
         )
     run.checks = [TargetCheck(**{**c.__dict__, "check_run_id": check_run_id}) for c in run.checks]
+    run.checks_page = write_checks_page(
+        checks.data_docs_dir,
+        as_of=as_of,
+        periods=labels,
+        check_run_id=check_run_id,
+        targets=run.checks,
+        quality=latest_quality(engine, checks.listed_offenders),
+        listed=checks.listed_offenders,
+    )
     return run
 
 

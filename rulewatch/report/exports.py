@@ -3,11 +3,17 @@
 Tables with one grain each, headers in English snake case (the metric ids and
 columns of the warehouse), so a spreadsheet or BI tool reads them as they are.
 CSV files are UTF-8 with a byte-order mark, which Excel needs for Chinese text.
+
+Text from the sources (record keys, reasons, stored errors) is written as inert
+text in every export (:func:`cell_text`): a value a spreadsheet would read as a
+formula gets a leading apostrophe, as OWASP recommends against CSV injection,
+and control characters that XLSX cannot hold are written as visible escapes.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +22,28 @@ from openpyxl.styles import Font
 
 from rulewatch.metric_ids import METRICS, label
 from rulewatch.report.data import ReportData
+
+#: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: Control characters XML 1.0 (and so XLSX) cannot hold; tab, LF and CR it can.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+#: A signed figure such as ``+10.79%`` or ``-3``: a number to a spreadsheet, never a formula.
+_SIGNED_NUMBER = re.compile(r"[+-]\d[\d,]*(\.\d+)?%?")
+
+
+def cell_text(value: Any) -> Any:
+    """A cell value made inert: a formula start (a signed figure aside) prefixed with
+    ``'``; control characters and lone surrogates escaped (``\\x1b``, ``\\ud800``).
+    Non-text values pass as they are."""
+    if not isinstance(value, str):
+        return value
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if text.startswith(FORMULA_STARTS) and not _SIGNED_NUMBER.fullmatch(text):
+        text = "'" + text
+    return text
 
 
 def metric_rows(data: ReportData) -> list[dict[str, Any]]:
@@ -159,7 +187,7 @@ def write_csvs(data: ReportData, folder: Path) -> list[Path]:
         with path.open("w", encoding="utf-8-sig", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=_COLUMNS[name])
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: cell_text(v) for k, v in row.items()} for row in rows)
         paths.append(path)
     return paths
 
@@ -174,7 +202,7 @@ def write_xlsx(data: ReportData, folder: Path) -> Path:
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         for row in rows:
-            sheet.append([row[c] for c in _COLUMNS[name]])
+            sheet.append([cell_text(row[c]) for c in _COLUMNS[name]])
         sheet.freeze_panes = "A2"
         for column in sheet.columns:
             width = max(len(str(c.value or "")) for c in column)

@@ -12,8 +12,9 @@ main cost: on SQLite one ``executemany`` of plain tuples, on PostgreSQL a
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -72,6 +73,8 @@ class PageCounts:
     loaded: int = 0
     set_aside: int = 0
     deleted: int = 0
+    #: records the warehouse refused, set aside: position in the batch -> new version
+    replaced: dict[int, ParsedRecord] = field(default_factory=dict)
 
 
 def _insert(conn: Connection, table: Table):  # noqa: ANN202 - dialect-specific Insert
@@ -169,6 +172,7 @@ def _write(
                 raise ValueError(f"{table.name}: a staged insert must not need parameters")
             _COMPILED[key] = (compiled.string, [_pg_copy_type(table.c[c]) for c in columns])
         sql, types = _COMPILED[key]
+        _check_integer_ranges(columns, types, rows)
         names = ", ".join(columns)
         with conn.connection.driver_connection.cursor() as cur:
             cur.execute(
@@ -191,6 +195,24 @@ def _write(
         _COMPILED[key] = (compiled.string, _sqlite_binder(table, columns, compiled.positiontup))
     sql, bind = _COMPILED[key]
     conn.exec_driver_sql(sql, [bind(row) for row in rows])
+
+
+_INT_RANGES = {"int4": (-(2**31), 2**31 - 1), "int8": (-(2**63), 2**63 - 1)}
+
+
+def _check_integer_ranges(columns: tuple[str, ...], types: list[str], rows: list[tuple]) -> None:
+    """Refuse an integer its column cannot hold: binary COPY would silently wrap it."""
+    for i, kind in enumerate(types):
+        bounds = _INT_RANGES.get(kind)
+        if bounds is None:
+            continue
+        low, high = bounds
+        for row in rows:
+            value = row[i]
+            if value is not None and not low <= value <= high:
+                raise OverflowError(
+                    f"{columns[i]}: {value} does not fit a {kind[3:]}-byte integer column"
+                )
 
 
 def _pg_copy_type(col: Column) -> str:
@@ -230,20 +252,282 @@ def load_page(
     sync_run_id: str,
     now: datetime,
 ) -> PageCounts:
-    """Land, set aside and merge a batch of parsed records (one page or several)."""
+    """Land, set aside and merge a batch of parsed records (one page or several).
+
+    A record the warehouse cannot hold (a NUL character on PostgreSQL, a lone
+    surrogate, a key beyond :data:`MAX_NATURAL_KEY_CHARS`, any value the database
+    rejects) never fails the batch: the batch is written inside a savepoint and,
+    when the database refuses it because of its data, split in halves until the
+    refused records are found; those are set aside with the reason and the rest
+    loads. ``PageCounts.replaced`` gives the set-aside versions by position.
+    """
+    loader = _Loader(conn, stream, sync_run_id, now)
+    final = list(records)
+    for i, rec in enumerate(records):
+        if rec.natural_key is not None and len(rec.natural_key) > MAX_NATURAL_KEY_CHARS:
+            reason = (
+                f"unwritable: natural key is {len(rec.natural_key)} characters long; "
+                f"rulewatch stores keys of up to {MAX_NATURAL_KEY_CHARS}"
+            )
+            final[i] = loader.set_aside_unkeyed(rec, _also(rec, reason))
+    todo = [i for i, rec in enumerate(records) if final[i] is rec]
+    loader.write_resilient(final, todo)
+    counts = PageCounts(read=len(final))
+    for i, rec in enumerate(final):
+        if rec.reason is not None:
+            counts.set_aside += 1
+        else:
+            counts.loaded += 1
+            counts.deleted += rec.is_tombstone
+        if rec is not records[i]:
+            counts.replaced[i] = rec
+    return counts
+
+
+#: Natural keys longer than this are set aside: PostgreSQL's b-tree indexes hold at
+#: most about 2,700 bytes per entry, and 512 characters of up to 4 UTF-8 bytes fit.
+MAX_NATURAL_KEY_CHARS = 512
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "the database refused this data", not "the database is down"."""
+    import sqlite3
+
+    from sqlalchemy import exc as sa_exc
+
+    errors: list[type[BaseException]] = [
+        UnicodeError,
+        OverflowError,
+        sa_exc.DataError,
+        sa_exc.IntegrityError,
+        sqlite3.DataError,
+        sqlite3.IntegrityError,
+    ]
+    try:
+        import psycopg
+        from psycopg import errors as pg_errors
+
+        errors += [psycopg.DataError, psycopg.IntegrityError, pg_errors.ProgramLimitExceeded]
+    except ImportError:  # pragma: no cover - SQLite-only installs
+        pass
+    return tuple(errors)
+
+
+_DATA_ERRORS = _database_errors()
+
+
+class _Loader:
+    """Writes records of one stream inside savepoints, finding the ones refused."""
+
+    def __init__(self, conn: Connection, stream: Stream, sync_run_id: str, now: datetime) -> None:
+        self.conn, self.stream, self.sync_run_id, self.now = conn, stream, sync_run_id, now
+        self.dialect = conn.dialect.name
+        self.table = CORE_TABLES[stream.name]
+
+    def _savepoint(self):  # noqa: ANN202 - SQLAlchemy NestedTransaction
+        if self.dialect == "sqlite":
+            # pysqlite starts its transaction lazily at the first INSERT; a SAVEPOINT
+            # sent before it would open (and on release commit) a transaction of its
+            # own, outside the caller's. Start the caller's transaction first.
+            raw = self.conn.connection.driver_connection
+            if not raw.in_transaction:
+                raw.execute("BEGIN")
+        return self.conn.begin_nested()
+
+    def write_resilient(self, records: list[ParsedRecord], todo: list[int]) -> None:
+        """Write ``records[i]`` for ``i`` in ``todo``; replace refused ones in ``records``.
+
+        After a refusal, the records with a known fault (:func:`_known_fault`) are
+        set aside at once, in bulk; what is still refused after that is found by
+        bisection.
+        """
+        if not todo:
+            return
+        try:
+            with self._savepoint():
+                self._write([records[i] for i in todo])
+            return
+        except _DATA_ERRORS:
+            pass
+        known = {}
+        for i in todo:
+            reason = _known_fault(records[i], self.table, self.dialect)
+            if reason is not None:
+                known[i] = _also(records[i], reason)
+        if not known:
+            return self._bisect(records, todo)
+        keyless = [i for i in known if _key_refused(records[i], self.dialect)]
+        for i in keyless:
+            records[i] = replace(records[i], row=None, reason=known[i], is_tombstone=False)
+        self._quarantine_only([records[i] for i in keyless])
+        for i in set(known) - set(keyless):
+            records[i] = replace(records[i], row=None, reason=known[i], is_tombstone=False)
+        self._bisect(records, [i for i in todo if i not in set(keyless)])
+
+    def _bisect(self, records: list[ParsedRecord], todo: list[int]) -> None:
+        """Write ``todo`` in a savepoint; when refused, each half; one refused record
+        is set aside with the database's reason."""
+        if not todo:
+            return
+        try:
+            with self._savepoint():
+                self._write([records[i] for i in todo])
+            return
+        except _DATA_ERRORS as exc:
+            if len(todo) > 1:
+                half = len(todo) // 2
+                self._bisect(records, todo[:half])
+                self._bisect(records, todo[half:])
+                return
+            i = todo[0]
+            reason = _also(records[i], _fault_reason(records[i], self.table, exc, self.dialect))
+            records[i] = self.set_aside(records[i], reason)
+
+    def _write(self, records: list[ParsedRecord]) -> None:
+        _write_records(self.conn, self.stream, records, self.sync_run_id, self.now)
+
+    def set_aside(self, rec: ParsedRecord, reason: str) -> ParsedRecord:
+        """Set a refused record aside under its key; without it if the key is refused too."""
+        aside = replace(rec, row=None, reason=reason, is_tombstone=False)
+        try:
+            with self._savepoint():
+                self._write([aside])
+        except _DATA_ERRORS:
+            self._quarantine_only([aside])
+        return aside
+
+    def set_aside_unkeyed(self, rec: ParsedRecord, reason: str) -> ParsedRecord:
+        """Set a record aside in ``quarantined_record`` only (see :meth:`_quarantine_only`)."""
+        aside = replace(rec, row=None, reason=reason, is_tombstone=False)
+        self._quarantine_only([aside])
+        return aside
+
+    def _quarantine_only(self, asides: list[ParsedRecord]) -> None:
+        """Rows in ``quarantined_record`` only, keys and payloads escaped.
+
+        For keys the core table cannot hold: no current-state row is made for them,
+        and each payload (ASCII JSON, every character escaped) keeps the record whole.
+        """
+        rows = []
+        for rec in asides:
+            payload = storable_json(rec.payload)
+            key = None if rec.natural_key is None else storable_text(rec.natural_key)
+            if key is not None and len(key) > MAX_NATURAL_KEY_CHARS:
+                key = key[:MAX_NATURAL_KEY_CHARS] + "…"
+            rows.append(
+                (
+                    self.sync_run_id,
+                    self.stream.name,
+                    key,
+                    CONTRACT_CHECK,
+                    rec.reason,
+                    _hash(payload),
+                    payload,
+                    self.now,
+                )
+            )
+        _append(self.conn, quarantined_record, _QUARANTINED_COLUMNS, rows)
+
+
+def _also(rec: ParsedRecord, reason: str) -> str:
+    """``reason``, after the parser's own when the record was malformed already."""
+    return reason if rec.reason is None else f"{rec.reason}; {reason}"
+
+
+def storable_text(text: str) -> str:
+    """``text`` with what no warehouse stores escaped: NUL as ``\\u0000`` and lone
+    surrogates as ``\\udXXX`` (the way JSON writes them)."""
+    text = text.replace("\x00", "\\u0000")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def storable_json(value: Any) -> str:
+    """Canonical JSON with every non-ASCII character escaped: any database stores it,
+    and it reads back to exactly ``value`` (NUL and lone surrogates included)."""
+    return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+
+
+def _payload_and_hash(rec: ParsedRecord) -> tuple[str, str]:
+    """The payload as stored and its hash: canonical JSON, or its ASCII form when it
+    is not valid UTF-8 (a lone surrogate)."""
+    text = rec.payload_json()
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = storable_json(rec.payload)
+        data = text.encode("ascii")
+    return text, hashlib.sha256(data).hexdigest()
+
+
+def _known_fault(rec: ParsedRecord, table: Table, dialect: str) -> str | None:
+    """Why the warehouse cannot hold ``rec``, when it is a known cause; else None.
+
+    Known causes: a lone surrogate (no database stores one), a NUL character on
+    PostgreSQL, an integer beyond its column (PostgreSQL's ``integer`` is 32 bits,
+    SQLite's 64). Found in Python, so a batch full of them costs one refusal.
+    """
+    fields: list[tuple[str, Any]] = [("natural key", rec.natural_key)]
+    fields += list((rec.row or {}).items())
+    for name, value in fields:
+        kind = type(value)
+        if kind is int:
+            low, high = _INT_RANGES["int8"]
+            if dialect == "postgresql" and name in table.c:
+                low, high = _INT_RANGES.get(_pg_copy_type(table.c[name]), (low, high))
+            if not low <= value <= high:
+                bits = "32" if high < 2**32 else "64"
+                return f"unwritable: {name} is an integer beyond {bits} bits"
+        elif kind is str:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"unwritable: {name} holds a lone surrogate (not valid Unicode)"
+            if dialect == "postgresql" and "\x00" in value:
+                return f"unwritable: {name} holds a NUL character, which PostgreSQL cannot store"
+    return None
+
+
+def _fault_reason(rec: ParsedRecord, table: Table, exc: BaseException, dialect: str) -> str:
+    """Why the database refused a record, in one line naming the field when it can."""
+    known = _known_fault(rec, table, dialect)
+    if known is not None:
+        return known
+    message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = message[0] if message else type(exc).__name__
+    first = "".join(ch if ch.isprintable() else " " for ch in first)[:300]
+    return f"unwritable: {type(exc).__name__}: {first}"
+
+
+def _key_refused(rec: ParsedRecord, dialect: str) -> bool:
+    """The natural key itself cannot be stored (a lone surrogate; NUL on PostgreSQL)."""
+    key = rec.natural_key
+    if key is None:
+        return False
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return dialect == "postgresql" and "\x00" in key
+
+
+def _write_records(
+    conn: Connection,
+    stream: Stream,
+    records: Sequence[ParsedRecord],
+    sync_run_id: str,
+    now: datetime,
+) -> None:
+    """The set-based writes of a batch: land, set aside, merge into current state."""
     table = CORE_TABLES[stream.name]
     key_col = table.primary_key.columns.keys()[0]
-    counts = PageCounts(read=len(records))
     landed: list[tuple] = []
     quarantined: list[tuple] = []
     newest: dict[str, tuple[ParsedRecord, str, datetime | None]] = {}
     name = stream.name
     for rec in records:
-        payload = rec.payload_json()
-        digest = _hash(payload)
+        payload, digest = _payload_and_hash(rec)
         changed_at = naive_utc(rec.changed_at)
         if rec.reason is not None:
-            counts.set_aside += 1
             quarantined.append(
                 (
                     sync_run_id,
@@ -257,8 +541,6 @@ def load_page(
                 )
             )
         else:
-            counts.loaded += 1
-            counts.deleted += rec.is_tombstone
             landed.append((sync_run_id, name, rec.natural_key, changed_at, digest, payload, now))
         if rec.natural_key is None or changed_at is None:
             continue
@@ -299,7 +581,6 @@ def load_page(
         _upsert(conn, table, cols, rows, insert_only, snapshot)
     _upsert(conn, table, aside_cols, aside, (*insert_only, *defaults), snapshot)
     _upsert(conn, table, tomb_cols, tombstones, (), snapshot)
-    return counts
 
 
 def _insert_defaults(table: Table, now: datetime) -> dict[str, Any]:

@@ -44,6 +44,8 @@ metadata = MetaData(
 )
 
 RUN_ID = String(36)
+#: A source's natural key: the contract sets no length limit (revision 0007).
+NATURAL_KEY = Text
 
 # One row per source per sync: what it read, loaded and set aside, and how it ended.
 sync_run = Table(
@@ -87,7 +89,7 @@ landed_record = Table(
     ),
     Column("sync_run_id", RUN_ID, nullable=False),
     Column("stream", String(64), nullable=False),
-    Column("natural_key", String(128)),
+    Column("natural_key", NATURAL_KEY),
     Column("changed_at", DateTime),
     Column("record_hash", String(64), nullable=False),
     Column("payload", Text, nullable=False),
@@ -108,7 +110,7 @@ quarantined_record = Table(
     ),
     Column("sync_run_id", RUN_ID, nullable=False),
     Column("stream", String(64), nullable=False),
-    Column("natural_key", String(128)),
+    Column("natural_key", NATURAL_KEY),
     Column("check_name", String(128), nullable=False),  # "contract" or an expectation
     Column("reason", Text, nullable=False),
     Column("record_hash", String(64), nullable=False),
@@ -132,7 +134,7 @@ def _current_state_columns() -> list[Column]:
 permit_application = Table(
     "permit_application",
     metadata,
-    Column("application_id", String(128), primary_key=True),
+    Column("application_id", NATURAL_KEY, primary_key=True),
     Column("received_at", DateTime),
     Column("received_on", Date),
     Column("decided_at", DateTime),
@@ -140,10 +142,10 @@ permit_application = Table(
     Column("status", String(16)),
     Column("permit_type", String(16)),
     Column("category", String(1)),
-    Column("employer_credit_code", String(32)),
+    Column("employer_credit_code", Text),  # free text (revision 0007)
     Column("employer_name", Text),
     Column("applicant_pseudonym", String(64)),
-    Column("applicant_nationality", String(3)),
+    Column("applicant_nationality", Text),  # free text (revision 0007)
     Column("is_joint_residence_permit", Boolean),
     Column("promised_days", Integer),
     *_current_state_columns(),
@@ -155,10 +157,10 @@ permit_application = Table(
 inspection = Table(
     "inspection",
     metadata,
-    Column("inspection_no", String(128), primary_key=True),
+    Column("inspection_no", NATURAL_KEY, primary_key=True),
     Column("task_type", String(16)),
     Column("is_joint", Boolean),
-    Column("target_credit_code", String(32)),
+    Column("target_credit_code", Text),  # free text (revision 0007)
     Column("target_name", Text),
     Column("credit_risk_level", String(1)),
     Column("is_credit_rule_applied", Boolean),
@@ -177,7 +179,7 @@ inspection = Table(
 officer = Table(
     "officer",
     metadata,
-    Column("officer_id", String(128), primary_key=True),
+    Column("officer_id", NATURAL_KEY, primary_key=True),
     Column("name", Text),
     Column("role", String(16)),
     Column("is_certified", Boolean),
@@ -192,7 +194,7 @@ officer = Table(
 document = Table(
     "document",
     metadata,
-    Column("doc_id", String(128), primary_key=True),
+    Column("doc_id", NATURAL_KEY, primary_key=True),
     Column("title", Text),
     Column("doc_type", String(32)),
     Column("drafting_unit", Text),
@@ -263,7 +265,7 @@ alert = Table(
     "alert",
     metadata,
     Column("alert_id", RUN_ID, primary_key=True),
-    Column("dedupe_key", String(255), nullable=False, unique=True),
+    Column("dedupe_key", Text, nullable=False, unique=True),  # embeds a natural key
     Column("kind", String(16), nullable=False),
     Column("metric", String(64), nullable=False),
     Column("period", String(16), nullable=False),
@@ -361,7 +363,7 @@ check_offender = Table(
         primary_key=True,
         autoincrement=False,
     ),
-    Column("natural_key", String(128), primary_key=True),
+    Column("natural_key", NATURAL_KEY, primary_key=True),
     Column("reason", Text),
 )
 
@@ -423,7 +425,7 @@ report_offender = Table(
     metadata,
     Column("metric", String(64), primary_key=True),
     Column("period", String(16), primary_key=True),
-    Column("natural_key", String(128), primary_key=True),
+    Column("natural_key", NATURAL_KEY, primary_key=True),
     Column("as_of", Date, nullable=False),
     Column("reason", Text),
 )

@@ -73,8 +73,9 @@ def test_fail_on_slip_lists_the_missed_filing_and_exits_3(synced):  # noqa: ANN0
     assert res.returncode == 3, res.stderr
     assert "slipped: docreview.filing_rate 2024" in res.stdout
     assert f"{MISSED_FILING_DOC_ID}: not filed; deadline" in res.stdout
-    docs = res.stdout.rsplit("data docs: ", 1)[1].strip()
-    assert Path(docs) == folder / "data" / "data_docs" / "index.html" and Path(docs).exists()
+    page = res.stdout.rsplit("checks page: ", 1)[1].strip()
+    assert Path(page) == folder / "data" / "data_docs" / "checks.html" and Path(page).exists()
+    assert MISSED_FILING_DOC_ID in Path(page).read_text(encoding="utf-8")
     assert "Traceback" not in res.stderr
 
     quiet = _rulewatch(env, "check", "--as-of", "2024-05-20")  # the as-of year; exit 0

@@ -60,6 +60,7 @@ class PageVisit:
     values: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     screenshot: Path | None = None
+    requests: list[str] = field(default_factory=list)  # every URL the page asked for
 
 
 class _Session:
@@ -110,8 +111,12 @@ def visit(
     expressions: dict[str, str],
     screenshot: Path | None = None,
     width: int = 1280,
+    offline: bool = False,
 ) -> PageVisit:
-    """Open ``html`` in headless Chromium; evaluate ``expressions``; screenshot the page."""
+    """Open ``html`` in headless Chromium; evaluate ``expressions``; screenshot the page.
+
+    ``offline`` cuts the page off the network, as on an intranet without internet.
+    """
     browser = require_chromium()
     profile.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
@@ -145,8 +150,16 @@ def visit(
             )
             page = _Session(ws, _reply(ws, 2)["sessionId"])
             page.ids = itertools.count(3)
-            for domain in ("Page", "Runtime", "Log"):
+            for domain in ("Page", "Runtime", "Log", "Network"):
                 page.send(f"{domain}.enable")
+            if offline:
+                page.send(
+                    "Network.emulateNetworkConditions",
+                    offline=True,
+                    latency=0,
+                    downloadThroughput=-1,
+                    uploadThroughput=-1,
+                )
             page.send(
                 "Emulation.setDeviceMetricsOverride",
                 width=width,
@@ -171,6 +184,11 @@ def visit(
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
                 seen.screenshot = screenshot
             seen.errors = _errors(page.events)
+            seen.requests = [
+                e["params"]["request"]["url"]
+                for e in page.events
+                if e["method"] == "Network.requestWillBeSent"
+            ]
             return seen
     finally:
         proc.terminate()
