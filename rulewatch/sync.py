@@ -36,6 +36,7 @@ from rulewatch.warehouse.loader import (
     mark_departed,
     read_watermark,
 )
+from rulewatch.warehouse.runs import holder_token
 from rulewatch.warehouse.schema import sync_run
 
 log = logging.getLogger("rulewatch.sync")
@@ -103,6 +104,7 @@ def sync_source(
     pii_key, _ = settings.pii_key()
     result = SourceSyncResult(source=source, sync_run_id=str(uuid.uuid4()))
     started = time.monotonic()
+    holder = holder_token(engine)  # taken before the row exists: a dead run is seen as dead
     with engine.begin() as conn:
         conn.execute(
             insert(sync_run).values(
@@ -112,6 +114,7 @@ def sync_source(
                 is_full_refresh=full_refresh,
                 started_at=_now(),
                 status="running",
+                holder=holder,
             )
         )
     fetched_at = datetime.now(UTC)
