@@ -57,19 +57,19 @@ _TEXT = {
         "still_stale": "data still stale",
         "fresh_again": "data fresh again",
         "source": "source {name}",
-        "failed_at": "{name}: the sync of {at} UTC failed: {reason}",
-        "failing_since": "failing since {since} UTC",
+        "failed_at": "{name}: the sync of {at} failed: {reason}",
+        "failing_since": "failing since {since}",
         "last_ok": "last successful sync: {at}",
         "never": "never",
-        "recovered_at": "{name}: synced successfully at {at} UTC",
-        "stale_line": "{name}: last successful sync {at} UTC, {hours:.0f} h ago "
+        "recovered_at": "{name}: synced successfully at {at}",
+        "stale_line": "{name}: last successful sync {at}, {hours:.0f} h ago "
         "(allowed: {limit:g} h); is the nightly job still running?",
         "job": "nightly job",
         "job_failed": "failed",
         "job_failing": "still failing",
         "job_recovered": "recovered",
         "job_line": "flow run {run} ended {state}: {message}",
-        "job_ok_line": "a nightly run got through to its alerts at {at} UTC",
+        "job_ok_line": "a nightly run got through to its alerts at {at}",
         "not_recorded": "the warehouse could not record this alert ({error}); "
         "it is sent directly, once per failed run",
     },
@@ -81,19 +81,19 @@ _TEXT = {
         "still_stale": "数据仍过期",
         "fresh_again": "数据已更新",
         "source": "数据源 {name}",
-        "failed_at": "{name}：{at} UTC 的同步失败：{reason}",
-        "failing_since": "自 {since} UTC 起失败",
+        "failed_at": "{name}：{at} 的同步失败：{reason}",
+        "failing_since": "自 {since} 起失败",
         "last_ok": "上次成功同步：{at}",
         "never": "从未",
-        "recovered_at": "{name}：{at} UTC 同步成功",
-        "stale_line": "{name}：上次成功同步为 {at} UTC，已过 {hours:.0f} 小时"
+        "recovered_at": "{name}：{at} 同步成功",
+        "stale_line": "{name}：上次成功同步为 {at}，已过 {hours:.0f} 小时"
         "（允许 {limit:g} 小时）；夜间任务是否仍在运行？",
         "job": "夜间任务",
         "job_failed": "失败",
         "job_failing": "仍失败",
         "job_recovered": "已恢复",
         "job_line": "流程运行 {run} 以 {state} 结束：{message}",
-        "job_ok_line": "夜间运行已于 {at} UTC 完成到告警步骤",
+        "job_ok_line": "夜间运行已于 {at} 完成到告警步骤",
         "not_recorded": "数据仓库无法记录此告警（{error}）；每次失败的运行直接发送一次",
     },
 }
@@ -105,9 +105,10 @@ def utc_now() -> datetime:
 
 
 def _stamp(at: datetime | None, language: str) -> str:
+    """A warehouse time (naive UTC) as people read it, "UTC" included."""
     if at is None:
         return _TEXT[language]["never"]
-    return at.replace(microsecond=0).isoformat(sep=" ")
+    return at.replace(microsecond=0).isoformat(sep=" ") + " UTC"
 
 
 def one_line(text: str | None) -> str:
@@ -471,20 +472,16 @@ def health_lines(
         limit = sources[0].stale_after.total_seconds() / 3600
         lines.append(f"sources (stale after {limit:g} h):")
     for h in sources:
-        last_ok = (
-            "never" if h.last_succeeded_at is None else f"{_stamp(h.last_succeeded_at, 'en')} UTC"
-        )
+        last_ok = _stamp(h.last_succeeded_at, "en")
         state = "ok"
         detail = f"last success {last_ok}{_ago(h.age)}"
         if h.is_failing:
             state = "FAILING"
-            detail = f"since {_stamp(h.failing_since, 'en')} UTC: {h.reason}; " + detail
+            detail = f"since {_stamp(h.failing_since, 'en')}: {h.reason}; " + detail
         if h.is_stale:
             state = "STALE" if state == "ok" else state + ", STALE"
         if h.last_status in ("running", "abandoned"):
-            detail += (
-                f"; newest sync {h.last_status} (started {_stamp(h.last_started_at, 'en')} UTC)"
-            )
+            detail += f"; newest sync {h.last_status} (started {_stamp(h.last_started_at, 'en')})"
         lines.append(f"  {h.source:<12} {state:<8} {detail}")
     if deliveries:
         lines.append(f"alert deliveries not sent: {len(deliveries)}")
@@ -493,7 +490,7 @@ def health_lines(
             error = f"; last error: {one_line(d.last_error)}" if d.last_error else ""
             lines.append(
                 f"  {failed} -> {d.channel}: {d.title} ({d.attempts} attempt(s), "
-                f"since {_stamp(d.updated_at, 'en')} UTC{error})"
+                f"since {_stamp(d.updated_at, 'en')}{error})"
             )
     else:
         lines.append("alert deliveries: none waiting")
