@@ -211,11 +211,11 @@ def check(
     from rulewatch.report.published import print_reconciliation
 
     print_reconciliation(out, reconciled)
-    if run.data_docs is not None:
-        out.print(f"data docs: {run.data_docs}")
     for line in health_lines(sources, waiting, health.healed):
         out.print(line, markup=False)
     _print_alerts(health)
+    if run.data_docs is not None:
+        out.print(f"data docs: {run.data_docs}")
     if fail_on_slip and run.critical_slipped:
         raise typer.Exit(EXIT_SLIPPED)
 

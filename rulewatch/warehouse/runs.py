@@ -41,7 +41,7 @@ log = logging.getLogger("rulewatch.runs")
 ABANDONED_REASON = "abandoned: its process ended without finishing (killed or crashed)"
 
 _TOKEN = str(uuid.uuid4())  # this process's holder token
-_LEASES: dict[str, object] = {}  # warehouse -> the open connection or fd holding the lease
+_LEASES: dict[str, object] = {}  # warehouse URL -> its lease (lock key or fd); database -> session
 _GUARD = threading.Lock()
 
 
@@ -75,10 +75,19 @@ def holder_token(engine: Engine) -> str:
         if url in _LEASES:
             return _TOKEN
         if engine.dialect.name == "postgresql":
-            lease_engine = create_engine(url, poolclass=NullPool)
-            conn = lease_engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _pg_key(conn, _TOKEN)})
-            _LEASES[url] = conn
+            with engine.connect() as conn:
+                key = _pg_key(conn, _TOKEN)  # of this warehouse's database and schema
+            # One lease session per database (advisory locks are per database, not per
+            # schema), however many warehouse schemas this process writes to.
+            query = {k: v for k, v in engine.url.query.items() if k != "options"}
+            server = engine.url.set(query=query).render_as_string(hide_password=False)
+            session = _LEASES.get(server)
+            if session is None:
+                lease_engine = create_engine(server, poolclass=NullPool)
+                session = lease_engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                _LEASES[server] = session
+            session.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            _LEASES[url] = key
         elif (database := _sqlite_file(engine)) is not None:
             folder = _holders_dir(database)
             folder.mkdir(parents=True, exist_ok=True)
