@@ -16,6 +16,8 @@ from sqlalchemy import select
 
 from rulewatch.alerts import Channel, TargetStatus, plan_alerts
 from rulewatch.demo.data import DEMO_TODAY
+from rulewatch.periods import Period
+from rulewatch.report.write import write_report
 from rulewatch.settings import load_settings
 from rulewatch.warehouse.db import make_engine, open_warehouse
 from rulewatch.warehouse.runs import ABANDONED_REASON
@@ -96,6 +98,14 @@ def test_kill_9_during_a_sync_heals_on_the_next_run(demo, warehouse_url, tmp_pat
         poll(lambda: hanging.reached.is_set() or victim.poll() is not None, 240, "the sync")
         assert victim.poll() is None, victim.communicate()[1][-3000:]
         killed = poll(running_rows, 30, "the running sync_run row")[0]
+        # check and report while the sync runs: they finish, and leave the live run alone
+        during = _run(env, "check", "--period", "2024", "--as-of", DEMO_TODAY.isoformat())
+        assert during.returncode == 0, during.stderr[-3000:]
+        assert "newest sync running" in during.stdout
+        settings = load_settings(env)
+        report = write_report(engine, settings, Period.parse("2024"), DEMO_TODAY, tmp_path / "r")
+        assert {f.source: f.last_status for f in report.data.freshness}["docreview"] == "running"
+        assert victim.poll() is None and running_rows()
         _kill9(victim)
     finally:
         if victim.poll() is None:
