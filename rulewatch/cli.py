@@ -388,7 +388,9 @@ def serve(
         settings.source(name)  # exit 2 now rather than fail every night
     engine = _warehouse(settings)  # exit 1 now if the warehouse cannot be reached
     try:  # heal crashed runs, announce failing or stale sources (a stopped scheduler)
-        _print_alerts(health_pass(engine, settings))
+        health = health_pass(engine, settings)
+        if health.planned or health.deliveries:
+            _print_alerts(health)
     finally:
         engine.dispose()
     try:

@@ -427,9 +427,10 @@ def announce_job_failure(flow: Any, flow_run: Any, state: Any) -> None:
                 planned = plan_job_alert(
                     conn, settings, channels, is_failed=True, line=line, now=now
                 )
+            # the sources too: a run that failed before its alerts step has not announced them
+            planned += health_pass(engine, settings, now=now).planned
             for a in planned:
                 log.warning("alert raised: %s", a.title)
-            deliver_pending(engine, channels, now=now)
         finally:
             engine.dispose()
     except Exception as exc:  # noqa: BLE001 - the warehouse itself may be what failed
