@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from flows_support import child_env, poll, rulewatch_cmd
+from flows_support import child_env, poll, rulewatch_cmd, stop_process
 from receivers import Webhook
 from sqlalchemy import select
 
@@ -176,3 +176,46 @@ def test_kill_9_during_an_alert_delivery_is_retried_and_check_shows_it(
     assert webhook.titles() == [planned.title]  # delivered, once
     assert delivery().status == "sent"
     engine.dispose()
+
+
+@pytest.mark.prefect_server
+def test_a_flow_run_killed_under_serve_is_marked_crashed_and_announced(
+    demo, sqlite_url, tmp_path, webhook
+):
+    """kill -9 of the flow-run process: Prefect's runner marks it Crashed and runs the
+    flow's on_crashed hook, which announces it and heals the run left behind."""
+    hanging = Hanging()
+    env = child_env(
+        tmp_path,
+        **demo.env(),
+        RULEWATCH_WAREHOUSE_URL=sqlite_url,
+        RULEWATCH_ALERT_URLS=webhook.url,
+        RULEWATCH_DOCREVIEW_URL=hanging.url,
+    )
+    holders = tmp_path / "warehouse.db.holders"
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        serve = subprocess.Popen(
+            rulewatch_cmd("serve", "--once-now"), env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        poll(lambda: hanging.reached.is_set() or serve.poll() is not None, 240, "the run")
+        assert serve.poll() is None, log.read_text()[-3000:]
+        (lease,) = poll(lambda: list(holders.glob("*")), 30, "the flow run's holder lease")
+        flow_run_pid = int(lease.read_text().split()[1])
+        assert flow_run_pid != serve.pid
+        os.kill(flow_run_pid, signal.SIGKILL)
+        crashed = "[rulewatch] nightly job rulewatch-nightly: failed"
+        poll(lambda: webhook.titles(crashed), 120, "the crash to be announced")
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(60)
+    finally:
+        stop_process(serve)
+        hanging.close()
+    body = webhook.received[0]["message"]
+    assert " ended Crashed: " in body, body
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        statuses = conn.execute(select(sync_run.c.source, sync_run.c.status)).all()
+    engine.dispose()
+    assert ("docreview", "abandoned") in statuses and ("docreview", "running") not in statuses
