@@ -187,10 +187,9 @@ def test_a_flow_run_killed_under_serve_is_marked_crashed_and_announced(
     hanging = Hanging()
     env = child_env(
         tmp_path,
-        **demo.env(),
+        **{**demo.env(), "RULEWATCH_DOCREVIEW_URL": hanging.url},
         RULEWATCH_WAREHOUSE_URL=sqlite_url,
         RULEWATCH_ALERT_URLS=webhook.url,
-        RULEWATCH_DOCREVIEW_URL=hanging.url,
     )
     holders = tmp_path / "warehouse.db.holders"
     log = tmp_path / "serve.log"
@@ -205,7 +204,7 @@ def test_a_flow_run_killed_under_serve_is_marked_crashed_and_announced(
         flow_run_pid = int(lease.read_text().split()[1])
         assert flow_run_pid != serve.pid
         os.kill(flow_run_pid, signal.SIGKILL)
-        crashed = "[rulewatch] nightly job rulewatch-nightly: failed"
+        crashed = "[rulewatch] 夜间任务 rulewatch-nightly: 失败"  # zh: the default language
         poll(lambda: webhook.titles(crashed), 120, "the crash to be announced")
         serve.send_signal(signal.SIGTERM)
         serve.wait(60)
@@ -213,7 +212,8 @@ def test_a_flow_run_killed_under_serve_is_marked_crashed_and_announced(
         stop_process(serve)
         hanging.close()
     body = webhook.received[0]["message"]
-    assert " ended Crashed: " in body, body
+    assert body.startswith("流程运行 ") and " 以 Crashed 结束：" in body, body
+    assert "SIGKILL" in body
     engine = make_engine(sqlite_url)
     with engine.connect() as conn:
         statuses = conn.execute(select(sync_run.c.source, sync_run.c.status)).all()
