@@ -212,7 +212,7 @@ def check(
 
     print_reconciliation(out, reconciled)
     for line in health_lines(sources, waiting, health.healed):
-        out.print(line, markup=False)
+        out.print(line, markup=False, soft_wrap=True)  # one line per source, for grep
     _print_alerts(health)
     if run.data_docs is not None:
         out.print(f"data docs: {run.data_docs}")
