@@ -129,3 +129,15 @@ def test_a_snapshot_reads_one_state_while_a_writer_commits(engine, warehouse_url
     with engine.connect() as conn:
         assert len(conn.execute(count).all()) == len(before) + 1
     writer.dispose()
+
+
+def test_revision_0006_matches_the_schema(engine):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from rulewatch.warehouse.schema import metadata
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    touched = ("sync_run", "check_run", "alert_delivery")
+    assert [d for d in diff if any(t in repr(d) for t in touched)] == []
