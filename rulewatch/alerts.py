@@ -7,9 +7,13 @@ Two steps, each its own transaction:
    and one ``alert_delivery`` per channel, pending. A compare-and-set on the
    state row means two runs at once cannot both announce the same change.
 2. :func:`deliver_pending` sends every pending delivery through Apprise. A
-   delivery is claimed (``sending``) before it is sent, so a run that crashes
-   after sending never sends it again; a channel that fails stays ``pending``
-   and is retried on the next run; one channel never blocks another.
+   delivery is claimed (``sending``) before it is sent, so two runs never send
+   it twice; a channel that fails stays ``pending`` and is retried on the next
+   run; one channel never blocks another. A claim is a lease: it names the
+   claiming process and expires after :data:`DELIVERY_LEASE`, so a delivery cut
+   off by a crash is retried by a later run (at once when the claimer's
+   process is gone, see ``warehouse/runs.py``; a crash after the receiver took
+   the message but before ``sent`` was recorded may repeat it once).
 
 No secrets, pseudonyms or personal names go into an alert: it carries metric
 ids, figures, natural keys and reasons.
@@ -23,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, and_, insert, or_, select, update
@@ -38,10 +43,13 @@ from rulewatch.metrics import (
 )
 from rulewatch.periods import Period
 from rulewatch.settings import Settings
+from rulewatch.warehouse.runs import holder_gone, holder_token
 from rulewatch.warehouse.schema import alert, alert_delivery, alert_state, calendar_day, inspection
 
 log = logging.getLogger("rulewatch.alerts")
 MAX_LISTED = 20
+#: How long a ``sending`` claim holds before another run may take the delivery over.
+DELIVERY_LEASE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -345,8 +353,11 @@ def deliver_pending(
     *,
     sender: Sender = apprise_send,
     max_attempts: int = 3,
+    now: datetime | None = None,
 ) -> list[Delivery]:
-    """Send every pending delivery; failures stay pending for the next run."""
+    """Send every pending delivery, and every claim whose lease ran out or whose
+    claimer died; failures stay pending for the next run."""
+    now = now or _now()
     by_id = {ch.channel_id: ch for ch in channels}
     with engine.connect() as conn:
         rows = conn.execute(
@@ -355,19 +366,36 @@ def deliver_pending(
                 alert_delivery.c.channel_id,
                 alert_delivery.c.channel,
                 alert_delivery.c.attempts,
+                alert_delivery.c.status,
+                alert_delivery.c.claimed_by,
+                alert_delivery.c.lease_expires_at,
                 alert.c.title,
                 alert.c.body,
             )
             .join(alert, alert.c.alert_id == alert_delivery.c.alert_id)
-            .where(alert_delivery.c.status == "pending")
+            .where(alert_delivery.c.status.in_(("pending", "sending")))
             .order_by(alert.c.created_at, alert.c.alert_id)
         ).all()
     results: list[Delivery] = []
+    gone: dict[str | None, bool] = {}
     for row in rows:
         ch = by_id.get(row.channel_id)
         if ch is None:
             continue  # channel no longer configured: stays pending, shown by `check`
-        if not _claim(engine, row.alert_id, row.channel_id):
+        if row.status == "sending":
+            expired = row.lease_expires_at is None or row.lease_expires_at <= now
+            if not expired:
+                if row.claimed_by not in gone:
+                    gone[row.claimed_by] = holder_gone(engine, row.claimed_by)
+                if not gone[row.claimed_by]:
+                    continue  # another run is sending it right now
+            log.warning(
+                "alert %s to %s: the run that was sending it ended or its claim expired; "
+                "sending again",
+                row.alert_id,
+                ch.display,
+            )
+        if not _claim(engine, row, now):
             continue  # another run took it
         error = None
         for _attempt in range(max_attempts):
@@ -391,6 +419,8 @@ def deliver_pending(
                     last_error=error,
                     updated_at=_now(),
                     sent_at=_now() if error is None else None,
+                    claimed_by=None,
+                    lease_expires_at=None,
                 )
             )
         if error:
@@ -399,19 +429,63 @@ def deliver_pending(
     return results
 
 
-def _claim(engine: Engine, alert_id: str, channel_id: str) -> bool:
+def _claim(engine: Engine, row: Any, now: datetime) -> bool:
+    """Compare-and-set the delivery to ``sending`` under this process's lease."""
+    seen = (
+        alert_delivery.c.claimed_by.is_(None)
+        if row.claimed_by is None
+        else alert_delivery.c.claimed_by == row.claimed_by
+    )
     with engine.begin() as conn:
         return bool(
             conn.execute(
                 update(alert_delivery)
                 .where(
-                    alert_delivery.c.alert_id == alert_id,
-                    alert_delivery.c.channel_id == channel_id,
-                    alert_delivery.c.status == "pending",
+                    alert_delivery.c.alert_id == row.alert_id,
+                    alert_delivery.c.channel_id == row.channel_id,
+                    alert_delivery.c.status == row.status,
+                    seen,
                 )
-                .values(status="sending", updated_at=_now())
+                .values(
+                    status="sending",
+                    updated_at=_now(),
+                    claimed_by=holder_token(engine),
+                    lease_expires_at=now + DELIVERY_LEASE,
+                )
             ).rowcount
         )
+
+
+@dataclass(frozen=True)
+class OpenDelivery:
+    """A delivery not yet sent: pending (maybe failed before), or being sent."""
+
+    alert_id: str
+    title: str
+    channel: str
+    status: str
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+
+
+def open_deliveries(conn: Connection) -> list[OpenDelivery]:
+    """Every delivery not sent yet, oldest alert first (what `check` shows)."""
+    rows = conn.execute(
+        select(
+            alert_delivery.c.alert_id,
+            alert.c.title,
+            alert_delivery.c.channel,
+            alert_delivery.c.status,
+            alert_delivery.c.attempts,
+            alert_delivery.c.last_error,
+            alert_delivery.c.updated_at,
+        )
+        .join(alert, alert.c.alert_id == alert_delivery.c.alert_id)
+        .where(alert_delivery.c.status != "sent")
+        .order_by(alert.c.created_at, alert.c.alert_id, alert_delivery.c.channel)
+    ).all()
+    return [OpenDelivery(*r) for r in rows]
 
 
 def target_statuses(

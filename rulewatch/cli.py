@@ -183,10 +183,14 @@ def check(
     ] = False,
 ) -> None:
     """Check the targets on what the warehouse holds; list slipped ones and their records."""
+    from rulewatch.alerts import open_deliveries
     from rulewatch.checks.config import load_checks_config
     from rulewatch.checks.report import print_target_run
     from rulewatch.checks.targets import run_target_checks
     from rulewatch.console import out, print_calendar_note
+    from rulewatch.health import health_lines, health_pass, source_health
+    from rulewatch.health import utc_now as health_now
+    from rulewatch.warehouse.runs import snapshot
 
     settings = load_settings()
     checks = load_checks_config(settings)
@@ -194,10 +198,14 @@ def check(
     checked = Period.parse(_parse_period(period) if period is not None else str(day.year))
     engine = _warehouse(settings)
     try:
+        health = health_pass(engine, settings)  # heal crashed runs; failing/stale sources
         run = run_target_checks(engine, settings, [checked], day, checks=checks)
         from rulewatch.report.published import reconcile_period
 
         reconciled = reconcile_period(engine, settings, checked, day)
+        with snapshot(engine) as conn:  # one consistent view, also while a sync writes
+            sources = source_health(conn, settings, health_now())
+            waiting = open_deliveries(conn)
     finally:
         engine.dispose()
     print_target_run(out, run, checks.listed_offenders)
@@ -205,6 +213,9 @@ def check(
     from rulewatch.report.published import print_reconciliation
 
     print_reconciliation(out, reconciled)
+    for line in health_lines(sources, waiting, health.healed):
+        out.print(line, markup=False, soft_wrap=True)  # one line per source, for grep
+    _print_alerts(health)
     if run.checks_page is not None:
         out.print(f"checks page: {run.checks_page}")
     if fail_on_slip and run.critical_slipped:
@@ -286,12 +297,14 @@ def report(
 ) -> None:
     """Write the period's report: HTML, CSV and XLSX exports, annual-report drafts."""
     from rulewatch.report.write import write_report
+    from rulewatch.warehouse.runs import heal_runs
 
     settings = load_settings()
     label = _parse_period(period)
     day = _as_of(settings, as_of)
     engine = _warehouse(settings)
     try:
+        heal_runs(engine)  # a killed sync shows as abandoned in the freshness section
         files = write_report(engine, settings, Period.parse(label), day, Path(out_dir))
     finally:
         engine.dispose()
@@ -372,12 +385,19 @@ def serve(
     """Stay up and run the nightly sync on its schedule (cron and timezone from config)."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")  # flow-run logs in this terminal
     _quiet_prefect()
+    from rulewatch.health import health_pass
     from rulewatch.serve import PrefectServerError, run_serve
 
     settings = load_settings()
     for name in SOURCE_NAMES:
         settings.source(name)  # exit 2 now rather than fail every night
-    _warehouse(settings).dispose()  # exit 1 now if the warehouse cannot be reached
+    engine = _warehouse(settings)  # exit 1 now if the warehouse cannot be reached
+    try:  # heal crashed runs, announce failing or stale sources (a stopped scheduler)
+        health = health_pass(engine, settings)
+        if health.planned or health.deliveries:
+            _print_alerts(health)
+    finally:
+        engine.dispose()
     try:
         run_serve(settings, once_now=once_now)
     except PrefectServerError as exc:

@@ -82,6 +82,7 @@ class AlertsFile(_Strict):
     reminder_interval_days: int = Field(default=7, ge=1)
     early_warning_days: int = Field(default=7, ge=0)
     language: Literal["zh", "en"] = "zh"
+    stale_after_hours: float = Field(default=36, gt=0)
 
 
 class ScheduleFile(_Strict):

@@ -37,6 +37,7 @@ from rulewatch.warehouse.loader import (
     mark_departed,
     read_watermark,
 )
+from rulewatch.warehouse.runs import holder_token
 from rulewatch.warehouse.schema import sync_run
 
 log = logging.getLogger("rulewatch.sync")
@@ -107,6 +108,7 @@ def sync_source(
     pii_key, _ = settings.pii_key()
     result = SourceSyncResult(source=source, sync_run_id=str(uuid.uuid4()))
     started = time.monotonic()
+    holder = holder_token(engine)  # taken before the row exists: a dead run is seen as dead
     with engine.begin() as conn:
         conn.execute(
             insert(sync_run).values(
@@ -116,6 +118,7 @@ def sync_source(
                 is_full_refresh=full_refresh,
                 started_at=_now(),
                 status="running",
+                holder=holder,
             )
         )
     fetched_at = datetime.now(UTC)

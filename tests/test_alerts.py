@@ -7,9 +7,10 @@ from datetime import date, datetime, timedelta
 import pytest
 from aiosmtpd.controller import Controller
 from receivers import Webhook
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from rulewatch.alerts import (
+    DELIVERY_LEASE,
     Channel,
     EarlyWarning,
     TargetStatus,
@@ -18,6 +19,7 @@ from rulewatch.alerts import (
 )
 from rulewatch.settings import load_settings
 from rulewatch.warehouse.db import open_warehouse
+from rulewatch.warehouse.runs import holder_token
 from rulewatch.warehouse.schema import alert_delivery
 from rulewatch.workdays import calendar_of
 
@@ -166,3 +168,24 @@ def test_email_in_chinese(engine, smtp):
     assert msg.get_content_type() == "text/plain"
     lines = text.splitlines()
     assert any(line.startswith("- DOC-2024-002") for line in lines), lines
+
+
+def test_a_sending_claim_is_a_lease_that_a_later_run_takes_over(engine, webhook):
+    """A live claimer keeps its delivery until the lease ends; then another run sends it."""
+    ch = [Channel(webhook.url)]
+    with engine.begin() as conn:
+        plan_alerts(conn, [_slip()], [], ch, reminder_interval=WEEK, language="en", now=T0)
+        conn.execute(  # claimed by a live process (this one), which then hangs
+            update(alert_delivery).values(
+                status="sending",
+                claimed_by=holder_token(engine),
+                lease_expires_at=T0 + DELIVERY_LEASE,
+            )
+        )
+    assert deliver_pending(engine, ch, now=T0 + DELIVERY_LEASE / 2) == []
+    assert webhook.received == []
+    (delivery,) = deliver_pending(engine, ch, now=T0 + DELIVERY_LEASE + timedelta(seconds=1))
+    assert delivery.status == "sent" and len(webhook.received) == 1
+    with engine.connect() as conn:
+        row = conn.execute(select(alert_delivery)).one()
+    assert (row.status, row.claimed_by, row.lease_expires_at) == ("sent", None, None)

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from rulewatch.warehouse.runs import holder_token
 from rulewatch.warehouse.schema import check_offender, check_result, check_run
 
 TARGET_STATUSES = ("met", "slipped", "no_data")
@@ -111,6 +112,8 @@ def start_check_run(
             period=period,
             as_of=as_of,
             started_at=now_utc(),
+            status="running",
+            holder=holder_token(conn.engine),
             checked=0,
             failed=0,
             rows_checked=0,
@@ -132,6 +135,7 @@ def finish_check_run(conn: Connection, check_run_id: str, **counts: Any) -> None
         .where(check_run.c.check_run_id == check_run_id)
         .values(
             finished_at=finished,
+            status="finished",
             duration_seconds=round((finished - started).total_seconds(), 3),
             **counts,
         )

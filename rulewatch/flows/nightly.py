@@ -19,6 +19,7 @@ from prefect.states import Failed, State
 from rulewatch.alerts import AlertRun, run_alerting
 from rulewatch.checks.quality import QualityRun, run_quality_checks
 from rulewatch.checks.targets import TargetRun, nightly_periods, run_target_checks
+from rulewatch.health import announce_job_failure, health_pass
 from rulewatch.metrics import MetricValue, compute_metrics
 from rulewatch.periods import Period
 from rulewatch.report.provisional import recompute_provisional_history
@@ -29,6 +30,7 @@ from rulewatch.sync import MAX_ERROR_TEXT, ProgressCallback, SourceSyncResult, s
 from rulewatch.text import server_text
 from rulewatch.warehouse.db import ensure_calendar, make_engine, open_warehouse
 from rulewatch.warehouse.lock import WarehouseBusy, job_lock
+from rulewatch.warehouse.runs import heal_runs
 from rulewatch.workdays import calendar_of
 
 #: Set by the CLI to show live progress; tasks run in threads of this process.
@@ -189,16 +191,26 @@ def alerts_task(as_of: date) -> AlertRun:
     settings = load_settings()
     engine = make_engine(settings.warehouse_url)
     try:
+        # source failures, recoveries, stale data and the job's own recovery, sent below
+        health = health_pass(engine, settings, job_got_through=True, deliver=False)
         run = run_alerting(engine, settings, as_of, [str(as_of.year)])
     finally:
         engine.dispose()
+    run.planned[:0] = health.planned
     logger = get_run_logger()
+    for a in health.planned:
+        logger.warning("alert raised: %s", a.title)
     for d in run.deliveries:
         logger.info("alert %s to %s: %s", d.alert_id, d.channel, d.status)
     return run
 
 
-@flow(name="rulewatch-nightly", log_prints=False)
+@flow(
+    name="rulewatch-nightly",
+    log_prints=False,
+    on_failure=[announce_job_failure],  # a failed or crashed night is announced
+    on_crashed=[announce_job_failure],
+)
 def nightly_sync(
     sources: list[str] | None = None,
     full_refresh: bool = False,
@@ -220,6 +232,7 @@ def nightly_sync(
     try:
         with job_lock(engine, "sync", wait_seconds=lock_wait_seconds):
             open_warehouse(settings.warehouse_url, calendar_of(settings)).dispose()
+            heal_runs(engine)  # runs left `running` by a killed job become `abandoned`
             result = NightlyResult(job_id=str(uuid.uuid4()), as_of=as_of)
             futures = {n: sync_source_task.submit(n, result.job_id, full_refresh) for n in names}
             for name, future in futures.items():

@@ -42,6 +42,7 @@ class SourceFreshness:
     error: str | None
     syncs: int  # syncs ever run
     watermarks: tuple[tuple[str, datetime | None], ...] = ()  # (stream, newest change loaded)
+    stale_after_hours: float | None = None  # alerts.yaml; set when the last success is older
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,11 @@ class ReportData:
         return self.as_of < self.period.end
 
 
-def source_freshness(conn: Connection) -> list[SourceFreshness]:
-    """Per source: the newest sync, the newest successful one, the stream watermarks."""
+def source_freshness(
+    conn: Connection, stale_after_hours: float | None = None, now: datetime | None = None
+) -> list[SourceFreshness]:
+    """Per source: the newest sync, the newest successful one, the stream watermarks; stale
+    when the newest success is more than ``stale_after_hours`` before ``now`` (UTC)."""
     watermarks = conn.execute(
         select(sync_state.c.stream, sync_state.c.watermark_at).order_by(sync_state.c.stream)
     ).all()
@@ -116,6 +120,12 @@ def source_freshness(conn: Connection) -> list[SourceFreshness]:
                 error=None if newest is None else newest.error,
                 syncs=int(syncs),
                 watermarks=tuple((s, w) for s, w in watermarks if s.split(".", 1)[0] == source),
+                stale_after_hours=stale_after_hours
+                if stale_after_hours is not None
+                and now is not None
+                and succeeded is not None
+                and (now - succeeded).total_seconds() > stale_after_hours * 3600
+                else None,
             )
         )
     return result
@@ -165,7 +175,7 @@ def gather_report(
             conn, period.label, as_of, [m for m in RATE_METRICS if m in settings.targets]
         ),
         reconciliation=reconcile(load_published(settings), metrics, period.label),
-        freshness=source_freshness(conn),
+        freshness=source_freshness(conn, settings.alerts.stale_after_hours, now_utc()),
         quarantine=quarantine,
         set_aside_now=set_aside_now,
         early_warnings=warnings,

@@ -123,6 +123,7 @@ def freshness_rows(data: ReportData) -> list[dict[str, Any]]:
             "syncs": f.syncs,
             "watermarks_utc": "; ".join(f"{s} {iso(w)}" for s, w in f.watermarks),
             "error": f.error,
+            "is_stale": f.stale_after_hours is not None,
         }
         for f in data.freshness
     ]
@@ -166,6 +167,7 @@ _COLUMNS = {
         "syncs",
         "watermarks_utc",
         "error",
+        "is_stale",
     ],
 }
 

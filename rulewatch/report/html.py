@@ -67,6 +67,10 @@ _TEXT = {
     "syncs": ("syncs", "同步次数"),
     "watermark": ("newest change loaded (UTC)", "最新变更(UTC)"),
     "never": ("never synced", "从未同步"),
+    "stale": (
+        "stale: no successful sync for over {hours} h",
+        "数据过期：超过 {hours} 小时未成功同步",
+    ),
     "quarantine": ("Quarantine", "隔离记录"),
     "stream": ("stream", "数据流"),
     "check": ("check", "检查"),
@@ -278,6 +282,9 @@ def _freshness(data: ReportData) -> str:
         status = escape(f.last_status) if f.last_status else _t("never", lang)
         if f.error:
             status += f'<br><span class="sub">{escape(f.error)}</span>'
+        if f.stale_after_hours is not None:
+            stale = _t("stale", lang).format(hours=f"{f.stale_after_hours:g}")
+            status += f'<br><strong class="stale">{escape(stale)}</strong>'
         marks = "<br>".join(f"{escape(s)}: {_time(w)}" for s, w in f.watermarks) or "—"
         rows.append(
             f'<tr data-source="{escape(f.source)}"><td>{escape(f.source)}</td><td>{status}</td>'

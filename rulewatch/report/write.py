@@ -21,6 +21,7 @@ from rulewatch.report.exports import write_csvs, write_xlsx
 from rulewatch.report.html import render_html
 from rulewatch.settings import Settings
 from rulewatch.warehouse.db import redact
+from rulewatch.warehouse.runs import snapshot
 
 
 @dataclass
@@ -52,7 +53,7 @@ def write_report(
     ``annual-report-2023.zh.md``, ...) and replaced when written again.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    with engine.connect() as conn:
+    with snapshot(engine) as conn:  # one consistent state, also while a sync writes
         data = gather_report(conn, settings, period, as_of, language)
     lang = data.language
     charts = [scorecard_chart(data.targets, lang)] if data.targets else []

@@ -57,13 +57,14 @@ sync_run = Table(
     Column("is_full_refresh", Boolean, nullable=False),
     Column("started_at", DateTime, nullable=False),
     Column("finished_at", DateTime),
-    Column("status", String(16), nullable=False),  # running, succeeded, failed
+    Column("status", String(16), nullable=False),  # running, succeeded, failed, abandoned
     Column("pages", Integer, nullable=False, default=0),
     Column("records_read", Integer, nullable=False, default=0),
     Column("records_loaded", Integer, nullable=False, default=0),
     Column("records_set_aside", Integer, nullable=False, default=0),
     Column("duration_seconds", Float),
     Column("error", Text),
+    Column("holder", RUN_ID),  # the process running it (revision 0006): see warehouse/runs.py
     Index(None, "job_id"),
 )
 
@@ -287,6 +288,9 @@ alert_delivery = Table(
     Column("last_error", Text),
     Column("updated_at", DateTime, nullable=False),
     Column("sent_at", DateTime),
+    # revision 0006: who claimed a `sending` delivery, and until when the claim holds
+    Column("claimed_by", RUN_ID),
+    Column("lease_expires_at", DateTime),
 )
 
 
@@ -315,6 +319,8 @@ check_run = Table(
     Column("set_aside", Integer, nullable=False, default=0),  # rows set aside by critical checks
     Column("released", Integer, nullable=False, default=0),  # set-aside rows that pass again
     Column("data_docs", Text),  # the Data Docs index page
+    Column("holder", RUN_ID),  # revision 0006: the process running it
+    Column("status", String(16)),  # revision 0006: running, finished, abandoned
     Index(None, "job_id"),
 )
 

@@ -1,0 +1,143 @@
+"""Crashed runs heal: rows left `running` by a process killed with SIGKILL become `abandoned`.
+
+Real child processes hold real leases (PostgreSQL advisory lock, SQLite flock);
+the test kills one with SIGKILL and keeps another alive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import insert, select
+
+from rulewatch.settings import load_settings
+from rulewatch.warehouse.db import make_engine, open_warehouse
+from rulewatch.warehouse.runs import ABANDONED_REASON, heal_runs, snapshot
+from rulewatch.warehouse.schema import check_run, sync_run
+from rulewatch.workdays import calendar_of
+
+CHILD = """
+import sys, time, uuid
+from datetime import datetime
+from sqlalchemy import insert
+from rulewatch.checks.results import start_check_run
+from rulewatch.warehouse.db import make_engine
+from rulewatch.warehouse.runs import holder_token
+from rulewatch.warehouse.schema import sync_run
+engine = make_engine(sys.argv[1])
+with engine.begin() as conn:
+    conn.execute(insert(sync_run).values(
+        sync_run_id=sys.argv[2], job_id=sys.argv[2], source="permits", is_full_refresh=False,
+        started_at=datetime.utcnow(), status="running", holder=holder_token(engine)))
+    start_check_run(conn, "targets", period="2024")
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def engine(warehouse_url):
+    eng = open_warehouse(warehouse_url, calendar_of(load_settings({})))
+    yield eng
+    eng.dispose()
+
+
+def _start_child(url: str, run_id: str) -> subprocess.Popen:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, url, run_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = child.stdout.readline()  # blocks until the rows are committed (or the child died)
+    assert line.strip() == "ready", child.stderr.read()
+    return child
+
+
+def test_a_killed_run_is_abandoned_and_a_live_one_is_left_alone(engine, warehouse_url):
+    dead_id, live_id = str(uuid.uuid4()), str(uuid.uuid4())
+    dead, live = _start_child(warehouse_url, dead_id), _start_child(warehouse_url, live_id)
+    try:
+        os.kill(dead.pid, signal.SIGKILL)
+        dead.wait(30)
+        healed = heal_runs(engine)
+        assert healed.sync_runs == (dead_id,)
+        assert len(healed.check_runs) == 1
+        with engine.connect() as conn:
+            runs = {r.sync_run_id: r for r in conn.execute(select(sync_run)).all()}
+            checks = conn.execute(select(check_run.c.status, check_run.c.finished_at)).all()
+        assert runs[dead_id].status == "abandoned"
+        assert runs[dead_id].error == ABANDONED_REASON
+        assert runs[dead_id].finished_at is not None
+        assert runs[live_id].status == "running"  # its process lives: never touched
+        assert sorted(c.status for c in checks) == ["abandoned", "running"]
+        assert heal_runs(engine).sync_runs == ()  # once
+    finally:
+        live.kill()
+        live.wait(30)
+    assert heal_runs(engine).sync_runs == (live_id,)  # and now that one too
+
+
+def test_a_row_without_a_holder_from_before_the_upgrade_heals(engine):
+    with engine.begin() as conn:
+        conn.execute(
+            insert(sync_run).values(
+                sync_run_id="old",
+                job_id="old",
+                source="docreview",
+                is_full_refresh=False,
+                started_at=datetime.now(UTC).replace(tzinfo=None),
+                status="running",
+            )
+        )
+    assert heal_runs(engine).sync_runs == ("old",)
+
+
+def test_a_snapshot_reads_one_state_while_a_writer_commits(engine, warehouse_url):
+    writer = make_engine(warehouse_url)
+    committed = threading.Event()
+
+    def write() -> None:
+        with writer.begin() as conn:
+            conn.execute(
+                insert(sync_run).values(
+                    sync_run_id="w",
+                    job_id="w",
+                    source="permits",
+                    is_full_refresh=False,
+                    started_at=datetime.now(UTC).replace(tzinfo=None),
+                    status="succeeded",
+                )
+            )
+        committed.set()
+
+    count = select(sync_run.c.sync_run_id)
+    with snapshot(engine) as conn:
+        before = conn.execute(count).all()
+        thread = threading.Thread(target=write)
+        thread.start()
+        assert committed.wait(30), "the writer was blocked by the reader"
+        assert conn.execute(count).all() == before  # the same state inside the snapshot
+    thread.join(30)
+    with engine.connect() as conn:
+        assert len(conn.execute(count).all()) == len(before) + 1
+    writer.dispose()
+
+
+def test_revision_0006_matches_the_schema(engine):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from rulewatch.warehouse.schema import metadata
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    touched = ("sync_run", "check_run", "alert_delivery")
+    assert [d for d in diff if any(t in repr(d) for t in touched)] == []
