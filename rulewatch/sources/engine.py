@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - the stdlib does the same, slower
     orjson = None
 from urllib3.util.retry import Retry
 
+from rulewatch.logs import log_retry
 from rulewatch.settings import SourceEndpoint
 from rulewatch.sources.fields import Malformed
 
@@ -181,6 +182,7 @@ class _CappedRetry(Retry):
     """urllib3's Retry, with Retry-After capped so a source cannot stall a night."""
 
     max_retry_after: float = 120.0
+    source: str = ""  # named in the retry log line
 
     def get_retry_after(self, response) -> float | None:  # noqa: ANN001 - urllib3 type
         value = super().get_retry_after(response)
@@ -189,7 +191,12 @@ class _CappedRetry(Retry):
     def new(self, **kw: Any) -> _CappedRetry:
         retry = super().new(**kw)
         retry.max_retry_after = self.max_retry_after
+        retry.source = self.source
         return retry
+
+    def sleep(self, response=None) -> None:  # noqa: ANN001 - urllib3 type
+        log_retry(self.source, self, response)  # "docreview: HTTP 503, retry 2/5 in 4 s"
+        super().sleep(response)
 
 
 @dataclass
@@ -218,6 +225,7 @@ class SourceClient:
             raise_on_status=False,
         )
         retry.max_retry_after = opts.max_retry_after_seconds
+        retry.source = self.spec.name
         self.session = requests.Session()
         adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=2)
         self.session.mount("http://", adapter)
