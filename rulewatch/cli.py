@@ -231,15 +231,15 @@ def _run_nightly(
     from rulewatch.console import live_progress, out, sync_table
     from rulewatch.flows.nightly import SourcesFailed, nightly_sync, set_progress_sink
     from rulewatch.preflight import check_before_sync
-    from rulewatch.stopping import stop_after
+    from rulewatch.stopping import GRACE_SECONDS, stop_after
 
     for name in sources:
         settings.source(name)  # exit 2 on a missing URL or credential, before any work
     check_before_sync(settings)  # exit 1 now on an unreachable warehouse or Prefect API
     limit = settings.schedule.timeouts.flow_seconds
     flow = nightly_sync.with_options(timeout_seconds=limit)
-    deadline = stop_after(
-        limit + 60,
+    deadline = stop_after(  # Prefect's flow timeout cannot stop a task blocked in a thread
+        limit + GRACE_SECONDS,
         f"the nightly run overstayed its {limit:.0f} s "
         "(schedule.yaml: timeouts.flow_seconds) and was stopped",
     )

@@ -14,6 +14,7 @@ dropped, since they say the same thing less clearly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -99,6 +100,30 @@ class _DropNoise(logging.Filter):
         return _THREAD_TIMEOUT_WARNING not in str(record.msg)
 
 
+def _add_run_names(record: logging.LogRecord) -> None:
+    """Lines logged inside a Prefect task or flow run (a retry, a lock) name that run too."""
+    if getattr(record, "task_run_name", None) or "prefect.context" not in sys.modules:
+        return
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    task_run = getattr(TaskRunContext.get(), "task_run", None)
+    if task_run is not None:
+        record.task_run_name, record.task_run_id = task_run.name, str(task_run.id)
+        return
+    flow_context = FlowRunContext.get()
+    flow_run = getattr(flow_context, "flow_run", None)
+    if flow_run is not None and not getattr(record, "flow_run_name", None):
+        record.flow_run_name, record.flow_run_id = flow_run.name, str(flow_run.id)
+        record.flow_name = getattr(getattr(flow_context, "flow", None), "name", None)
+
+
+class _RunNames(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        with contextlib.suppress(Exception):  # a log line never fails for its decoration
+            _add_run_names(record)
+        return True
+
+
 _NOISE = _DropNoise()
 for _name in ("urllib3.connectionpool", "prefect.task_runs"):  # also in worker-run flows
     logging.getLogger(_name).addFilter(_NOISE)
@@ -123,6 +148,7 @@ def configure_logging(
     else:
         handler.setFormatter(TextFormatter())
     handler.addFilter(_NOISE)
+    handler.addFilter(_RunNames())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

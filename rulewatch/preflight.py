@@ -40,7 +40,7 @@ def check_warehouse(settings: Settings) -> None:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
                 conn.execute(text("ROLLBACK"))
     except DBAPIError as exc:
-        raise warehouse_error(engine, exc, "open it for writing") from None
+        raise warehouse_error(engine, exc, "connect or write") from None
     finally:
         engine.dispose()
 
