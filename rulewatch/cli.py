@@ -395,7 +395,7 @@ def serve(
     """Stay up and run the nightly sync on its schedule (cron and timezone from config)."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")  # flow-run logs in this terminal
     _quiet_prefect()
-    from rulewatch.preflight import check_warehouse
+    from rulewatch.preflight import check_prefect_api, check_warehouse
     from rulewatch.serve import PrefectServerError, run_serve
 
     settings = load_settings()
@@ -404,6 +404,7 @@ def serve(
     for name in SOURCE_NAMES:
         settings.source(name)  # exit 2 now rather than fail every night
     check_warehouse(settings)  # exit 1 now if the warehouse cannot be reached
+    check_prefect_api()  # and a configured Prefect API must answer
     try:
         run_serve(settings, once_now=once_now)
     except PrefectServerError as exc:
