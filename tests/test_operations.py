@@ -269,6 +269,7 @@ def test_a_warehouse_host_that_never_answers_ends_within_the_connect_timeout(tmp
         assert silent.accepted.is_set()
     assert_one_line(res, 1, f"127.0.0.1:{silent.port}", "timeout")
     assert elapsed < 30, f"kpis took {elapsed:.1f}s against a silent warehouse host"
+    print(f"kpis against a silent warehouse host, connect timeout 2 s: {elapsed:.1f}s")
 
 
 def _children(pid: int) -> set[int]:
@@ -424,3 +425,41 @@ def test_json_logs_are_one_object_per_line(tmp_path):
     assert [r["message"] for r in retry] == ["permits: HTTP 503, retry 1/2 in 0 s"]
     assert retry[0]["task_run_name"] == "sync-permits"
     assert any(r.get("flow_run_name") for r in records)
+
+
+def test_a_source_failing_once_is_retried_by_its_task(tmp_path):
+    folder = quick_source_config(tmp_path)
+    schedule = (Path(folder) / "schedule.yaml").read_text(encoding="utf-8")
+    schedule = schedule.replace("source_task: 0", "source_task: 1")
+    (Path(folder) / "schedule.yaml").write_text(
+        schedule.replace("source_task_delay_seconds: 30", "source_task_delay_seconds: 0"),
+        encoding="utf-8",
+    )
+    with FlakyPermits(failures=3) as permits:  # the first attempt's 3 requests all fail
+        res = run(
+            tmp_path,
+            ["sync", "--source", "permits"],
+            {"RULEWATCH_PERMITS_URL": permits.url, "RULEWATCH_CONFIG_DIR": folder},
+        )
+        assert permits.requests == 4
+    assert res.returncode == 0, res.stderr
+    assert "Retry 1/1 will start immediately" in res.stderr  # Prefect retried the task
+    with sqlite3.connect(tmp_path / "wh.db") as conn:
+        runs = conn.execute("SELECT status FROM sync_run ORDER BY started_at").fetchall()
+    assert runs == [("failed",), ("succeeded",)]
+
+
+def test_prefect_telemetry_is_off_unless_the_user_chose(tmp_path):
+    probe = (
+        "import os, sys\n"
+        "sys.argv = ['rulewatch', '--version']\n"
+        "import rulewatch.cli\n"
+        "try:\n    rulewatch.cli.main()\nexcept SystemExit:\n    pass\n"
+        "print(os.environ.get('DO_NOT_TRACK'))\n"
+    )
+    for given, expected in ((None, "1"), ("0", "0")):
+        env = _env(tmp_path, {} if given is None else {"DO_NOT_TRACK": given})
+        res = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert res.stdout.strip().splitlines()[-1] == expected, res.stderr
