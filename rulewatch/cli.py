@@ -454,11 +454,15 @@ def upgrade() -> None:
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
         from rulewatch.warehouse.db import schema_head
 
-        print(f"rulewatch {version('rulewatch')} (warehouse schema {schema_head()})")
+        try:
+            installed = version("rulewatch")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            installed = "(not installed)"
+        print(f"rulewatch {installed} (warehouse schema {schema_head()})")
         raise typer.Exit()
 
 

@@ -91,6 +91,8 @@ def stop_on_sigterm(job: str) -> None:
     Call from the main thread before any flow runs; ``job`` names what was
     interrupted in the message ("sync", "demo").
     """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach only the main thread: an embedding caller handles them
     _job[0] = job
     signal.signal(signal.SIGTERM, _on_sigterm)
     read_fd, write_fd = os.pipe()

@@ -463,3 +463,27 @@ def test_prefect_telemetry_is_off_unless_the_user_chose(tmp_path):
             [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
         )
         assert res.stdout.strip().splitlines()[-1] == expected, res.stderr
+
+
+@pytest.mark.postgres
+def test_a_postgresql_statement_is_cut_at_the_statement_timeout(pg_url):
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from rulewatch.settings import TimeoutsSection
+    from rulewatch.warehouse.db import make_engine
+
+    engine = make_engine(pg_url, TimeoutsSection(warehouse_statement_seconds=1))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "1s"
+            assert (
+                conn.execute(text("SELECT current_schema()")).scalar().startswith("t_")
+            )  # URL kept
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="statement timeout"):
+                conn.execute(text("SELECT pg_sleep(30)"))
+            elapsed = time.monotonic() - started
+    finally:
+        engine.dispose()
+    assert elapsed < 10, f"a 1 s statement timeout took {elapsed:.1f}s"
