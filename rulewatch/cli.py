@@ -235,7 +235,7 @@ def _run_nightly(
 
     for name in sources:
         settings.source(name)  # exit 2 on a missing URL or credential, before any work
-    check_before_sync(settings)  # exit 1 now on an unreachable warehouse or Prefect API
+    check_before_sync(settings)  # alert URLs, warehouse, Prefect API: before any Prefect output
     limit = settings.schedule.timeouts.flow_seconds
     flow = nightly_sync.with_options(timeout_seconds=limit)
     deadline = stop_after(  # Prefect's flow timeout cannot stop a task blocked in a thread

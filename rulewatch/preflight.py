@@ -37,9 +37,12 @@ def check_warehouse(settings: Settings) -> None:
             if state == "newer":
                 raise newer_schema_error(engine, revision, head)
             if conn.dialect.name == "sqlite":  # a read-only file fails here, not mid-sync
+                conn.exec_driver_sql("PRAGMA busy_timeout = 0")  # a writer at work: no wait
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
                 conn.execute(text("ROLLBACK"))
     except DBAPIError as exc:
+        if "database is locked" in str(exc.orig):
+            return  # writable, and another job is writing: the job lock will say who
         raise warehouse_error(engine, exc, "connect or write") from None
     finally:
         engine.dispose()
