@@ -50,6 +50,7 @@ def stop_prefect_servers() -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(SERVER_STOP_SECONDS)
+        server.server_process, server.running = None, False  # Prefect's atexit: nothing left
     return stopped
 
 

@@ -444,6 +444,7 @@ def test_a_source_failing_once_is_retried_by_its_task(tmp_path):
         assert permits.requests == 4
     assert res.returncode == 0, res.stderr
     assert "Retry 1/1 will start immediately" in res.stderr  # Prefect retried the task
+    assert "NoneType: None" not in res.stderr  # the failed attempt's line has no empty traceback
     with sqlite3.connect(tmp_path / "wh.db") as conn:
         runs = conn.execute("SELECT status FROM sync_run ORDER BY started_at").fetchall()
     assert runs == [("failed",), ("succeeded",)]
@@ -487,3 +488,21 @@ def test_a_postgresql_statement_is_cut_at_the_statement_timeout(pg_url):
     finally:
         engine.dispose()
     assert elapsed < 10, f"a 1 s statement timeout took {elapsed:.1f}s"
+
+
+def test_a_source_that_keeps_failing_ends_in_one_line_without_log_noise(tmp_path):
+    with FlakyPermits(failures=1000) as permits:
+        res = run(
+            tmp_path,
+            ["sync", "--source", "permits"],
+            {
+                "RULEWATCH_PERMITS_URL": permits.url,
+                "RULEWATCH_CONFIG_DIR": quick_source_config(tmp_path),
+            },
+        )
+    assert res.returncode == 1, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("rulewatch: failed: sync failed for: permits (permits: HTTP 503"), last
+    assert res.stderr.count("rulewatch:") == 1
+    assert "NoneType: None" not in res.stderr and "Traceback" not in res.stderr
+    assert "Retrying (" not in res.stderr
