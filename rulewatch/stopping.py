@@ -31,14 +31,31 @@ _stopping = threading.Lock()
 _job = ["command"]
 
 
-def stop_prefect_servers() -> int:
-    """Stop every ephemeral Prefect server this process started; how many there were."""
+def _drain_prefect_workers(timeout: float) -> None:
+    """Send the logs and events Prefect still queues for its API, while the server is up."""
+    with contextlib.suppress(Exception):
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        for worker in (APILogWorker, EventsWorker):
+            worker.drain_all(timeout=timeout)
+
+
+def stop_prefect_servers(drain_seconds: float = 5.0) -> int:
+    """Stop every ephemeral Prefect server this process started; how many there were.
+
+    Prefect's queued logs and events are sent first (up to ``drain_seconds``),
+    so no "Error logging to API" follows once the server is gone.
+    """
     try:
         from prefect.server.api.server import SubprocessASGIServer
     except Exception:  # noqa: BLE001 - Prefect not importable: nothing was started
         return 0
+    servers = list(getattr(SubprocessASGIServer, "_instances", {}).values())
+    if any(getattr(s, "server_process", None) is not None for s in servers) and drain_seconds > 0:
+        _drain_prefect_workers(drain_seconds)
     stopped = 0
-    for server in list(getattr(SubprocessASGIServer, "_instances", {}).values()):
+    for server in servers:
         process: subprocess.Popen | None = getattr(server, "server_process", None)
         if process is None or process.poll() is not None:
             continue
@@ -59,7 +76,7 @@ def hard_stop(reason: str) -> None:
     if not _stopping.acquire(blocking=False):
         return  # another thread is stopping the process already
     try:
-        stop_prefect_servers()
+        stop_prefect_servers(drain_seconds=1.0)
     finally:
         line = f"rulewatch: failed: {reason}\n"
         with contextlib.suppress(OSError):
