@@ -247,12 +247,19 @@ def _run_nightly(
     _quiet_prefect()
     from rulewatch.console import live_progress, out, sync_table
     from rulewatch.flows.nightly import SourcesFailed, nightly_sync, set_progress_sink
-    from rulewatch.preflight import check_before_sync
+    from rulewatch.preflight import PreflightFailed, check_before_sync
     from rulewatch.stopping import GRACE_SECONDS, stop_after
+    from rulewatch.warehouse.db import WarehouseError
 
     for name in sources:
         settings.source(name)  # exit 2 on a missing URL or credential, before any work
-    check_before_sync(settings)  # alert URLs, warehouse, Prefect API: before any Prefect output
+    try:  # alert URLs, warehouse, Prefect API: before any Prefect output
+        check_before_sync(settings)
+    except (WarehouseError, PreflightFailed) as exc:  # a night that cannot start has failed
+        from rulewatch.health import announce_failed_start
+
+        announce_failed_start(settings, str(exc))
+        raise
     limit = settings.schedule.timeouts.flow_seconds
     flow = nightly_sync.with_options(timeout_seconds=limit)
     deadline = stop_after(  # Prefect's flow timeout cannot stop a task blocked in a thread
