@@ -18,7 +18,13 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.engine import Connection
 
 from rulewatch.metric_ids import METRICS, RATE_METRICS
-from rulewatch.metrics import MetricValue, compute_metrics, early_warnings, rate_population
+from rulewatch.metrics import (
+    MetricValue,
+    compute_metrics,
+    compute_metrics_history,
+    early_warnings,
+    rate_population,
+)
 from rulewatch.periods import Period
 from rulewatch.settings import TargetOptions, load_settings
 from rulewatch.warehouse.db import open_warehouse
@@ -613,6 +619,31 @@ def test_json_shape_order_and_round_trips(conn: Connection) -> None:
 def test_rate_population_equals_the_aggregate(conn: Connection, period: str, as_of: date) -> None:
     load_all(conn)
     assert_populations_match(conn, period, as_of)
+
+
+@pytest.mark.parametrize("year", [2023, 2024])
+def test_history_in_one_query_per_table_equals_each_day_computed_alone(
+    conn: Connection, year: int
+) -> None:
+    """The backfill's set-based history gives every day exactly what compute_metrics
+    gives it (2024: a leap year, its year-earlier dates shift; every
+    ninth day plus the month ends and 29 February)."""
+    load_all(conn)
+    period = Period.parse(str(year))
+    days = sorted(
+        {period.start + timedelta(days=n) for n in range(0, 366, 9)}
+        | {D(f"{year}-{m:02d}-01") - timedelta(days=1) for m in range(2, 13)}
+        | ({D("2024-02-29"), D("2024-03-01")} if year == 2024 else set())
+        | {period.end}
+    )
+    days = [d for d in days if d.year == year]
+    history = compute_metrics_history(conn, period, days, TARGETS)
+    assert list(history) == days
+    for day in days:
+        assert history[day] == compute_metrics(conn, period, day, TARGETS), day
+    assert any(m.value for m in history[period.end])  # the data set counts in that year
+    with pytest.raises(ValueError, match="outside"):
+        compute_metrics_history(conn, period, [D(f"{year + 1}-01-01")], TARGETS)
 
 
 def test_rate_population_rejects_a_count() -> None:
