@@ -245,14 +245,17 @@ def _run_nightly(
     settings: Settings, sources: list[str], full_refresh: bool, as_of: date
 ) -> Any:  # NightlyResult
     _quiet_prefect()
-    from rulewatch.console import live_progress, out, sync_table
-    from rulewatch.flows.nightly import SourcesFailed, nightly_sync, set_progress_sink
+    from rulewatch.prefect_start import EarlyPrefect
     from rulewatch.preflight import check_before_sync
-    from rulewatch.stopping import GRACE_SECONDS, stop_after
 
     for name in sources:
         settings.source(name)  # exit 2 on a missing URL or credential, before any work
     check_before_sync(settings)  # alert URLs, warehouse, Prefect API: before any Prefect output
+    prefect_api = EarlyPrefect(settings)  # its server starts while the imports below run
+    from rulewatch.console import live_progress, out, sync_table
+    from rulewatch.flows.nightly import SourcesFailed, nightly_sync, set_progress_sink
+    from rulewatch.stopping import GRACE_SECONDS, stop_after
+
     limit = settings.schedule.timeouts.flow_seconds
     flow = nightly_sync.with_options(timeout_seconds=limit)
     deadline = stop_after(  # Prefect's flow timeout cannot stop a task blocked in a thread
@@ -263,7 +266,10 @@ def _run_nightly(
     with live_progress(sources) as on_page:
         set_progress_sink(on_page)
         try:
-            state = flow(sources=sources, full_refresh=full_refresh, as_of=as_of, return_state=True)
+            with prefect_api.ready():
+                state = flow(
+                    sources=sources, full_refresh=full_refresh, as_of=as_of, return_state=True
+                )
         finally:
             set_progress_sink(None)
             deadline.cancel()
