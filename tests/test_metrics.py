@@ -646,6 +646,46 @@ def test_history_in_one_query_per_table_equals_each_day_computed_alone(
         compute_metrics_history(conn, period, [D(f"{year + 1}-01-01")], TARGETS)
 
 
+def test_backfill_fills_only_the_missing_days_across_a_new_year(
+    warehouse_url: str, calendar: WorkingCalendar
+) -> None:
+    """Days that have rows keep them (a nightly row is never replaced); each missing
+    day of each year gets the figures compute_metrics gives it; a second run writes none."""
+    from rulewatch.report.tables import backfill_history, store_metrics
+    from rulewatch.settings import load_settings as settings_of
+    from rulewatch.warehouse.schema import report_metric
+
+    engine = open_warehouse(warehouse_url, calendar)
+    settings = settings_of({"RULEWATCH_WAREHOUSE_URL": warehouse_url})
+    kept = D("2023-12-31")
+    with engine.begin() as conn:
+        load_all(conn)
+        nightly = compute_metrics(conn, Period.parse("2023"), kept, TARGETS)
+        store_metrics(conn, Period.parse("2023"), nightly, computed_by="nightly")
+    assert backfill_history(engine, settings, D("2023-12-29"), D("2024-01-02")) == 4 * 22
+    assert backfill_history(engine, settings, D("2023-12-29"), D("2024-01-02")) == 0
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                report_metric.c.as_of,
+                report_metric.c.period,
+                report_metric.c.metric,
+                report_metric.c.numerator,
+                report_metric.c.denominator,
+                report_metric.c.computed_by,
+            )
+        ).all()
+        assert {r.as_of for r in rows} == {D("2023-12-29") + timedelta(n) for n in range(5)}
+        for day in sorted({r.as_of for r in rows}):
+            expected = compute_metrics(conn, Period.parse(str(day.year)), day, settings.targets)
+            got = {(r.metric, r.numerator, r.denominator) for r in rows if r.as_of == day}
+            assert got == {(m.metric, m.numerator, m.denominator) for m in expected}, day
+            assert {r.period for r in rows if r.as_of == day} == {str(day.year)}
+            by = {r.computed_by for r in rows if r.as_of == day}
+            assert by == ({"nightly"} if day == kept else {"backfill"}), day
+    engine.dispose()
+
+
 def test_rate_population_rejects_a_count() -> None:
     with pytest.raises(ValueError, match="not a rate"):
         rate_population("permits.received", Period.parse("2023"), AS_OF)
