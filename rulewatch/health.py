@@ -437,12 +437,18 @@ def announce_job_failure(flow: Any, flow_run: Any, state: Any) -> None:
         announce_unrecorded_failure(settings, line, str(exc))
 
 
-def announce_unrecorded_failure(settings: Settings, line: str, error: str) -> None:
+def announce_unrecorded_failure(
+    settings: Settings, line: str, error: str, *, quiet: bool = False
+) -> None:
     """Send a failed night's alert straight to every channel: the warehouse, which would
-    record it and keep it to one per state change, cannot be used. Never raises."""
+    record it and keep it to one per state change, cannot be used. Never raises.
+
+    ``quiet`` keeps the note out of the log (a command whose last word is its own line).
+    """
     error = one_line(error)
     language = settings.alerts.language
-    log.error(
+    log.log(
+        logging.DEBUG if quiet else logging.ERROR,
         "rulewatch-nightly: the warehouse cannot record the failure alert (%s); "
         "sending it directly",
         error,
@@ -463,7 +469,7 @@ def announce_failed_start(settings: Settings, error: str) -> None:
     line = _TEXT[language]["job_line"].format(
         run="rulewatch sync", state="Failed", message=one_line(error)
     )
-    announce_unrecorded_failure(settings, line, error)
+    announce_unrecorded_failure(settings, line, error, quiet=True)  # the CLI says why
 
 
 # --- what `check` shows ----------------------------------------------------------------------
