@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hostile_sources import application as _application
-from scripted_sources import ScriptedSource
+from scripted_sources import ScriptedSource, document_record
 from sqlalchemy import Connection, Engine, select
 
 from rulewatch.flows.nightly import calendar_of
@@ -39,21 +39,7 @@ HUGE_KEY = "H" * (MAX_NATURAL_KEY_CHARS + 88)  # set aside on every warehouse
 
 
 def doc(doc_id: str, n: int, **fields: object) -> dict:
-    return {
-        "doc_id": doc_id,
-        "title": "文件",
-        "doc_type": "normative_document",
-        "drafting_unit": "科技局",
-        "issued_on": "2023-03-01",
-        "legality_reviewed": True,
-        "legality_reviewed_on": "2023-02-20",
-        "fair_competition_reviewed": None,
-        "filing": None,
-        "status": "in_force",
-        "status_changed_on": None,
-        "last_modified_ms": MS + n * 1000,
-        **fields,
-    }
+    return document_record(doc_id, MS + n * 1000, **fields)
 
 
 POISON = [
