@@ -2,17 +2,16 @@
 
 - :class:`SilentServer` accepts TCP connections and never says a word (a host
   behind a dead proxy, a database server wedged before its greeting).
-- :class:`FlakyPermits` answers 503 a given number of times, then an empty
+- :func:`flaky_permits` answers 503 a given number of times, then an empty
   permits page (source-apis.md's shape), so a sync retries and then succeeds.
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from scripted_sources import ScriptedSource
 
 
 class SilentServer:
@@ -49,46 +48,9 @@ class SilentServer:
         self.close()
 
 
-class FlakyPermits:
-    """The permits API that fails with 503 ``failures`` times, then serves an empty page."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.requests = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                outer.requests += 1
-                if outer.requests <= outer.failures:
-                    self.send_response(503)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                data = json.dumps({"data": [], "next_cursor": None}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> FlakyPermits:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def flaky_permits(failures: int) -> ScriptedSource:
+    """The permits API with no records that fails with 503 ``failures`` times, then
+    serves the contract's empty page; ``len(.queries)`` counts the requests."""
+    source = ScriptedSource("permits", [])
+    source.misbehave = lambda n, _path, _query: (503, b"", {}) if n <= failures else None
+    return source

@@ -34,6 +34,44 @@ def _ms_instant(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
+def inspection_record(i: int) -> dict:
+    """A valid enforcement inspection ``K{i}``, changed ``i`` seconds after the first (i < 10)."""
+    return {
+        "inspection_no": f"K{i}",
+        "task_type": "routine",
+        "joint": False,
+        "target_credit_code": "9" * 18,
+        "target_name": "某公司",
+        "credit_risk_level": "A",
+        "credit_rule_applied": True,
+        "inspected_on": "2024-01-02",
+        "officers": [],
+        "outcome": "compliant",
+        "published": False,
+        "published_on": None,
+        "modified": f"2024-01-02 10:00:0{i}",
+    }
+
+
+def document_record(doc_id: str, ms: int, **fields: object) -> dict:
+    """A valid docreview document ``doc_id`` last changed at ``ms`` (epoch milliseconds)."""
+    return {
+        "doc_id": doc_id,
+        "title": "文件",
+        "doc_type": "normative_document",
+        "drafting_unit": "科技局",
+        "issued_on": "2023-03-01",
+        "legality_reviewed": True,
+        "legality_reviewed_on": "2023-02-20",
+        "fair_competition_reviewed": None,
+        "filing": None,
+        "status": "in_force",
+        "status_changed_on": None,
+        "last_modified_ms": ms,
+        **fields,
+    }
+
+
 class ScriptedSource:
     """One source system over a list of records (a current state, or a change log)."""
 

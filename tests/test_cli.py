@@ -3,35 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from cli_support import clean_env, run_rulewatch
 from receivers import Webhook
 
 from rulewatch.settings import PACKAGE_CONFIG_DIR
 
 
 def run(args, env_extra, tmp_path, timeout=240):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RULEWATCH_", "PREFECT_"))}
-    env.update(
+    env = clean_env(
         RULEWATCH_DATA_DIR=str(tmp_path / "data"),
         RULEWATCH_WAREHOUSE_URL=f"sqlite:///{tmp_path / 'wh.db'}",
         PREFECT_HOME=str(tmp_path / "prefect"),
         RULEWATCH_PII_KEY="cli-test-key",
     )
     env.update(env_extra)
-    return subprocess.run(
-        [sys.executable, "-m", "rulewatch.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_rulewatch(env, *args, timeout=timeout)
 
 
 def test_kpis_json_on_an_empty_warehouse(tmp_path):

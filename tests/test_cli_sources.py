@@ -7,16 +7,15 @@ said reaches the terminal raw, and the sources that behave still load.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
-from scripted_sources import ScriptedSource, trickle
+from cli_support import clean_env, run_rulewatch
+from scripted_sources import ScriptedSource, inspection_record, trickle
 
 from rulewatch.settings import PACKAGE_CONFIG_DIR
 
@@ -40,8 +39,7 @@ def sync(
     for name in options:
         options[name].update(LIMITS)
     (config / "sources.yaml").write_text(yaml.safe_dump(options))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RULEWATCH_", "PREFECT_"))}
-    env.update(
+    env = clean_env(
         RULEWATCH_CONFIG_DIR=str(config),
         RULEWATCH_DATA_DIR=str(tmp_path / "data"),
         RULEWATCH_WAREHOUSE_URL=f"sqlite:///{tmp_path / 'wh.db'}",
@@ -56,13 +54,7 @@ def sync(
         RULEWATCH_DOCREVIEW_PASSWORD="s3cret",
     )
     started = time.monotonic()
-    res = subprocess.run(
-        [sys.executable, "-m", "rulewatch.cli", "sync", "--as-of", "2024-05-01"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = run_rulewatch(env, "sync", "--as-of", "2024-05-01")
     return res, time.monotonic() - started
 
 
@@ -112,28 +104,10 @@ def test_looping_trickling_and_foreign_sources_each_end_with_one_line(tmp_path):
     print(f"looping/trickling/foreign sync ended in {seconds:.1f} s")
 
 
-def _inspection(i: int) -> dict:
-    return {
-        "inspection_no": f"K{i}",
-        "task_type": "routine",
-        "joint": False,
-        "target_credit_code": "9" * 18,
-        "target_name": "某公司",
-        "credit_risk_level": "A",
-        "credit_rule_applied": True,
-        "inspected_on": "2024-01-02",
-        "officers": [],
-        "outcome": "compliant",
-        "published": False,
-        "published_on": None,
-        "modified": f"2024-01-02 10:00:0{i}",
-    }
-
-
 def test_server_text_never_reaches_the_terminal_raw_and_the_others_load(tmp_path):
     with (
         ScriptedSource("permits", []) as permits,
-        ScriptedSource("enforcement", [_inspection(i) for i in range(5)]) as enforcement,
+        ScriptedSource("enforcement", [inspection_record(i) for i in range(5)]) as enforcement,
         ScriptedSource("docreview", []) as docreview,
     ):
         docreview.misbehave = lambda _n, _p, _q: (500, {"error": HOSTILE}, {})

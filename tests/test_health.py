@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from cli_support import clean_env, run_rulewatch
 from prefect.states import Crashed, Failed
 from receivers import Webhook
 from sqlalchemy import insert
@@ -58,24 +57,12 @@ def config(tmp_path):
 
 
 def _env(tmp_path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RULEWATCH_", "PREFECT_"))}
-    env.update(
+    return clean_env(
         RULEWATCH_DATA_DIR=str(tmp_path / "data"),
         PREFECT_HOME=str(tmp_path / "prefect"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         RULEWATCH_PII_KEY="health-test-key",
-    )
-    env.update(extra)
-    return env
-
-
-def rulewatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rulewatch.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        **extra,
     )
 
 
@@ -94,11 +81,11 @@ def test_a_source_outage_is_announced_once_reminded_and_recovered(
         RULEWATCH_ALERT_URLS=webhook.url,
     )
     sync = ("sync", "--source", "docreview", "--as-of", AS_OF)
-    ok = rulewatch(env, *sync)
+    ok = run_rulewatch(env, *sync)
     assert ok.returncode == 0, ok.stderr[-3000:]
     assert webhook.titles("source docreview") == []
 
-    down = rulewatch({**env, "RULEWATCH_DOCREVIEW_URL": DEAD}, *sync)
+    down = run_rulewatch({**env, "RULEWATCH_DOCREVIEW_URL": DEAD}, *sync)
     assert down.returncode == 1, down.stderr[-3000:]
     failing = "[rulewatch] source docreview: sync failing"
     assert webhook.titles("source docreview") == [failing]
@@ -121,7 +108,7 @@ def test_a_source_outage_is_announced_once_reminded_and_recovered(
     ]
     assert "192 h ago (allowed: 36 h)" in _body(webhook, "[rulewatch] source docreview: data stale")
 
-    back = rulewatch(env, *sync)
+    back = run_rulewatch(env, *sync)
     assert back.returncode == 0, back.stderr[-3000:]
     titles = webhook.titles("source docreview")  # alerts of one pass: in any order
     assert titles[0] == failing and len(titles) == 5
@@ -162,13 +149,13 @@ def test_a_stale_source_is_announced_by_check_and_shown_in_the_report(
             )
         )
     check = ("check", "--period", "2024", "--as-of", AS_OF)
-    first = rulewatch(env, *check)
+    first = run_rulewatch(env, *check)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "sources (stale after 36 h):" in first.stdout
     assert "permits      STALE    last success " in first.stdout
     assert webhook.titles() == ["[rulewatch] source permits: data stale"]
     assert "40 h ago (allowed: 36 h)" in webhook.received[0]["message"]
-    again = rulewatch(env, *check)
+    again = run_rulewatch(env, *check)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "permits      STALE" in again.stdout
     assert len(webhook.received) == 1  # announced once
@@ -214,7 +201,7 @@ def test_a_nightly_run_whose_warehouse_is_down_is_still_announced(tmp_path, webh
         RULEWATCH_ALERT_URLS=webhook.url,
         RULEWATCH_WAREHOUSE_URL="postgresql+psycopg://root@127.0.0.1:9/rulewatch",
     )
-    res = rulewatch(env, "sync", "--source", "docreview", "--as-of", AS_OF)
+    res = run_rulewatch(env, "sync", "--source", "docreview", "--as-of", AS_OF)
     assert res.returncode == 1, res.stderr[-3000:]
     assert res.stderr.strip().splitlines() == [res.stderr.strip()]  # one line, and it is
     assert res.stderr.startswith("rulewatch: ")  # the command's own: the alert went quietly

@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-from ops_servers import FlakyPermits, SilentServer
+from cli_support import clean_env, rulewatch_cmd, run_rulewatch
+from ops_servers import SilentServer, flaky_permits
+from scripted_sources import ScriptedSource
 
 from rulewatch.settings import PACKAGE_CONFIG_DIR
 from rulewatch.warehouse.db import schema_head
@@ -27,9 +29,7 @@ ONE_LINE = re.compile(r"^rulewatch: (error|failed): ")
 
 
 def _env(tmp_path: Path, extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RULEWATCH_", "PREFECT_"))}
-    env.pop("DO_NOT_TRACK", None)
-    env.update(
+    env = clean_env(
         RULEWATCH_DATA_DIR=str(tmp_path / "data"),
         RULEWATCH_WAREHOUSE_URL=f"sqlite:///{tmp_path / 'wh.db'}",
         PREFECT_HOME=str(tmp_path / "prefect"),
@@ -37,18 +37,13 @@ def _env(tmp_path: Path, extra: dict[str, str]) -> dict[str, str]:
         RULEWATCH_PERMITS_URL="http://127.0.0.1:9",
         RULEWATCH_PERMITS_TOKEN="t",
     )
+    env.pop("DO_NOT_TRACK", None)
     env.update(extra)
     return env
 
 
 def run(tmp_path: Path, args: list[str], extra: dict[str, str] | None = None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "rulewatch.cli", *args],
-        env=_env(tmp_path, extra or {}),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_rulewatch(_env(tmp_path, extra or {}), *args, timeout=timeout)
 
 
 def config(tmp_path: Path, **files: str) -> str:
@@ -70,6 +65,17 @@ def quick_source_config(tmp_path: Path, timeout: float = 30) -> str:
     schedule = (PACKAGE_CONFIG_DIR / "schedule.yaml").read_text(encoding="utf-8")
     schedule = schedule.replace("source_task: 1", "source_task: 0")
     return config(tmp_path, sources=text, schedule=schedule)
+
+
+def sync_permits(
+    tmp_path: Path, permits: ScriptedSource, **extra: str
+) -> subprocess.CompletedProcess:
+    """`rulewatch sync --source permits` against ``permits``, with sources that give up fast."""
+    env = {
+        "RULEWATCH_PERMITS_URL": permits.url,
+        "RULEWATCH_CONFIG_DIR": quick_source_config(tmp_path),
+    }
+    return run(tmp_path, ["sync", "--source", "permits"], {**env, **extra})
 
 
 def assert_one_line(res: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
@@ -301,7 +307,7 @@ def _alive(pid: int) -> bool:
 def _start_sync(tmp_path: Path, extra: dict[str, str]) -> tuple[subprocess.Popen, Path]:
     err = tmp_path / "stderr.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rulewatch.cli", "sync", "--source", "permits"],
+        rulewatch_cmd("sync", "--source", "permits"),
         env=_env(tmp_path, extra),
         stdout=subprocess.DEVNULL,
         stderr=err.open("w"),
@@ -385,15 +391,8 @@ def test_a_run_past_the_flow_timeout_is_stopped(tmp_path):
 
 
 def test_logs_off_a_terminal_carry_time_level_and_where_and_retries_read_well(tmp_path):
-    with FlakyPermits(failures=2) as permits:
-        res = run(
-            tmp_path,
-            ["sync", "--source", "permits"],
-            {
-                "RULEWATCH_PERMITS_URL": permits.url,
-                "RULEWATCH_CONFIG_DIR": quick_source_config(tmp_path),
-            },
-        )
+    with flaky_permits(failures=2) as permits:
+        res = sync_permits(tmp_path, permits)
     assert res.returncode == 0, res.stderr
     lines = res.stderr.strip().splitlines()
     stamped = re.compile(
@@ -408,16 +407,8 @@ def test_logs_off_a_terminal_carry_time_level_and_where_and_retries_read_well(tm
 
 
 def test_json_logs_are_one_object_per_line(tmp_path):
-    with FlakyPermits(failures=1) as permits:
-        res = run(
-            tmp_path,
-            ["sync", "--source", "permits"],
-            {
-                "RULEWATCH_PERMITS_URL": permits.url,
-                "RULEWATCH_CONFIG_DIR": quick_source_config(tmp_path),
-                "RULEWATCH_LOG_FORMAT": "json",
-            },
-        )
+    with flaky_permits(failures=1) as permits:
+        res = sync_permits(tmp_path, permits, RULEWATCH_LOG_FORMAT="json")
     assert res.returncode == 0, res.stderr
     records = [json.loads(line) for line in res.stderr.strip().splitlines()]
     assert {"time", "level", "logger", "where", "message"} <= set(records[0])
@@ -435,13 +426,13 @@ def test_a_source_failing_once_is_retried_by_its_task(tmp_path):
         schedule.replace("source_task_delay_seconds: 30", "source_task_delay_seconds: 0"),
         encoding="utf-8",
     )
-    with FlakyPermits(failures=3) as permits:  # the first attempt's 3 requests all fail
+    with flaky_permits(failures=3) as permits:  # the first attempt's 3 requests all fail
         res = run(
             tmp_path,
             ["sync", "--source", "permits"],
             {"RULEWATCH_PERMITS_URL": permits.url, "RULEWATCH_CONFIG_DIR": folder},
         )
-        assert permits.requests == 4
+        assert len(permits.queries) == 4
     assert res.returncode == 0, res.stderr
     assert "Retry 1/1 will start immediately" in res.stderr  # Prefect retried the task
     assert "NoneType: None" not in res.stderr  # the failed attempt's line has no empty traceback
@@ -491,15 +482,8 @@ def test_a_postgresql_statement_is_cut_at_the_statement_timeout(pg_url):
 
 
 def test_a_source_that_keeps_failing_ends_in_one_line_without_log_noise(tmp_path):
-    with FlakyPermits(failures=1000) as permits:
-        res = run(
-            tmp_path,
-            ["sync", "--source", "permits"],
-            {
-                "RULEWATCH_PERMITS_URL": permits.url,
-                "RULEWATCH_CONFIG_DIR": quick_source_config(tmp_path),
-            },
-        )
+    with flaky_permits(failures=1000) as permits:
+        res = sync_permits(tmp_path, permits)
     assert res.returncode == 1, res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("rulewatch: failed: sync failed for: permits (permits: HTTP 503"), last

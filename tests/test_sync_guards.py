@@ -8,7 +8,7 @@ loaded, and the other sources are untouched.
 from __future__ import annotations
 
 import pytest
-from scripted_sources import ScriptedSource
+from scripted_sources import ScriptedSource, inspection_record
 from sqlalchemy import select
 
 from rulewatch.settings import load_settings
@@ -36,26 +36,8 @@ def _settings(source: ScriptedSource, url: str, tmp_path):  # noqa: ANN001
     return settings
 
 
-def _record(i: int) -> dict:
-    return {
-        "inspection_no": f"K{i}",
-        "task_type": "routine",
-        "joint": False,
-        "target_credit_code": "9" * 18,
-        "target_name": "某公司",
-        "credit_risk_level": "A",
-        "credit_rule_applied": True,
-        "inspected_on": "2024-01-02",
-        "officers": [],
-        "outcome": "compliant",
-        "published": False,
-        "published_on": None,
-        "modified": f"2024-01-02 10:00:0{i}",
-    }
-
-
 def test_server_error_text_is_stored_clean_and_capped(warehouse_url, tmp_path):
-    with ScriptedSource("enforcement", [_record(i) for i in range(5)]) as source:
+    with ScriptedSource("enforcement", [inspection_record(i) for i in range(5)]) as source:
         # two pages load, then the server fails for good with a hostile error text
         source.misbehave = lambda n, _p, _q: (503, {"error": HOSTILE}, {}) if n > 2 else None
         settings = _settings(source, warehouse_url, tmp_path)

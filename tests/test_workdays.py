@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import chinese_calendar
 import pytest
+from cli_support import clean_env, run_rulewatch
 from pgschema import fresh_schema_url
 from receivers import Webhook
 from sqlalchemy import Engine, func, select
@@ -277,21 +276,14 @@ def test_kpis_json_gives_the_official_figures(
 
 
 def cli(args: list[str], url: str, tmp_path: Path, **env_extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RULEWATCH_", "PREFECT_"))}
-    env.update(
+    env = clean_env(
         RULEWATCH_DATA_DIR=str(tmp_path / "data"),
         RULEWATCH_WAREHOUSE_URL=url,
         PREFECT_HOME=str(tmp_path / "prefect"),
         RULEWATCH_PII_KEY="calendar-test-key",
         **env_extra,
     )
-    return subprocess.run(
-        [sys.executable, "-m", "rulewatch.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_rulewatch(env, *args)
 
 
 # --- the calendar table -------------------------------------------------------------------------

@@ -341,14 +341,8 @@ class _Loader:
         set aside at once, in bulk; what is still refused after that is found by
         bisection.
         """
-        if not todo:
+        if not todo or self._refusal(records, todo) is None:
             return
-        try:
-            with self._savepoint():
-                self._write([records[i] for i in todo])
-            return
-        except _DATA_ERRORS:
-            pass
         known = {}
         for i in todo:
             reason = _known_fault(records[i], self.table, self.dialect)
@@ -367,21 +361,26 @@ class _Loader:
     def _bisect(self, records: list[ParsedRecord], todo: list[int]) -> None:
         """Write ``todo`` in a savepoint; when refused, each half; one refused record
         is set aside with the database's reason."""
-        if not todo:
+        if not todo or (exc := self._refusal(records, todo)) is None:
             return
+        if len(todo) > 1:
+            half = len(todo) // 2
+            self._bisect(records, todo[:half])
+            self._bisect(records, todo[half:])
+            return
+        i = todo[0]
+        reason = _also(records[i], _fault_reason(records[i], self.table, exc, self.dialect))
+        records[i] = self.set_aside(records[i], reason)
+
+    def _refusal(self, records: list[ParsedRecord], todo: list[int]) -> Exception | None:
+        """Write ``records[i]`` for ``i`` in ``todo`` in one savepoint; the database's
+        refusal if it refused them (the savepoint then rolled back), else None."""
         try:
             with self._savepoint():
                 self._write([records[i] for i in todo])
-            return
         except _DATA_ERRORS as exc:
-            if len(todo) > 1:
-                half = len(todo) // 2
-                self._bisect(records, todo[:half])
-                self._bisect(records, todo[half:])
-                return
-            i = todo[0]
-            reason = _also(records[i], _fault_reason(records[i], self.table, exc, self.dialect))
-            records[i] = self.set_aside(records[i], reason)
+            return exc
+        return None
 
     def _write(self, records: list[ParsedRecord]) -> None:
         _write_records(self.conn, self.stream, records, self.sync_run_id, self.now)

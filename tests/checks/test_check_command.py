@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from checks_support import config_copy
+from cli_support import clean_env, run_rulewatch
 from sqlalchemy import create_engine, select
 
 from rulewatch.checks.report import SUMMARY_ARTIFACT_KEY, TABLE_ARTIFACT_KEY
@@ -18,22 +17,11 @@ from rulewatch.demo.servers import start_demo_sources
 from rulewatch.warehouse.schema import check_run, sync_run
 
 
-def _rulewatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rulewatch.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.fixture(scope="module")
 def synced(tmp_path_factory) -> tuple[Path, dict[str, str], subprocess.CompletedProcess]:  # noqa: ANN001
     """`rulewatch sync` (the real Prefect flow) on the demo sources, into SQLite."""
     folder = tmp_path_factory.mktemp("commands")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RULEWATCH_", "PREFECT_"))}
-    env.update(
+    env = clean_env(
         RULEWATCH_DATA_DIR=str(folder / "data"),
         RULEWATCH_WAREHOUSE_URL=f"sqlite:///{folder / 'wh.db'}",
         RULEWATCH_PII_KEY="check-test-key",
@@ -41,7 +29,7 @@ def synced(tmp_path_factory) -> tuple[Path, dict[str, str], subprocess.Completed
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
     )
     with start_demo_sources() as demo:
-        res = _rulewatch({**env, **demo.env()}, "sync", "--as-of", "2024-05-20")
+        res = run_rulewatch({**env, **demo.env()}, "sync", "--as-of", "2024-05-20")
     return folder, env, res
 
 
@@ -69,7 +57,7 @@ def test_sync_runs_the_checks_and_publishes_artifacts(synced):  # noqa: ANN001
 
 def test_fail_on_slip_lists_the_missed_filing_and_exits_3(synced):  # noqa: ANN001
     folder, env, _ = synced
-    res = _rulewatch(env, "check", "--period", "2024", "--as-of", "2024-05-20", "--fail-on-slip")
+    res = run_rulewatch(env, "check", "--period", "2024", "--as-of", "2024-05-20", "--fail-on-slip")
     assert res.returncode == 3, res.stderr
     assert "slipped: docreview.filing_rate 2024" in res.stdout
     assert f"{MISSED_FILING_DOC_ID}: not filed; deadline" in res.stdout
@@ -78,18 +66,20 @@ def test_fail_on_slip_lists_the_missed_filing_and_exits_3(synced):  # noqa: ANN0
     assert MISSED_FILING_DOC_ID in Path(page).read_text(encoding="utf-8")
     assert "Traceback" not in res.stderr
 
-    quiet = _rulewatch(env, "check", "--as-of", "2024-05-20")  # the as-of year; exit 0
+    quiet = run_rulewatch(env, "check", "--as-of", "2024-05-20")  # the as-of year; exit 0
     assert quiet.returncode == 0, quiet.stderr
     assert MISSED_FILING_DOC_ID in quiet.stdout
 
 
 def test_bad_usage_and_config_exit_2_with_one_line(synced, tmp_path):  # noqa: ANN001
     _, env, _ = synced
-    res = _rulewatch(env, "check", "--period", "2024-13")
+    res = run_rulewatch(env, "check", "--period", "2024-13")
     assert res.returncode == 2 and "period '2024-13'" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     config = config_copy(tmp_path, **{"listed_offenders: 20": "listed_offenders: 0"})
-    res = _rulewatch({**env, "RULEWATCH_CONFIG_DIR": str(config)}, "check", "--as-of", "2024-05-20")
+    res = run_rulewatch(
+        {**env, "RULEWATCH_CONFIG_DIR": str(config)}, "check", "--as-of", "2024-05-20"
+    )
     assert res.returncode == 2
     assert "checks.yaml: listed_offenders" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1

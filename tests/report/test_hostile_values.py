@@ -12,14 +12,12 @@ formula cell; every CSV cell that starts like a formula is neutralised.
 from __future__ import annotations
 
 import csv
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import clean_env, run_rulewatch
 from hostile_sources import (
     AS_OF,
     CONTROL,
@@ -53,16 +51,6 @@ INJECTED = {
 }
 
 
-def _rulewatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rulewatch.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001 - pytest fixture
     """The hostile warehouse, its data-quality run, `rulewatch check` and `rulewatch report`."""
@@ -77,16 +65,15 @@ def built(tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001 - pytest fixture
                 .where(sync_run.c.source == "docreview")
                 .values(status="failed", error=STORED_ERROR)
             )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RULEWATCH_", "PREFECT_"))}
-    env.update(
+    env = clean_env(
         RULEWATCH_WAREHOUSE_URL=url,
         RULEWATCH_DATA_DIR=str(folder / "data"),
         RULEWATCH_PII_KEY="k",
         PREFECT_HOME=str(folder / "prefect"),
     )
-    check = _rulewatch(env, "check", "--period", PERIOD, "--as-of", AS_OF.isoformat())
+    check = run_rulewatch(env, "check", "--period", PERIOD, "--as-of", AS_OF.isoformat())
     out = folder / "report"
-    report = _rulewatch(
+    report = run_rulewatch(
         env, "report", "--period", PERIOD, "--as-of", AS_OF.isoformat(), "--out", str(out)
     )
     yield {

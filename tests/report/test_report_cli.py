@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
+from cli_support import clean_env, run_rulewatch
 from report_support import demo_warehouse
 
 from rulewatch.demo.data import MISSED_FILING_DOC_ID
 
 
 def _run(args, tmp_path, url):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RULEWATCH_", "PREFECT_"))}
-    env.update(RULEWATCH_DATA_DIR=str(tmp_path / "data"), RULEWATCH_WAREHOUSE_URL=url)
-    return subprocess.run(
-        [sys.executable, "-m", "rulewatch.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    env = clean_env(RULEWATCH_DATA_DIR=str(tmp_path / "data"), RULEWATCH_WAREHOUSE_URL=url)
+    return run_rulewatch(env, *args, timeout=240)
 
 
 def test_report_writes_the_files_and_prints_their_paths(tmp_path):

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from scripted_sources import document_record as doc
 from sqlalchemy import Engine, func, select
 
 from rulewatch.sources import docreview, enforcement
@@ -32,24 +33,6 @@ def engine(warehouse_url: str) -> Iterator[Engine]:
     eng = open_warehouse(warehouse_url, WorkingCalendar.from_lists([], []))
     yield eng
     eng.dispose()
-
-
-def doc(doc_id: str, ms: int, **fields: object) -> dict:
-    return {
-        "doc_id": doc_id,
-        "title": "文件",
-        "doc_type": "normative_document",
-        "drafting_unit": "科技局",
-        "issued_on": "2023-03-01",
-        "legality_reviewed": True,
-        "legality_reviewed_on": "2023-02-20",
-        "fair_competition_reviewed": None,
-        "filing": None,
-        "status": "in_force",
-        "status_changed_on": None,
-        "last_modified_ms": ms,
-        **fields,
-    }
 
 
 def load(engine: Engine, stream: Stream, raws: list[dict], run: str = "run") -> None:

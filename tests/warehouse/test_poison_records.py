@@ -12,14 +12,17 @@ loads, the watermark covers the batch, and a second sync succeeds.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from hostile_sources import application as _application
-from scripted_sources import ScriptedSource
-from sqlalchemy import select
+from scripted_sources import ScriptedSource, document_record
+from sqlalchemy import Connection, Engine, select
 
 from rulewatch.flows.nightly import calendar_of
-from rulewatch.settings import load_settings
+from rulewatch.settings import Settings, load_settings
 from rulewatch.sync import sync_source
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.loader import MAX_NATURAL_KEY_CHARS
@@ -36,21 +39,7 @@ HUGE_KEY = "H" * (MAX_NATURAL_KEY_CHARS + 88)  # set aside on every warehouse
 
 
 def doc(doc_id: str, n: int, **fields: object) -> dict:
-    return {
-        "doc_id": doc_id,
-        "title": "文件",
-        "doc_type": "normative_document",
-        "drafting_unit": "科技局",
-        "issued_on": "2023-03-01",
-        "legality_reviewed": True,
-        "legality_reviewed_on": "2023-02-20",
-        "fair_competition_reviewed": None,
-        "filing": None,
-        "status": "in_force",
-        "status_changed_on": None,
-        "last_modified_ms": MS + n * 1000,
-        **fields,
-    }
+    return document_record(doc_id, MS + n * 1000, **fields)
 
 
 POISON = [
@@ -64,23 +53,40 @@ POISON = [
 ]
 GOOD = [doc(f"D{n:02d}", n) for n in range(0, 16, 2)]  # the newest (D14) is last
 
+#: The credentials each scripted source's connector sends.
+CREDENTIALS = {
+    "docreview": {"RULEWATCH_DOCREVIEW_USER": "u", "RULEWATCH_DOCREVIEW_PASSWORD": "p"},
+    "permits": {"RULEWATCH_PERMITS_TOKEN": "t"},
+}
+
+
+@contextmanager
+def warehouse_for(
+    source: ScriptedSource, warehouse_url: str, tmp_path: Path
+) -> Iterator[tuple[Engine, Settings]]:
+    """The warehouse at ``warehouse_url`` and settings that sync it from ``source``."""
+    settings = load_settings(
+        {
+            f"RULEWATCH_{source.kind.upper()}_URL": source.url,
+            **CREDENTIALS[source.kind],
+            "RULEWATCH_WAREHOUSE_URL": warehouse_url,
+            "RULEWATCH_DATA_DIR": str(tmp_path),
+            "RULEWATCH_PII_KEY": "k",
+        }
+    )
+    engine = open_warehouse(warehouse_url, calendar_of(settings))
+    try:
+        yield engine, settings
+    finally:
+        engine.dispose()
+
 
 def test_poison_records_are_set_aside_and_the_rest_loads(warehouse_url, tmp_path) -> None:
     postgres = warehouse_url.startswith("postgresql")
     with ScriptedSource("docreview", GOOD + POISON) as source:
         source.ascii_json = True
-        env = {
-            "RULEWATCH_DOCREVIEW_URL": source.url,
-            "RULEWATCH_DOCREVIEW_USER": "u",
-            "RULEWATCH_DOCREVIEW_PASSWORD": "p",
-            "RULEWATCH_WAREHOUSE_URL": warehouse_url,
-            "RULEWATCH_DATA_DIR": str(tmp_path),
-            "RULEWATCH_PII_KEY": "k",
-        }
-        settings = load_settings(env)
-        object.__setattr__(settings.sources.docreview, "page_size", 3)
-        engine = open_warehouse(warehouse_url, calendar_of(settings))
-        try:
+        with warehouse_for(source, warehouse_url, tmp_path) as (engine, settings):
+            object.__setattr__(settings.sources.docreview, "page_size", 3)
             first = sync_source(engine, settings, "docreview")
             with engine.connect() as conn:
                 core = {r.doc_id: r for r in conn.execute(select(document))}
@@ -89,8 +95,6 @@ def test_poison_records_are_set_aside_and_the_rest_loads(warehouse_url, tmp_path
             second = sync_source(engine, settings, "docreview")
             with engine.connect() as conn:
                 again = {r.doc_id: r for r in conn.execute(select(document))}
-        finally:
-            engine.dispose()
 
     stored = ["NUL-TITLE", "NUL\x00KEY"] if not postgres else []
     refused = {
@@ -137,6 +141,13 @@ def test_poison_records_are_set_aside_and_the_rest_loads(warehouse_url, tmp_path
     }
 
 
+def _reasons(conn: Connection) -> dict[str, str]:
+    """Each set-aside natural key with its reason."""
+    return dict(
+        conn.execute(select(quarantined_record.c.natural_key, quarantined_record.c.reason)).all()
+    )
+
+
 def test_integers_a_column_cannot_hold_are_set_aside_never_wrapped(warehouse_url, tmp_path) -> None:
     """PostgreSQL's binary COPY wraps 10**12 into an int4 column (-727379968) without a
     word: such a record is set aside there; SQLite holds 64 bits and stores it."""
@@ -148,27 +159,14 @@ def test_integers_a_column_cannot_hold_are_set_aside_never_wrapped(warehouse_url
         _application("P-LAST", 4, 30),
         _application("P-LONGCODE", 5, code="X" * 40),  # a warning, never refused
     ]
-    with ScriptedSource("permits", records) as source:
-        env = {
-            "RULEWATCH_PERMITS_URL": source.url,
-            "RULEWATCH_PERMITS_TOKEN": "t",
-            "RULEWATCH_WAREHOUSE_URL": warehouse_url,
-            "RULEWATCH_DATA_DIR": str(tmp_path),
-            "RULEWATCH_PII_KEY": "k",
-        }
-        settings = load_settings(env)
-        engine = open_warehouse(warehouse_url, calendar_of(settings))
-        try:
-            result = sync_source(engine, settings, "permits")
-            with engine.connect() as conn:
-                core = {r.application_id: r for r in conn.execute(select(permit_application))}
-                aside = dict(
-                    conn.execute(
-                        select(quarantined_record.c.natural_key, quarantined_record.c.reason)
-                    ).all()
-                )
-        finally:
-            engine.dispose()
+    with (
+        ScriptedSource("permits", records) as source,
+        warehouse_for(source, warehouse_url, tmp_path) as (engine, settings),
+    ):
+        result = sync_source(engine, settings, "permits")
+        with engine.connect() as conn:
+            core = {r.application_id: r for r in conn.execute(select(permit_application))}
+            aside = _reasons(conn)
     assert result.status == "succeeded"
     assert core["P-OK"].promised_days == 20 and core["P-LAST"].promised_days == 30
     assert core["P-LONGCODE"].employer_credit_code == "X" * 40
@@ -204,34 +202,18 @@ def test_a_record_refused_for_a_reason_rulewatch_does_not_know_is_found(
     records = [doc(f"D{n:02d}", n) for n in range(24)]
     for n in (5, 17):
         records[n]["title"] = "REFUSE-ME"
-    with ScriptedSource("docreview", records) as source:
-        env = {
-            "RULEWATCH_DOCREVIEW_URL": source.url,
-            "RULEWATCH_DOCREVIEW_USER": "u",
-            "RULEWATCH_DOCREVIEW_PASSWORD": "p",
-            "RULEWATCH_WAREHOUSE_URL": warehouse_url,
-            "RULEWATCH_DATA_DIR": str(tmp_path),
-            "RULEWATCH_PII_KEY": "k",
-        }
-        settings = load_settings(env)
-        engine = open_warehouse(warehouse_url, calendar_of(settings))
-        try:
-            with engine.begin() as conn:
-                for sql in (
-                    _REFUSE_PG if warehouse_url.startswith("postgresql") else [_REFUSE_SQLITE]
-                ):
-                    conn.exec_driver_sql(sql)
-            result = sync_source(engine, settings, "docreview")
-            with engine.connect() as conn:
-                core = {r.doc_id: r for r in conn.execute(select(document))}
-                aside = dict(
-                    conn.execute(
-                        select(quarantined_record.c.natural_key, quarantined_record.c.reason)
-                    ).all()
-                )
-                watermark = conn.execute(select(sync_state.c.watermark_at)).scalar_one()
-        finally:
-            engine.dispose()
+    with (
+        ScriptedSource("docreview", records) as source,
+        warehouse_for(source, warehouse_url, tmp_path) as (engine, settings),
+    ):
+        with engine.begin() as conn:
+            for sql in _REFUSE_PG if warehouse_url.startswith("postgresql") else [_REFUSE_SQLITE]:
+                conn.exec_driver_sql(sql)
+        result = sync_source(engine, settings, "docreview")
+        with engine.connect() as conn:
+            core = {r.doc_id: r for r in conn.execute(select(document))}
+            aside = _reasons(conn)
+            watermark = conn.execute(select(sync_state.c.watermark_at)).scalar_one()
     assert result.status == "succeeded" and result.pages == 1
     assert set(aside) == {"D05", "D17"}
     assert all("refused by a local rule" in r for r in aside.values()), aside

@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import Insert, insert, select
 
 from rulewatch.settings import load_settings
 from rulewatch.warehouse.db import make_engine, open_warehouse
@@ -85,18 +85,21 @@ def test_a_killed_run_is_abandoned_and_a_live_one_is_left_alone(engine, warehous
     assert heal_runs(engine).sync_runs == (live_id,)  # and now that one too
 
 
+def _sync_run(run_id: str, source: str, status: str) -> Insert:
+    """A sync run ``run_id`` of ``source`` started now, with no holder (as before the upgrade)."""
+    return insert(sync_run).values(
+        sync_run_id=run_id,
+        job_id=run_id,
+        source=source,
+        is_full_refresh=False,
+        started_at=datetime.now(UTC).replace(tzinfo=None),
+        status=status,
+    )
+
+
 def test_a_row_without_a_holder_from_before_the_upgrade_heals(engine):
     with engine.begin() as conn:
-        conn.execute(
-            insert(sync_run).values(
-                sync_run_id="old",
-                job_id="old",
-                source="docreview",
-                is_full_refresh=False,
-                started_at=datetime.now(UTC).replace(tzinfo=None),
-                status="running",
-            )
-        )
+        conn.execute(_sync_run("old", "docreview", "running"))
     assert heal_runs(engine).sync_runs == ("old",)
 
 
@@ -106,16 +109,7 @@ def test_a_snapshot_reads_one_state_while_a_writer_commits(engine, warehouse_url
 
     def write() -> None:
         with writer.begin() as conn:
-            conn.execute(
-                insert(sync_run).values(
-                    sync_run_id="w",
-                    job_id="w",
-                    source="permits",
-                    is_full_refresh=False,
-                    started_at=datetime.now(UTC).replace(tzinfo=None),
-                    status="succeeded",
-                )
-            )
+            conn.execute(_sync_run("w", "permits", "succeeded"))
         committed.set()
 
     count = select(sync_run.c.sync_run_id)
