@@ -28,6 +28,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 
 from rulewatch.alerts import run_alerting
+from rulewatch.checks.targets import run_target_checks
 from rulewatch.metrics import compute_metrics, rate_population
 from rulewatch.periods import Period
 from rulewatch.settings import PACKAGE_CONFIG_DIR, ConfigError, load_settings
@@ -410,7 +411,8 @@ def test_a_far_year_is_provisional_in_json_tables_report_and_alerts(
     hook = Webhook()
     try:
         settings = replace(SETTINGS, warehouse_url=warehouse_url, alert_urls=(hook.url,))
-        run_alerting(engine, settings, D(as_of), [period])
+        checked = run_target_checks(engine, settings, [Period.parse(period)], D(as_of))
+        run_alerting(engine, settings, D(as_of), check_run_id=checked.check_run_id)
     finally:
         hook.close()
         engine.dispose()

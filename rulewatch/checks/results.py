@@ -58,12 +58,14 @@ class CheckResult:
     is_success: bool | None = None
     offender_count: int = 0
     set_aside: int = 0
+    is_provisional: bool = False
     offenders: Sequence[Offender] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
 class TargetCheck:
-    """A target checked for one period at one as-of date.
+    """A target checked for one period at one as-of date: the one record of a target's
+    status, read by alerts, report tables, ``check``, the HTML report and the artifacts.
 
     ``value`` = ``numerator`` / ``denominator``, exactly as ``rulewatch kpis``
     shows it; ``status`` is met, slipped or no_data; ``offenders`` are all the
@@ -87,6 +89,7 @@ class TargetCheck:
     checked_at: datetime | None = None
     slipped_since: date | None = None
     provisional: bool = False  # counts working days of a year not yet published
+    check_result_id: int | None = None  # the stored ``check_result`` row
 
 
 def now_utc() -> datetime:
@@ -190,6 +193,8 @@ def _target(row: Any, offenders: tuple[Offender, ...] = ()) -> TargetCheck:
         offender_count=row.offender_count,
         check_run_id=row.check_run_id,
         checked_at=row.checked_at,
+        provisional=bool(row.is_provisional),
+        check_result_id=row.check_result_id,
     )
 
 

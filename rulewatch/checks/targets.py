@@ -215,9 +215,10 @@ def run_target_checks(
             )
             if metric in provisional[period.label]:
                 check = replace(check, provisional=True)
+                result = replace(result, is_provisional=True)
             run.checks.append(check)
             results.append(result)
-        store_results(conn, check_run_id, results)
+        ids = store_results(conn, check_run_id, results)
         run.seconds = time.perf_counter() - started
         finish_check_run(
             conn,
@@ -227,7 +228,10 @@ def run_target_checks(
             rows_checked=sum(c.denominator for c in run.checks),
             data_docs=None if run.data_docs is None else str(run.data_docs),
         )
-    run.checks = [TargetCheck(**{**c.__dict__, "check_run_id": check_run_id}) for c in run.checks]
+    run.checks = [
+        replace(c, check_run_id=check_run_id, check_result_id=i)
+        for c, i in zip(run.checks, ids, strict=True)
+    ]
     run.checks_page = write_checks_page(
         checks.data_docs_dir,
         as_of=as_of,
