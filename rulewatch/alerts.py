@@ -34,9 +34,10 @@ from sqlalchemy import Engine, and_, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from rulewatch.checks.results import TargetCheck, latest_target_statuses
-from rulewatch.metric_ids import METRICS, label
+from rulewatch.messages import t
 from rulewatch.metrics import PROVISIONAL_NOTE, PUBLICATION_LIMIT_WORKING_DAYS, early_warnings
 from rulewatch.settings import Settings
+from rulewatch.templates import render
 from rulewatch.warehouse.runs import holder_gone, holder_token
 from rulewatch.warehouse.schema import alert, alert_delivery, alert_state, calendar_day, inspection
 
@@ -102,104 +103,20 @@ class AlertRun:
     deliveries: list[Delivery] = field(default_factory=list)
 
 
-_TEXT = {
-    "en": {
-        "slipped": "SLIPPED",
-        "recovered": "recovered",
-        "reminder": "still slipped",
-        "early_warning": "early warning",
-        "value": "value",
-        "target": "target",
-        "records": "records",
-        "more": "and {n} more",
-        "due": "due {day}",
-        "period": "period {period}, as of {as_of}",
-        "status": "status",
-        "severity": "severity",
-        "critical": "critical",
-        "warning": "warning",
-        "met": "met",
-        "no_data": "no data",
-        "provisional": "provisional",
-        "provisional_line": (
-            "provisional: counts working days of a year whose official holiday arrangement "
-            "is not published yet (Monday to Friday stands in)"
-        ),
-    },
-    "zh": {
-        "slipped": "未达标",
-        "recovered": "已恢复达标",
-        "reminder": "仍未达标",
-        "early_warning": "预警",
-        "value": "数值",
-        "target": "目标",
-        "records": "相关记录",
-        "more": "另有 {n} 条",
-        "due": "期限 {day}",
-        "period": "期间 {period}，截至 {as_of}",
-        "status": "状态",
-        "severity": "严重程度",
-        "critical": "严重",
-        "warning": "警告",
-        "met": "达标",
-        "no_data": "无数据",
-        "provisional": "暂定, provisional",
-        "provisional_line": (
-            "暂定 (provisional): 涉及尚未公布放假安排年份的工作日, 暂按周一至周五计算"
-        ),
-    },
-}
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2%}"
-
-
-def _status_word(status: str, language: str) -> str:
-    """The status in the bureau's language, with the metric status id beside it."""
-    if language == "en":
-        return status
-    return f"{_TEXT[language].get(status, status)} ({status})"
-
-
-def _severity_word(severity: str, language: str) -> str:
-    if language == "en":
-        return severity
-    return f"{_TEXT[language].get(severity, severity)} ({severity})"
-
-
 def render_target(kind: str, s: TargetCheck, language: str) -> tuple[str, str]:
     """Title and body of a slip, recovery or reminder of a stored target check."""
-    t = _TEXT[language]
-    title = f"[rulewatch] {s.metric} {s.period}: {t[kind]}"
+    title = f"[rulewatch] {s.metric} {s.period}: {t('alert.' + kind, language)}"
     if s.provisional:
-        title += f" ({t['provisional']})"
-    name = label(s.metric, language) if s.metric in METRICS else s.metric  # custom rates
-    lines = [
-        f"{s.metric} — {name}",
-        t["period"].format(period=s.period, as_of=s.as_of.isoformat()),
-        f"{t['value']}: {_pct(s.value)} ({s.numerator} / {s.denominator}); "
-        f"{t['target']}: {_pct(s.target)}; {t['status']}: {_status_word(s.status, language)}",
-        f"{t['severity']}: {_severity_word(s.severity, language)}",
-    ]
-    if s.provisional:
-        lines.append(t["provisional_line"])
-    if kind != "recovered" and s.offenders:
-        lines.append(f"{t['records']}:")
-        lines += [f"- {key}: {reason}" for key, reason in s.offenders[:MAX_LISTED]]
-        if len(s.offenders) > MAX_LISTED:
-            lines.append(t["more"].format(n=len(s.offenders) - MAX_LISTED))
-    return title, "\n".join(lines)
+        title += f" ({t('alert.provisional', language)})"
+    body = render("alert_target.txt.j2", kind=kind, s=s, lang=language, listed=MAX_LISTED)
+    return title, body.rstrip("\n")
 
 
 def render_warning(w: EarlyWarning, language: str) -> tuple[str, str]:
-    t = _TEXT[language]
-    due = t["due"].format(day=w.due_on.isoformat())
-    title = f"[rulewatch] {w.metric}: {t['early_warning']} {w.natural_key} ({due})"
-    body = "\n".join(
-        [f"{w.metric} — {label(w.metric, language)}", f"- {w.natural_key}: {w.reason}"]
-    )
-    return title, body
+    """Title and body of an early warning."""
+    due = t("alert.due", language, day=w.due_on.isoformat())
+    title = f"[rulewatch] {w.metric}: {t('alert.early_warning', language)} {w.natural_key} ({due})"
+    return title, render("alert_warning.txt.j2", w=w, lang=language).rstrip("\n")
 
 
 def _now() -> datetime:

@@ -100,7 +100,7 @@ def test_one_alert_per_change_however_many_runs(engine, webhook):
     assert len(webhook.received) == 1
     msg = webhook.received[0]
     assert "docreview.filing_rate" in msg["title"] and "2024" in msg["title"]
-    assert "DOC-2024-002" in msg["message"] and "50.00%" in msg["message"]
+    assert "DOC-2024-002" in msg["message"] and "50% (1 / 2)" in msg["message"]
     _run(engine, [_slip("met", 2, [])], channels=ch, now=T0 + timedelta(days=1))
     _run(engine, [_slip("met", 2, [])], channels=ch, now=T0 + timedelta(days=2))
     assert [m["title"].rsplit(": ", 1)[1] for m in webhook.received] == ["SLIPPED", "recovered"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Select, func, insert, not_, select, update
 from sqlalchemy.engine import Connection
 
 from rulewatch.warehouse.runs import holder_token
@@ -168,6 +168,19 @@ def store_results(conn: Connection, check_run_id: str, results: Iterable[CheckRe
     return ids
 
 
+def offender_query(population: Select) -> Select:
+    """The one offender query: the failing records of a rate's population (one row per
+    record: ``natural_key, passes, reason``) as ``(natural_key, reason)``, by natural key.
+
+    Every consumer lists offenders in this order, so "the first 20" are defined."""
+    batch = population.order_by(None).subquery("batch")
+    return (
+        select(batch.c.natural_key, batch.c.reason)
+        .where(not_(batch.c.passes))
+        .order_by(batch.c.natural_key)
+    )
+
+
 def offenders_of(conn: Connection, check_result_id: int) -> list[Offender]:
     """Every offending record of one stored check result, ordered by natural key."""
     rows = conn.execute(
@@ -241,15 +254,28 @@ def latest_target_statuses(
     return statuses
 
 
+def slipped_run_start(history: Iterable[tuple[date, str]]) -> date:
+    """The one "slipped since" rule: the first as-of date of the unbroken run of
+    ``slipped`` statuses that ends the history (as-of order; of one date, the last
+    entry counts). ``history`` must end slipped."""
+    by_day: dict[date, str] = {}
+    for day, status in sorted(history, key=lambda h: h[0]):  # stable: run order kept
+        by_day[day] = status
+    days = sorted(by_day)
+    since = days[-1]
+    for day in reversed(days):
+        if by_day[day] != "slipped":
+            break
+        since = day
+    return since
+
+
 def _slipped_since(conn: Connection, latest: TargetCheck) -> date:
     history = target_history(conn, latest.metric, latest.period)
-    history.sort(key=lambda c: c.as_of)  # stable: runs of one as-of date stay in run order
-    since = latest.as_of
-    for c in reversed([c for c in history if c.as_of <= latest.as_of]):
-        if c.status != "slipped":
-            break
-        since = c.as_of
-    return since
+    return slipped_run_start(
+        [(c.as_of, c.status) for c in history if c.as_of < latest.as_of]
+        + [(latest.as_of, latest.status)]
+    )
 
 
 def target_history(conn: Connection, metric: str, period: str) -> list[TargetCheck]:

@@ -23,9 +23,10 @@ matplotlib.use("Agg")  # before anything touches pyplot; rulewatch never opens a
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from rulewatch.checks.results import TargetCheck  # noqa: E402
 from rulewatch.metric_ids import METRICS, label  # noqa: E402
 from rulewatch.metrics import MetricValue  # noqa: E402
-from rulewatch.report.tables import TargetStatus  # noqa: E402
+from rulewatch.numbers import format_percent  # noqa: E402
 
 _CJK_FONTS = (
     "Noto Sans CJK SC",
@@ -97,7 +98,7 @@ def _t(language: str, en: str, zh: str) -> str:
 
 
 @_rendered
-def scorecard_chart(targets: Sequence[TargetStatus], language: str) -> Chart:
+def scorecard_chart(targets: Sequence[TargetCheck], language: str) -> Chart:
     """One bar per target: its value against the target line, coloured by status."""
     lang = chart_language(language)
     title = _t(lang, "Targets at a glance", "目标完成情况")
@@ -108,7 +109,7 @@ def scorecard_chart(targets: Sequence[TargetStatus], language: str) -> Chart:
     colours = [_COLOURS[t.status] for t in targets][::-1]
     bars = ax.barh(names, values, color=colours)
     for t, bar in zip(targets[::-1], bars, strict=True):
-        text = _t(lang, "no data", "无数据") if t.value is None else f"{t.value:.1%}"
+        text = _t(lang, "no data", "无数据") if t.value is None else format_percent(t.value, 1)
         ax.text(bar.get_width() + 1, bar.get_y() + bar.get_height() / 2, text, va="center")
         y = bar.get_y()
         ax.plot([t.target * 100] * 2, [y - 0.1, y + bar.get_height() + 0.1], color="black", lw=1.5)
@@ -126,7 +127,7 @@ def _grid(n: int) -> tuple[int, int]:
 @_rendered
 def history_chart(
     history: dict[str, list[tuple[date, float | None, str]]],
-    targets: Sequence[TargetStatus],
+    targets: Sequence[TargetCheck],
     period: str,
     language: str,
 ) -> Chart:
@@ -169,9 +170,11 @@ def history_chart(
 
 @_rendered
 def monthly_targets_chart(
-    monthly: Sequence[Sequence[MetricValue]], targets: Sequence[TargetStatus], language: str
+    monthly: Sequence[Sequence[MetricValue]], targets: Sequence[TargetCheck], language: str
 ) -> Chart:
     """Each target's value per month of the period, bars coloured by status."""
+    computed = {m.metric for ms in monthly for m in ms}
+    targets = [t for t in targets if t.metric in computed]  # custom rates have no months
     lang = chart_language(language)
     title = _t(lang, "Targets per month", "各目标按月情况")
     rows, cols = _grid(len(targets))
