@@ -23,7 +23,16 @@ import typer
 
 from rulewatch.periods import EXPECTED as PERIOD_EXPECTED
 from rulewatch.periods import Period, PeriodError
-from rulewatch.settings import SOURCE_NAMES, ConfigError, Settings, load_settings
+from rulewatch.settings import (
+    SOURCE_NAMES,
+    ConfigError,
+    Settings,
+    load_settings,
+    log_format,
+    log_level,
+    validate_alert_urls,
+    validate_cron,
+)
 
 app = typer.Typer(
     name="rulewatch",
@@ -42,6 +51,7 @@ class JobFailed(Exception):
 
 def _quiet_prefect() -> None:
     """Prefect settings for a command-line run, unless the operator set them."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # no telemetry, no notice about it
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING" if sys.stderr.isatty() else "INFO")
@@ -52,6 +62,7 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rulewatch.preflight import PreflightFailed
         from rulewatch.sources.engine import SourceError
         from rulewatch.warehouse.db import WarehouseError
 
@@ -60,7 +71,11 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (ConfigError, PeriodError) as exc:
             print(f"rulewatch: error: {exc}", file=sys.stderr)
             raise typer.Exit(EXIT_USAGE) from None
-        except (JobFailed, SourceError, WarehouseError) as exc:
+        except (JobFailed, SourceError, WarehouseError, PreflightFailed) as exc:
+            if "prefect" in sys.modules:  # its server's goodbye must not follow our last line
+                from rulewatch.stopping import stop_prefect_servers
+
+                stop_prefect_servers()
             print(f"rulewatch: failed: {exc}", file=sys.stderr)
             raise typer.Exit(EXIT_FAILED) from None
 
@@ -101,11 +116,14 @@ def _as_of(settings: Settings, value: str | None) -> date:
     return _parse_date(value) or datetime.now(settings.timezone).date()
 
 
-def _warehouse(settings: Settings):  # noqa: ANN202 - sqlalchemy Engine
+def _warehouse(settings: Settings, *, upgrade: bool = False):  # noqa: ANN202 - sqlalchemy Engine
+    """The warehouse engine; read-only commands (the default) never upgrade the schema."""
     from rulewatch.warehouse.db import open_warehouse
     from rulewatch.workdays import calendar_of
 
-    return open_warehouse(settings.warehouse_url, calendar_of(settings))
+    return open_warehouse(
+        settings.warehouse_url, calendar_of(settings), settings.schedule.timeouts, upgrade=upgrade
+    )
 
 
 @app.command()
@@ -194,6 +212,7 @@ def check(
 
     settings = load_settings()
     checks = load_checks_config(settings)
+    validate_alert_urls(settings)
     day = _as_of(settings, as_of)
     checked = Period.parse(_parse_period(period) if period is not None else str(day.year))
     engine = _warehouse(settings)
@@ -228,17 +247,26 @@ def _run_nightly(
     _quiet_prefect()
     from rulewatch.console import live_progress, out, sync_table
     from rulewatch.flows.nightly import SourcesFailed, nightly_sync, set_progress_sink
+    from rulewatch.preflight import check_before_sync
+    from rulewatch.stopping import GRACE_SECONDS, stop_after
 
     for name in sources:
         settings.source(name)  # exit 2 on a missing URL or credential, before any work
+    check_before_sync(settings)  # alert URLs, warehouse, Prefect API: before any Prefect output
+    limit = settings.schedule.timeouts.flow_seconds
+    flow = nightly_sync.with_options(timeout_seconds=limit)
+    deadline = stop_after(  # Prefect's flow timeout cannot stop a task blocked in a thread
+        limit + GRACE_SECONDS,
+        f"the nightly run overstayed its {limit:.0f} s "
+        "(schedule.yaml: timeouts.flow_seconds) and was stopped",
+    )
     with live_progress(sources) as on_page:
         set_progress_sink(on_page)
         try:
-            state = nightly_sync(
-                sources=sources, full_refresh=full_refresh, as_of=as_of, return_state=True
-            )
+            state = flow(sources=sources, full_refresh=full_refresh, as_of=as_of, return_state=True)
         finally:
             set_progress_sink(None)
+            deadline.cancel()
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, BaseException):
         raise outcome
@@ -271,7 +299,9 @@ def sync(
 ) -> None:
     """The nightly job: extract each source, validate, load, compute the metrics."""
     from rulewatch.console import out, print_calendar_note, scorecard_table
+    from rulewatch.stopping import stop_on_sigterm
 
+    stop_on_sigterm("sync")
     settings = load_settings()
     names = list(dict.fromkeys(source or SOURCE_NAMES))
     for name in names:
@@ -320,7 +350,9 @@ def demo() -> None:
     from rulewatch.demo.data import DEMO_TODAY
     from rulewatch.demo.servers import start_demo_sources
     from rulewatch.metrics import compute_metrics, early_warnings
+    from rulewatch.stopping import stop_on_sigterm
 
+    stop_on_sigterm("demo")
     with start_demo_sources() as demo_sources:
         os.environ.update(demo_sources.env())
         settings = load_settings()
@@ -386,12 +418,17 @@ def serve(
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")  # flow-run logs in this terminal
     _quiet_prefect()
     from rulewatch.health import health_pass
+    from rulewatch.preflight import check_prefect_api, check_warehouse
     from rulewatch.serve import PrefectServerError, run_serve
 
     settings = load_settings()
+    validate_cron(settings)
+    validate_alert_urls(settings)
     for name in SOURCE_NAMES:
         settings.source(name)  # exit 2 now rather than fail every night
-    engine = _warehouse(settings)  # exit 1 now if the warehouse cannot be reached
+    check_warehouse(settings)  # exit 1 now if the warehouse cannot be reached
+    check_prefect_api()  # and a configured Prefect API must answer
+    engine = _warehouse(settings, upgrade=True)  # serve runs the nightly job: it may migrate
     try:  # heal crashed runs, announce failing or stale sources (a stopped scheduler)
         health = health_pass(engine, settings)
         if health.planned or health.deliveries:
@@ -416,6 +453,8 @@ def deploy(
     from rulewatch.flows.deploy import DeployError, deploy_to_pool
 
     settings = load_settings()
+    validate_cron(settings)
+    validate_alert_urls(settings)
     try:
         registered = deploy_to_pool(settings, pool)
     except DeployError as exc:
@@ -425,10 +464,72 @@ def deploy(
     print(f"start workers with: prefect worker start --pool {pool}")
 
 
+@app.command()
+@_errors
+def upgrade() -> None:
+    """Upgrade the warehouse's schema to this rulewatch's version (sync does it too)."""
+    from rulewatch.warehouse.db import upgrade_warehouse
+    from rulewatch.workdays import calendar_of
+
+    settings = load_settings()
+    before, after = upgrade_warehouse(
+        settings.warehouse_url, calendar_of(settings), settings.schedule.timeouts
+    )
+    where = _describe(settings.warehouse_url)
+    if before == after:
+        print(f"warehouse {where}: schema already at revision {after}")
+    else:
+        print(f"warehouse {where}: schema upgraded from revision {before or 'none'} to {after}")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from rulewatch.warehouse.db import schema_head
+
+        try:
+            installed = version("rulewatch")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            installed = "(not installed)"
+        print(f"rulewatch {installed} (warehouse schema {schema_head()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Nightly ETL and compliance checks for a bureau's rule-of-law reporting."""
+
+
 def main() -> None:
-    """Console-script entry point."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
-    app()
+    """Console-script entry point: logging set up, then the command; never a traceback."""
+    from rulewatch.logs import configure_logging
+
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's telemetry: off unless asked for
+    try:
+        configure_logging(log_format(), log_level())
+    except ConfigError as exc:
+        print(f"rulewatch: error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 1
+        logging.getLogger("rulewatch").debug("unexpected error", exc_info=True)
+        detail = str(exc).strip().splitlines()
+        print(
+            f"rulewatch: failed: unexpected {type(exc).__name__}"
+            + (f": {detail[0]}" if detail else "")
+            + " (RULEWATCH_LOG_LEVEL=DEBUG shows the traceback)",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_FAILED) from None
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -137,11 +136,12 @@ def live_progress(sources: Iterable[str]) -> Iterator[ProgressCallback]:
         now = time.monotonic()
         if now - last.get(p.stream, 0.0) >= 5.0 or p.pages == 1:
             last[p.stream] = now
-            print(
-                f"{p.stream}: {p.pages} pages, {p.records_read} read, "
-                f"{p.records_set_aside} set aside",
-                file=sys.stderr,
-                flush=True,
+            log.info(  # a log line: it carries time and level off a terminal, or is JSON
+                "%s: %d pages, %d read, %d set aside",
+                p.stream,
+                p.pages,
+                p.records_read,
+                p.records_set_aside,
             )
 
     yield log_page

@@ -85,9 +85,29 @@ class AlertsFile(_Strict):
     stale_after_hours: float = Field(default=36, gt=0)
 
 
+class TimeoutsSection(_Strict):
+    """Time bounds of the nightly job, so one stuck step cannot hold the warehouse all night."""
+
+    warehouse_connect_seconds: float = Field(default=15, gt=0)
+    warehouse_statement_seconds: float = Field(default=1800, ge=0)  # PostgreSQL; 0: none
+    sqlite_busy_seconds: float = Field(default=60, gt=0)
+    source_task_seconds: float = Field(default=7200, gt=0)
+    step_task_seconds: float = Field(default=1800, gt=0)
+    flow_seconds: float = Field(default=14400, gt=0)
+
+
+class RetriesSection(_Strict):
+    """Prefect task retries: a source task that failed (after its request retries) runs again."""
+
+    source_task: int = Field(default=1, ge=0, le=10)
+    source_task_delay_seconds: float = Field(default=30, ge=0)
+
+
 class ScheduleFile(_Strict):
     cron: str = "0 2 * * *"
     timezone: str = "Asia/Shanghai"
+    timeouts: TimeoutsSection = TimeoutsSection()
+    retries: RetriesSection = RetriesSection()
 
 
 class CalendarFile(_Strict):
@@ -184,6 +204,8 @@ def _read_yaml(path: Path, model: type[BaseModel]) -> BaseModel:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ValueError:  # PyYAML builds dates while parsing: 2023-02-30 raises here
+        raise ConfigError(f"{path}: {_bad_yaml_value(path)}") from None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -191,6 +213,74 @@ def _read_yaml(path: Path, model: type[BaseModel]) -> BaseModel:
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"{path}: {where}: {first['msg']}{more}") from None
+
+
+def _bad_yaml_value(path: Path) -> str:
+    """Which scalar PyYAML could not build (a date such as 2023-02-30), as ``key: why``."""
+    from yaml.constructor import SafeConstructor
+    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    constructor = SafeConstructor()
+
+    def walk(node: yaml.Node, where: list[str]) -> str | None:
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                found = walk(value, [*where, str(key.value)])
+                if found:
+                    return found
+        elif isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                found = walk(item, [*where, str(i)])
+                if found:
+                    return found
+        elif isinstance(node, ScalarNode):
+            try:
+                constructor.construct_object(node, deep=True)
+            except ValueError as exc:
+                key = ".".join(where) or "(top level)"
+                line = node.start_mark.line + 1
+                return f"{key}: {node.value!r} is not valid ({exc}; line {line})"
+        return None
+
+    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    return (walk(root, []) if root is not None else None) or "a value is not valid"
+
+
+def validate_cron(settings: Settings) -> None:
+    """``schedule.yaml``'s cron as Prefect's scheduler reads it; a ConfigError naming the key."""
+    from prefect._internal.schemas.validators import validate_cron_string
+
+    try:
+        validate_cron_string(settings.schedule.cron)
+    except ValueError as exc:
+        raise ConfigError(f"{settings.config_dir / 'schedule.yaml'}: cron: {exc}") from None
+
+
+def validate_alert_urls(settings: Settings) -> None:
+    """Every alert channel must be an Apprise URL, checked at start-up rather than at 02:00.
+
+    The message names where the URL came from and its position, never the URL
+    itself (it may hold a password or token).
+    """
+    import logging
+
+    import apprise
+
+    quiet = logging.getLogger("apprise")  # its own reasons would echo the URL
+    from_env = bool(split_urls(settings.env.get("RULEWATCH_ALERT_URLS", "")))
+    where = "RULEWATCH_ALERT_URLS" if from_env else f"{settings.config_dir / 'alerts.yaml'}: urls"
+    for number, url in enumerate(settings.alert_urls, start=1):
+        was, quiet.disabled = quiet.disabled, True
+        try:
+            valid = apprise.Apprise().add(url)
+        finally:
+            quiet.disabled = was
+        if not valid:
+            scheme = url.split("://", 1)[0] if "://" in url else "(no scheme)"
+            raise ConfigError(
+                f"{where}: entry {number} (scheme {scheme!r}) is not a valid Apprise URL "
+                "(see https://github.com/caronc/apprise/wiki)"
+            )
 
 
 def _zone(name: str, where: str) -> ZoneInfo:
@@ -211,6 +301,25 @@ def default_data_dir(env: dict[str, str]) -> Path:
 def split_urls(text: str) -> tuple[str, ...]:
     """Apprise URLs separated by spaces or commas."""
     return tuple(u for u in text.replace(",", " ").split() if u)
+
+
+LOG_FORMATS = ("text", "json", "plain")
+
+
+def log_format(env: dict[str, str] | None = None) -> str:
+    """``RULEWATCH_LOG_FORMAT``: ``text`` (default), ``json`` or ``plain``."""
+    value = (os.environ if env is None else env).get("RULEWATCH_LOG_FORMAT", "") or "text"
+    if value.lower() not in LOG_FORMATS:
+        raise ConfigError(f"RULEWATCH_LOG_FORMAT={value!r}: choose from {', '.join(LOG_FORMATS)}")
+    return value.lower()
+
+
+def log_level(env: dict[str, str] | None = None) -> str | None:
+    """``RULEWATCH_LOG_LEVEL`` for rulewatch's own loggers (DEBUG also shows tracebacks)."""
+    value = (os.environ if env is None else env).get("RULEWATCH_LOG_LEVEL", "").upper()
+    if value and value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"RULEWATCH_LOG_LEVEL={value!r}: choose from DEBUG, INFO, WARNING, ERROR")
+    return value or None
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:

@@ -112,6 +112,8 @@ def test_unreachable_source_exits_1_naming_it(tmp_path):
     shutil.copytree(PACKAGE_CONFIG_DIR, config)
     text = (config / "sources.yaml").read_text().replace("max_retries: 5", "max_retries: 1")
     (config / "sources.yaml").write_text(text.replace("backoff_factor: 0.5", "backoff_factor: 0"))
+    schedule = (config / "schedule.yaml").read_text()  # no Prefect task retry: fail at once
+    (config / "schedule.yaml").write_text(schedule.replace("source_task: 1", "source_task: 0"))
     env["RULEWATCH_CONFIG_DIR"] = str(config)
     res = run(["sync", "--source", "docreview"], env, tmp_path)
     assert res.returncode == 1, res.stderr

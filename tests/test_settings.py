@@ -41,6 +41,12 @@ def config_dir(tmp_path):
         ("calendar.yaml", "timezone: Mars/Olympus\n", r"calendar.yaml: timezone: unknown timezone"),
         ("alerts.yaml", "language: fr\n", r"alerts.yaml: language"),
         ("schedule.yaml", "cron: [\n", r"schedule.yaml: not valid YAML"),
+        ("schedule.yaml", "timeouts: {flow_seconds: 0}\n", r"schedule.yaml: timeouts.flow_seconds"),
+        (
+            "calendar.yaml",
+            "holidays:\n  - 2023-02-30\n",
+            r"calendar.yaml: holidays.0: '2023-02-30'",
+        ),
     ],
 )
 def test_bad_config_names_file_and_key(config_dir, file, text, message):

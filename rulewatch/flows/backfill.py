@@ -128,7 +128,7 @@ def recompute_days(
     settings: Settings, first: date, last: date, *, with_checks: bool = True
 ) -> list[DayFigures]:
     """Recompute every day of ``first..last``, in order."""
-    engine = make_engine(settings.warehouse_url)
+    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         days = []
         day = first
@@ -160,10 +160,12 @@ def backfill(
     end = end or today_in(settings)
     check_range(start, end)
     result = BackfillResult(start=start, end=end)
-    engine = make_engine(settings.warehouse_url)
+    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         with job_lock(engine, "backfill", wait_seconds=lock_wait_seconds):
-            open_warehouse(settings.warehouse_url, calendar_of(settings)).dispose()
+            open_warehouse(
+                settings.warehouse_url, calendar_of(settings), settings.schedule.timeouts
+            ).dispose()
             futures = [
                 backfill_days_task.submit(first, last, with_checks)
                 for first, last in month_chunks(start, end)

@@ -19,6 +19,7 @@ from prefect.states import Failed, State
 from rulewatch.alerts import AlertRun, run_alerting
 from rulewatch.checks.quality import QualityRun, run_quality_checks
 from rulewatch.checks.targets import TargetRun, nightly_periods, run_target_checks
+from rulewatch.flows.limits import source_task, step_task
 from rulewatch.health import announce_job_failure, health_pass
 from rulewatch.metrics import MetricValue, compute_metrics
 from rulewatch.periods import Period
@@ -28,8 +29,8 @@ from rulewatch.settings import SOURCE_NAMES, Settings, load_settings
 from rulewatch.sources.engine import SourceError
 from rulewatch.sync import MAX_ERROR_TEXT, ProgressCallback, SourceSyncResult, sync_source
 from rulewatch.text import server_text
-from rulewatch.warehouse.db import ensure_calendar, make_engine, open_warehouse
-from rulewatch.warehouse.lock import WarehouseBusy, job_lock
+from rulewatch.warehouse.db import WarehouseError, ensure_calendar, make_engine, open_warehouse
+from rulewatch.warehouse.lock import job_lock
 from rulewatch.warehouse.runs import heal_runs
 from rulewatch.workdays import calendar_of
 
@@ -70,7 +71,7 @@ def set_progress_sink(callback: ProgressCallback | None) -> None:
 def sync_source_task(source: str, job_id: str, full_refresh: bool) -> SourceSyncResult | State:
     """Extract, validate and load one source."""
     settings = load_settings()
-    engine = make_engine(settings.warehouse_url)
+    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         result = sync_source(
             engine,
@@ -81,7 +82,7 @@ def sync_source_task(source: str, job_id: str, full_refresh: bool) -> SourceSync
             progress=_PROGRESS_SINK[0],
         )
     except SourceError as exc:  # an expected failure: one line, no traceback
-        return Failed(message=str(exc))
+        return Failed(message=str(exc), data=exc)
     finally:
         engine.dispose()
     get_run_logger().info(
@@ -100,7 +101,7 @@ def sync_source_task(source: str, job_id: str, full_refresh: bool) -> SourceSync
 def metrics_task(period: str, as_of: date) -> list[MetricValue]:
     """The period's metrics from the warehouse, in SQL."""
     settings = load_settings()
-    engine = make_engine(settings.warehouse_url)
+    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         with engine.connect() as conn:
             return compute_metrics(conn, Period.parse(period), as_of, settings.targets)
@@ -112,7 +113,7 @@ def metrics_task(period: str, as_of: date) -> list[MetricValue]:
 def quality_task(job_id: str, as_of: date) -> QualityRun:
     """The data-quality suites over the rows this job wrote (critical failures set aside)."""
     settings = load_settings()
-    engine = make_engine(settings.warehouse_url)
+    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         run = run_quality_checks(engine, settings, job_id=job_id, as_of=as_of)
     finally:
@@ -136,7 +137,7 @@ def target_checks_task(job_id: str, as_of: date, quality: QualityRun | None) -> 
 
     settings = load_settings()
     checks = load_checks_config(settings)
-    engine = make_engine(settings.warehouse_url)
+    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         periods = nightly_periods(as_of, checks.target_periods)
         run = run_target_checks(engine, settings, periods, as_of, job_id=job_id, checks=checks)
@@ -163,7 +164,7 @@ def target_checks_task(job_id: str, as_of: date, quality: QualityRun | None) -> 
 def report_tables_task(job_id: str, as_of: date) -> ReportTablesRefresh:
     """Refresh the report tables (metrics history, latest statuses, offenders) at as_of."""
     settings = load_settings()
-    engine = make_engine(settings.warehouse_url)
+    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         recomputed = recompute_provisional_history(engine, settings)
         refreshed = refresh_report_tables(engine, settings, as_of, job_id=job_id)
@@ -190,7 +191,7 @@ def alerts_task(as_of: date, check_run_id: str | None = None) -> AlertRun:
     """Announce slips, recoveries, reminders and early warnings of the target checks
     that ran one step before (``check_run_id``); send what is pending."""
     settings = load_settings()
-    engine = make_engine(settings.warehouse_url)
+    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         # source failures, recoveries, stale data and the job's own recovery, sent below
         health = health_pass(engine, settings, job_got_through=True, deliver=False)
@@ -229,13 +230,16 @@ def nightly_sync(
     for name in names:
         settings.source(name)  # a missing URL or credential fails before any work
     as_of = as_of or today_in(settings)
-    engine = make_engine(settings.warehouse_url)
+    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         with job_lock(engine, "sync", wait_seconds=lock_wait_seconds):
-            open_warehouse(settings.warehouse_url, calendar_of(settings)).dispose()
+            open_warehouse(
+                settings.warehouse_url, calendar_of(settings), settings.schedule.timeouts
+            ).dispose()
             heal_runs(engine)  # runs left `running` by a killed job become `abandoned`
             result = NightlyResult(job_id=str(uuid.uuid4()), as_of=as_of)
-            futures = {n: sync_source_task.submit(n, result.job_id, full_refresh) for n in names}
+            sync_task = source_task(sync_source_task, settings)
+            futures = {n: sync_task.submit(n, result.job_id, full_refresh) for n in names}
             for name, future in futures.items():
                 future.wait()
                 state = future.state
@@ -245,12 +249,14 @@ def nightly_sync(
                     # a crash's message quotes its exception, which may quote a server
                     result.failed[name] = server_text(state.message or "failed", MAX_ERROR_TEXT)
             ensure_calendar(engine, calendar_of(settings))  # the years the new data needs
-            result.quality = quality_task(result.job_id, as_of)
-            result.metrics = metrics_task(str(as_of.year), as_of)
-            result.targets = target_checks_task(result.job_id, as_of, result.quality)
-            result.report_tables = report_tables_task(result.job_id, as_of)
-            result.alerts = alerts_task(as_of, result.targets.check_run_id)
-    except WarehouseBusy as exc:  # another job runs: one line, no traceback
+            result.quality = step_task(quality_task, settings)(result.job_id, as_of)
+            result.metrics = step_task(metrics_task, settings)(str(as_of.year), as_of)
+            result.targets = step_task(target_checks_task, settings)(
+                result.job_id, as_of, result.quality
+            )
+            result.report_tables = step_task(report_tables_task, settings)(result.job_id, as_of)
+            result.alerts = step_task(alerts_task, settings)(as_of, result.targets.check_run_id)
+    except WarehouseError as exc:  # busy, unreachable, read-only: one line, no traceback
         return Failed(message=str(exc), data=exc)
     finally:
         engine.dispose()

@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover - the stdlib does the same, slower
     orjson = None
 from urllib3.util.retry import Retry
 
+from rulewatch.logs import log_retry
 from rulewatch.settings import SourceEndpoint
 from rulewatch.sources.fields import Malformed
 from rulewatch.text import server_text
@@ -370,6 +371,7 @@ class _BoundedRetry(Retry):
 
     max_retry_after: float = 60.0
     tries: _Tries | None = None
+    source: str = ""  # named in the retry log line
 
     def get_retry_after(self, response) -> float | None:  # noqa: ANN001 - urllib3 type
         value = super().get_retry_after(response)
@@ -379,6 +381,7 @@ class _BoundedRetry(Retry):
         retry = super().new(**kw)
         retry.max_retry_after = self.max_retry_after
         retry.tries = self.tries
+        retry.source = self.source
         return retry
 
     def increment(  # noqa: PLR0913 - urllib3's signature
@@ -402,6 +405,10 @@ class _BoundedRetry(Retry):
                 reason = error or ResponseError(f"no time left for a retry in {wait:g} s")
                 raise MaxRetryError(_pool, url, reason)
         return retry
+
+    def sleep(self, response=None) -> None:  # noqa: ANN001 - urllib3 type
+        log_retry(self.source, self, response)  # "docreview: HTTP 503, retry 2/5 in 4 s"
+        super().sleep(response)
 
 
 @dataclass
@@ -434,6 +441,7 @@ class SourceClient:
         )
         retry.max_retry_after = opts.max_retry_after_seconds
         retry.tries = self.tries
+        retry.source = self.spec.name
         self.origin = _origin(self.endpoint.base_url)
         self.session = requests.Session()
         adapter = _GuardedAdapter(self.tries, max_retries=retry, pool_connections=2, pool_maxsize=2)

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from rulewatch.settings import ConfigError
+from rulewatch.settings import ConfigError, TimeoutsSection
 from rulewatch.warehouse.schema import (
     calendar_day,
     inspection,
@@ -31,19 +33,57 @@ class WarehouseError(Exception):
     """The warehouse cannot be reached or set up; the message says which and why."""
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for the warehouse URL; SQLite gets WAL and a busy timeout."""
+class SchemaNotCurrent(WarehouseError):
+    """The warehouse's schema is not the one this rulewatch expects; the message says what to do."""
+
+
+def make_engine(url: str, timeouts: TimeoutsSection | None = None) -> Engine:
+    """An engine for the warehouse URL, bounded in time (``schedule.yaml``'s ``timeouts``).
+
+    PostgreSQL gets a connect timeout and a statement timeout, so a host that
+    accepts the connection and never answers cannot hang a command; SQLite gets
+    WAL and a busy timeout.
+    """
+    timeouts = timeouts or TimeoutsSection()
     try:
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 60})
+            if path and path != ":memory:" and not path.startswith("file:"):
+                _make_parent(Path(path))
+            engine = create_engine(url, connect_args={"timeout": timeouts.sqlite_busy_seconds})
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, connect_args=_pg_bounds(url, timeouts))
     except (ArgumentError, ModuleNotFoundError) as exc:
         raise ConfigError(f"RULEWATCH_WAREHOUSE_URL: cannot use {redact(url)}: {exc}") from None
+
+
+def _pg_bounds(url: str, timeouts: TimeoutsSection) -> dict[str, object]:
+    """libpq's connect timeout and PostgreSQL's statement timeout; a value in the URL wins."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("postgresql"):
+        return {}
+    args: dict[str, object] = {}
+    if "connect_timeout" not in parsed.query:
+        args["connect_timeout"] = max(1, round(timeouts.warehouse_connect_seconds))
+    options = parsed.query.get("options", "")
+    options = " ".join(options) if isinstance(options, tuple) else options
+    if "statement_timeout" not in options:
+        ms = round(timeouts.warehouse_statement_seconds * 1000)
+        args["options"] = f"{options} -c statement_timeout={ms}".strip()
+    return args
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WarehouseError(
+            f"warehouse {path}: cannot create the folder {path.parent}: "
+            f"{exc.strerror or type(exc).__name__}"
+        ) from None
 
 
 #: SQLite page cache per connection (KiB): the unique index on record hashes takes
@@ -75,25 +115,128 @@ def redact(url: str) -> str:
         return "<unparseable URL>"
 
 
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def schema_head() -> str:
+    """The newest schema revision this rulewatch knows."""
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
+
+
+def schema_state(conn: Connection) -> tuple[str, str | None, str]:
+    """Where the warehouse's schema stands: ``(state, its revision, this rulewatch's head)``.
+
+    ``state`` is ``empty`` (no rulewatch tables yet), ``current``, ``behind``
+    (an older revision: ``sync`` or ``upgrade`` brings it up) or ``newer`` (a
+    revision this rulewatch does not know: a newer rulewatch migrated it).
+    """
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    head = scripts.get_current_head() or ""
+    revision = MigrationContext.configure(conn).get_current_revision()
+    if revision is None:
+        tables = set(inspect(conn).get_table_names()) - {"alembic_version"}
+        return ("empty" if not tables else "behind"), None, head
+    if revision == head:
+        return "current", revision, head
+    known = {s.revision for s in scripts.walk_revisions()}
+    return ("behind" if revision in known else "newer"), revision, head
+
+
+def _where(engine: Engine) -> str:
+    url = engine.url
+    if url.drivername.startswith("sqlite"):
+        return str(url.database)
+    return redact(str(url))
+
+
+def newer_schema_error(engine: Engine, revision: str | None, head: str) -> SchemaNotCurrent:
+    return SchemaNotCurrent(
+        f"warehouse {_where(engine)}: schema revision {revision} is newer than this "
+        f"rulewatch knows (its newest is {head}); a newer rulewatch migrated it: "
+        "install that version (or newer) here"
+    )
+
+
+def _first_line(exc: DBAPIError) -> str:
+    return (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+
+
+def warehouse_error(engine: Engine, exc: DBAPIError, doing: str) -> WarehouseError:
+    """One line for a database error while ``doing``: unreachable, read-only, corrupt ..."""
+    why = _first_line(exc)
+    if "file is not a database" in why or "malformed" in why:
+        why += " (the SQLite file is corrupt or not SQLite: restore it from a backup)"
+    elif "readonly database" in why or "unable to open database file" in why:
+        why += " (check that the file and its folder are writable by this user)"
+    return WarehouseError(f"warehouse {_where(engine)}: cannot {doing}: {why}")
+
+
 def migrate(engine: Engine, calendar: WorkingCalendar | None = None) -> None:
     """Bring the schema to the newest Alembic revision (safe to call every run), and the
     calendar table to ``calendar`` if given, in one transaction: on PostgreSQL under an
-    advisory lock, so two jobs starting at once never race on either."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    advisory lock, so two jobs starting at once never race on either.
+
+    A schema newer than this rulewatch knows is refused (:class:`SchemaNotCurrent`)."""
+    cfg = _alembic_config()
     try:
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            state, revision, head = schema_state(conn)
+            if state == "newer":
+                raise newer_schema_error(engine, revision, head)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
             if calendar is not None:
                 refresh_calendar(conn, calendar)
-    except OperationalError as exc:
-        raise WarehouseError(
-            f"warehouse {redact(str(engine.url))}: cannot connect or migrate: "
-            f"{str(exc.orig).strip().splitlines()[0]}"
-        ) from None
+    except DBAPIError as exc:
+        raise warehouse_error(engine, exc, "connect or migrate") from None
+
+
+def open_current(engine: Engine, calendar: WorkingCalendar | None = None) -> None:
+    """For commands that only read: use the schema as it is, never upgrade it.
+
+    An empty warehouse is set up (there is nothing to protect); a schema behind
+    or ahead of this rulewatch is a :class:`SchemaNotCurrent` saying which
+    command upgrades it. The calendar table is brought up to the configured
+    calendar, as every command computes with it.
+    """
+    try:
+        with engine.connect() as conn:
+            state, revision, head = schema_state(conn)
+    except DBAPIError as exc:
+        raise warehouse_error(engine, exc, "connect") from None
+    if state == "newer":
+        raise newer_schema_error(engine, revision, head)
+    if state == "behind":
+        raise SchemaNotCurrent(
+            f"warehouse {_where(engine)}: schema is at revision {revision or 'none'}, "
+            f"behind this rulewatch ({head}); read-only commands do not upgrade it: run "
+            "`rulewatch upgrade` (or the nightly `rulewatch sync`) first"
+        )
+    migrate(engine, calendar)  # empty: create; current: only the calendar table
+
+
+def upgrade_warehouse(
+    url: str, calendar: WorkingCalendar, timeouts: TimeoutsSection | None = None
+) -> tuple[str | None, str]:
+    """Upgrade the schema to this rulewatch's newest revision: ``(revision before, after)``."""
+    engine = make_engine(url, timeouts)
+    try:
+        try:
+            with engine.connect() as conn:
+                _, before, _ = schema_state(conn)
+        except DBAPIError as exc:
+            raise warehouse_error(engine, exc, "connect") from None
+        migrate(engine, calendar)
+        with engine.connect() as conn:
+            _, after, _ = schema_state(conn)
+    finally:
+        engine.dispose()
+    return before, after or ""
 
 
 def calendar_years(
@@ -172,8 +315,22 @@ def ensure_calendar(engine: Engine, calendar: WorkingCalendar) -> bool:
         return refresh_calendar(conn, calendar)
 
 
-def open_warehouse(url: str, calendar: WorkingCalendar) -> Engine:
-    """Engine, migrated, with the calendar table current."""
-    engine = make_engine(url)
-    migrate(engine, calendar)
+def open_warehouse(
+    url: str,
+    calendar: WorkingCalendar,
+    timeouts: TimeoutsSection | None = None,
+    *,
+    upgrade: bool = True,
+) -> Engine:
+    """Engine with the calendar table current; the schema migrated to the newest revision,
+    or with ``upgrade=False`` (read-only commands) checked to be current, never changed."""
+    engine = make_engine(url, timeouts)
+    try:
+        if upgrade:
+            migrate(engine, calendar)
+        else:
+            open_current(engine, calendar)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
