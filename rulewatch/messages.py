@@ -6,6 +6,8 @@ a key missing in one language is a test failure, not a silent fallback.
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from typing import Any
 
 LANGUAGES = ("en", "zh")
@@ -36,6 +38,42 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "provisional: counts working days of a year whose official holiday arrangement "
         "is not published yet (Monday to Friday stands in)",
         "暂定 (provisional): 涉及尚未公布放假安排年份的工作日, 暂按周一至周五计算",
+    ),
+    # source and job health alerts
+    "health.sync_failed": ("sync failing", "同步失败"),
+    "health.sync_failing": ("still failing", "仍同步失败"),
+    "health.sync_recovered": ("sync recovered", "同步已恢复"),
+    "health.stale": ("data stale", "数据过期"),
+    "health.still_stale": ("data still stale", "数据仍过期"),
+    "health.fresh_again": ("data fresh again", "数据已更新"),
+    "health.source": ("source {name}", "数据源 {name}"),
+    "health.failed_at": (
+        "{name}: the sync of {at} failed: {reason}",
+        "{name}：{at} 的同步失败：{reason}",
+    ),
+    "health.failing_since": ("failing since {since}", "自 {since} 起失败"),
+    "health.last_ok": ("last successful sync: {at}", "上次成功同步：{at}"),
+    "health.never": ("never", "从未"),
+    "health.recovered_at": ("{name}: synced successfully at {at}", "{name}：{at} 同步成功"),
+    "health.stale_line": (
+        "{name}: last successful sync {at}, {hours:.0f} h ago (allowed: {limit:g} h); is the nightly job still running?",
+        "{name}：上次成功同步为 {at}，已过 {hours:.0f} 小时（允许 {limit:g} 小时）；夜间任务是否仍在运行？",
+    ),
+    "health.job": ("nightly job", "夜间任务"),
+    "health.job_failed": ("failed", "失败"),
+    "health.job_failing": ("still failing", "仍失败"),
+    "health.job_recovered": ("recovered", "已恢复"),
+    "health.job_line": (
+        "flow run {run} ended {state}: {message}",
+        "流程运行 {run} 以 {state} 结束：{message}",
+    ),
+    "health.job_ok_line": (
+        "a nightly run got through to its alerts at {at}",
+        "夜间运行已于 {at} 完成到告警步骤",
+    ),
+    "health.not_recorded": (
+        "the warehouse could not record this alert ({error}); it is sent directly, once per failed run",
+        "数据仓库无法记录此告警（{error}）；每次失败的运行直接发送一次",
     ),
     # report
     "title": ("Rule-of-law compliance report", "法治政府建设合规报告"),
@@ -97,6 +135,79 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "暂定:涉及尚未公布放假安排年份的工作日,暂按周一至周五计算;放假安排公布后将重新计算。",
     ),
 }
+
+
+#: A record-level reason as the metric declarations state it in the warehouse (English,
+#: see ``rulewatch/metrics.py``; what ``check_offender`` stores) -> its Chinese text.
+#: ``{name}`` stands for a date or a number taken over unchanged.
+REASONS: tuple[tuple[str, str], ...] = (
+    ("no received date", "无受理日期"),
+    ("no promised days", "无承诺办结时限"),
+    ("working days unknown (date outside the calendar)", "工作日数未知(日期超出日历范围)"),
+    (
+        "decided in {days} working days, promised {promised}",
+        "{days}个工作日办结,承诺{promised}个工作日",
+    ),
+    ("credit rule not applied", "未应用信用规则"),
+    ("result not published by {day}", "截至{day}结果未公开"),
+    ("result not published", "结果未公开"),
+    ("published without a publication date", "已公开但无公开日期"),
+    ("published in {days} working days, limit {limit}", "{days}个工作日内公开,时限{limit}个工作日"),
+    ("officer count unknown", "执法人员数未知"),
+    ("{n} officer(s), not all certified", "{n}名执法人员,并非全部持证"),
+    ("{n} officer(s), at least 2 required", "{n}名执法人员,至少需要2名"),
+    ("not every officer certified", "并非全部执法人员持证"),
+    ("not filed; deadline {day} passed", "未报备;报备期限{day}已过"),
+    ("filed without a filing date", "已报备但无报备日期"),
+    ("no filing deadline", "无报备期限"),
+    ("filed {filed}, after the deadline {deadline}", "{filed}报备,晚于报备期限{deadline}"),
+    ("filing not accepted", "报备未被接受"),
+    ("no legality review", "未经合法性审查"),
+    ("legality review without a date", "合法性审查无日期"),
+    ("no legality review by {day}", "截至{day}未经合法性审查"),
+    (
+        "legality reviewed {reviewed}, after issue {issued}",
+        "{reviewed}进行合法性审查,晚于印发日期{issued}",
+    ),
+    # early warnings
+    ("not filed; deadline {day} in {n} day(s)", "未报备;报备期限{day},剩余{n}天"),
+    (
+        "result not published; {n} of {limit} working days used",
+        "结果未公开;已用{n}个工作日(时限{limit}个)",
+    ),
+)
+PROVISIONAL_REASON = (
+    " (provisional: a year with no published working-day arrangement)",
+    "(暂定:该年度放假安排尚未公布)",
+)
+
+
+@cache
+def _reason_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
+    compiled = []
+    for en, zh in REASONS:
+        parts = re.split(r"{(\w+)}", en)
+        regex = "".join(
+            re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts)
+        )
+        compiled.append((re.compile(f"{regex}$"), zh))
+    return tuple(compiled)
+
+
+def reason_text(reason: str | None, language: str) -> str:
+    """A stored record-level reason in ``language``: as stored in en; in zh translated
+    by :data:`REASONS` (a reason the catalog does not know, a custom rate's own
+    text, is shown as written)."""
+    if not reason or language != "zh":
+        return reason or ""
+    text, note = reason, ""
+    if text.endswith(PROVISIONAL_REASON[0]):
+        text, note = text[: -len(PROVISIONAL_REASON[0])], PROVISIONAL_REASON[1]
+    for pattern, zh in _reason_patterns():
+        found = pattern.match(text)
+        if found:
+            return zh.format(**found.groupdict()) + note
+    return reason
 
 
 def t(key: str, language: str, /, **values: Any) -> str:

@@ -174,7 +174,7 @@ def test_email_in_chinese(engine, smtp):
     # Plain text, one line per fact (sent as HTML, every line ran into one).
     assert msg.get_content_type() == "text/plain"
     lines = text.splitlines()
-    assert any(line.startswith("- DOC-2024-002") for line in lines), lines
+    assert "- DOC-2024-002: 未报备;报备期限2024-04-04已过" in lines, lines  # reason in zh
 
 
 def test_a_sending_claim_is_a_lease_that_a_later_run_takes_over(engine, webhook):

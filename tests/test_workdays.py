@@ -419,7 +419,8 @@ def test_a_far_year_is_provisional_in_json_tables_report_and_alerts(
     slipped = next(m for m in hook.received if "permits.on_time_rate" in m["title"])
     assert slipped["title"].endswith("未达标 (暂定, provisional)")  # zh, the shipped language
     assert "暂定 (provisional)" in slipped["message"]
-    assert "F-2: decided in 10 working days, promised 5 (provisional" in slipped["message"]
+    # the record-level reason in the bureau's language too
+    assert "F-2: 10个工作日办结,承诺5个工作日(暂定:该年度放假安排尚未公布)" in slipped["message"]
 
 
 def test_an_early_warning_near_the_limit_says_it_is_provisional(warehouse_url: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from rulewatch.messages import t, word_with_id
+from rulewatch.messages import reason_text, t, word_with_id
 from rulewatch.metric_ids import label
 from rulewatch.numbers import format_figure, format_percent
 
@@ -41,7 +41,9 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals.update(t=t, word_with_id=word_with_id, label=label)
-    env.filters.update(pct=format_percent, figure=format_figure, when=_when, b64=_b64)
+    env.filters.update(
+        pct=format_percent, figure=format_figure, when=_when, b64=_b64, reason=reason_text
+    )
     return env
 
 
