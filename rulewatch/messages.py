@@ -75,6 +75,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "the warehouse could not record this alert ({error}); it is sent directly, once per failed run",
         "数据仓库无法记录此告警（{error}）；每次失败的运行直接发送一次",
     ),
+    # charts
+    "chart.targets": ("Targets at a glance", "目标完成情况"),
+    "chart.percent_axis": ("% (black tick: target)", "%(黑线:目标值)"),
+    "chart.history": ("Targets over the nightly history, {period}", "{period} 各目标每日走势"),
+    "chart.no_history": ("no history yet", "暂无历史"),
+    "chart.targets_monthly": ("Targets per month", "各目标按月情况"),
+    "chart.counts_monthly": ("Counts per month", "按月业务量"),
     # report
     "title": ("Rule-of-law compliance report", "法治政府建设合规报告"),
     "as_of": ("as of", "截至"),

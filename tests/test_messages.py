@@ -24,7 +24,8 @@ def test_every_message_is_in_both_languages():
 def test_every_key_a_template_or_the_code_uses_is_in_the_catalog():
     used = set()
     for path in [*TEMPLATES.glob("*.j2"), *Path("rulewatch").rglob("*.py")]:
-        used |= set(re.findall(r"""\bt\(\s*["']([\w.]+)["']""", path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
+        used |= set(re.findall(r"""\b(?:t|msg)\(\s*["']([\w.]+)["']""", text))
     assert used, "no message key found"
     used = {k for k in used if not k.endswith(".")}  # "alert." + kind: the kinds below
     used |= {f"alert.{kind}" for kind in ("slipped", "recovered", "reminder", "early_warning")}
