@@ -164,6 +164,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def bench_once(work: Path) -> list[dict[str, Any]]:
+    """Timings that do not depend on the scale: Prefect's temporary server start-up
+    alone, and ``rulewatch demo`` on a first run (fresh data folder)."""
+    env_file = work / "env.json"
+    if not env_file.exists():
+        env_file.write_text("{}")
+    rows = []
+    for contender, step in (("Prefect", "prefect-start"), ("rulewatch demo", "demo")):
+        result = run_step(step, work, step, 900, work_dir=work / "demo-data")
+        rows.append({"scale": 0, "db": "-" if step != "demo" else "sqlite",
+                     "contender": contender, "step": "first run", **result})  # fmt: skip
+    return rows
+
+
 def bench_scale(
     scale: int, dbs: list[str], work: Path, with_dlt: bool, dlt_max: int, prefect: bool
 ) -> list[dict[str, Any]]:
@@ -268,6 +282,33 @@ def bench_scale(
                 ),
             )
             entry["server_requests"] = servers.requests_so_far() - before
+            record(
+                db,
+                "rulewatch sync (process)",
+                "no change",
+                run_step(
+                    "sync-process",
+                    work,
+                    f"{scale}-{db}-sync-none",
+                    timeout,
+                    db=urls[db]["rulewatch"],
+                    work_dir=work / f"data-{db}",
+                ),
+            )
+            if run_dlt:
+                record(
+                    db,
+                    "dlt",
+                    "no change",
+                    run_step(
+                        "dlt",
+                        work,
+                        f"{scale}-{db}-dlt-none",
+                        timeout,
+                        db=urls[db]["dlt"],
+                        work_dir=work / f"dlt-{db}",
+                    ),
+                )
             if prefect:
                 before = servers.requests_so_far()
                 entry = record(
@@ -395,6 +436,35 @@ def ratios(rows: list[dict], scales: list[int], dbs: list[str]) -> list[dict[str
             checks = sum(rw["phases"][k] for k in ("quality_s", "metrics_s", "targets_s"))
             v = checks / rw["wall_s"]
             add(scale, db, "rulewatch metrics+checks / full", round(v, 3), "<= 0.10", v <= 0.10)
+            # issue 15: the whole job against dlt, checks against extract+load, quiet nights
+            if dlt:
+                v = rw["wall_s"] / dlt["wall_s"]
+                add(scale, db, "whole nightly job (no Prefect) / dlt full", round(v, 3),
+                    "<= 1.0", v <= 1.0)  # fmt: skip
+            checks = rw["phases"]["quality_s"] + rw["phases"]["targets_s"]
+            v = checks / el
+            add(scale, db, "quality + target checks / extract+load", round(v, 3),
+                "<= 0.10", v <= 0.10)  # fmt: skip
+            tables = rw["phases"].get("report_tables_s")
+            if tables is not None:
+                add(scale, db, "report-table refresh (s)", round(tables, 2), "<= 5 s",
+                    tables <= 5.0)  # fmt: skip
+            if none:
+                v = none["wall_s"]
+                add(scale, db, "no-change job work (s)", round(v, 2), "<= 1 s", v <= 1.0)
+            process = _find(rows, scale=scale, db=db, contender="rulewatch sync (process)")
+            dlt_none = _find(rows, scale=scale, db=db, contender="dlt", step="no change")
+            if process and dlt_none:
+                v = process["wall_s"] / dlt_none["wall_s"]
+                add(scale, db, "no-change rulewatch sync process / dlt no change", round(v, 3),
+                    "<= 3.0", v <= 3.0)  # fmt: skip
+    for once in rows:
+        if once["contender"] == "Prefect" and "error" not in once:
+            add(0, "-", "Prefect temporary server start-up (s)", round(once["wall_s"], 2),
+                "info", None)  # fmt: skip
+        if once["contender"] == "rulewatch demo" and "error" not in once:
+            v = once["wall_s"]
+            add(0, "sqlite", "rulewatch demo, first run (s)", round(v, 2), "<= 20 s", v <= 20.0)
     if len(scales) > 1:
         lo, hi = min(scales), max(scales)
         for db in dbs:
@@ -488,6 +558,9 @@ def main() -> None:
         help="also time the no-change sync through the Prefect flow",
     )
     parser.add_argument("--work-dir", type=Path, help="scratch folder (default: a temporary one)")
+    parser.add_argument(
+        "--no-once", action="store_true", help="leave out the demo and Prefect start-up timings"
+    )
     args = parser.parse_args()
     scales = [int(s.replace("_", "")) for s in args.scale.split(",")]
     dbs = [d.strip() for d in args.db.split(",")]
@@ -503,6 +576,8 @@ def main() -> None:
     console.print(f"scratch folder: {work}")
     started = datetime.now()
     rows: list[dict[str, Any]] = []
+    if not args.no_once:
+        rows += bench_once(work)
     for scale in scales:
         rows += bench_scale(scale, dbs, work, with_dlt, args.dlt_max_scale, args.prefect)
     checks = ratios(rows, scales, dbs)

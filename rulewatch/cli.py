@@ -245,14 +245,24 @@ def _run_nightly(
     settings: Settings, sources: list[str], full_refresh: bool, as_of: date
 ) -> Any:  # NightlyResult
     _quiet_prefect()
-    from rulewatch.console import live_progress, out, sync_table
-    from rulewatch.flows.nightly import SourcesFailed, nightly_sync, set_progress_sink
-    from rulewatch.preflight import check_before_sync
-    from rulewatch.stopping import GRACE_SECONDS, stop_after
+    from rulewatch.prefect_start import EarlyPrefect
+    from rulewatch.preflight import PreflightFailed, check_before_sync
+    from rulewatch.warehouse.db import WarehouseError
 
     for name in sources:
         settings.source(name)  # exit 2 on a missing URL or credential, before any work
-    check_before_sync(settings)  # alert URLs, warehouse, Prefect API: before any Prefect output
+    try:  # alert URLs, warehouse, Prefect API: before any Prefect output
+        check_before_sync(settings)
+    except (WarehouseError, PreflightFailed) as exc:  # a night that cannot start has failed
+        from rulewatch.health import announce_failed_start
+
+        announce_failed_start(settings, str(exc))
+        raise
+    prefect_api = EarlyPrefect(settings)  # its server starts while the imports below run
+    from rulewatch.console import live_progress, out, sync_table
+    from rulewatch.flows.nightly import SourcesFailed, nightly_sync, set_progress_sink
+    from rulewatch.stopping import GRACE_SECONDS, stop_after
+
     limit = settings.schedule.timeouts.flow_seconds
     flow = nightly_sync.with_options(timeout_seconds=limit)
     deadline = stop_after(  # Prefect's flow timeout cannot stop a task blocked in a thread
@@ -263,7 +273,10 @@ def _run_nightly(
     with live_progress(sources) as on_page:
         set_progress_sink(on_page)
         try:
-            state = flow(sources=sources, full_refresh=full_refresh, as_of=as_of, return_state=True)
+            with prefect_api.ready():
+                state = flow(
+                    sources=sources, full_refresh=full_refresh, as_of=as_of, return_state=True
+                )
         finally:
             set_progress_sink(None)
             deadline.cancel()

@@ -396,20 +396,34 @@ def announce_job_failure(flow: Any, flow_run: Any, state: Any) -> None:
         finally:
             engine.dispose()
     except Exception as exc:  # noqa: BLE001 - the warehouse itself may be what failed
-        error = one_line(str(exc))
-        log.error(
-            "rulewatch-nightly %s: the warehouse cannot record the failure alert (%s); "
-            "sending it directly",
-            state.name,
-            error,
-        )
-        title, body = render_job("job_failed", language, line)
-        body += "\n" + _h("not_recorded", language, error=error)
-        for ch in channels:
-            try:
-                apprise_send(ch.url, title, body)
-            except Exception as send_exc:  # noqa: BLE001 - one channel never blocks another
-                log.error("alert to %s not delivered: %s", ch.display, one_line(str(send_exc)))
+        announce_unrecorded_failure(settings, line, str(exc))
+
+
+def announce_unrecorded_failure(settings: Settings, line: str, error: str) -> None:
+    """Send a failed night's alert straight to every channel: the warehouse, which would
+    record it and keep it to one per state change, cannot be used. Never raises."""
+    error = one_line(error)
+    language = settings.alerts.language
+    log.error(
+        "rulewatch-nightly: the warehouse cannot record the failure alert (%s); "
+        "sending it directly",
+        error,
+    )
+    title, body = render_job("job_failed", language, line)
+    body += "\n" + _h("not_recorded", language, error=error)
+    for ch in (Channel(u) for u in settings.alert_urls):
+        try:
+            apprise_send(ch.url, title, body)
+        except Exception as send_exc:  # noqa: BLE001 - one channel never blocks another
+            log.error("alert to %s not delivered: %s", ch.display, one_line(str(send_exc)))
+
+
+def announce_failed_start(settings: Settings, error: str) -> None:
+    """A sync that could not start its flow (warehouse or Prefect API down) is a failed
+    night too: announce it directly, as the failure hook does for a run that started."""
+    language = settings.alerts.language
+    line = _h("job_line", language, run="rulewatch sync", state="Failed", message=one_line(error))
+    announce_unrecorded_failure(settings, line, error)
 
 
 # --- what `check` shows ----------------------------------------------------------------------

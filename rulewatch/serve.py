@@ -208,6 +208,7 @@ def prefect_api(settings: Settings, say: Say = _stderr) -> Iterator[str]:
         server = start_local_server(home)
         url = server.api_url
         say(f"Prefect UI: {server.ui_url}  (server log: {server.log_path})")
+        _announce(settings, url)
     else:
         say(f"using the Prefect server at {url}")
     previous = os.environ.get("PREFECT_API_URL")
@@ -221,8 +222,22 @@ def prefect_api(settings: Settings, say: Say = _stderr) -> Iterator[str]:
         else:
             os.environ["PREFECT_API_URL"] = previous
         if server is not None:
+            _announce(settings, None)
             say("stopping the local Prefect server ...")
             server.stop()
+
+
+def _announce(settings: Settings, url: str | None) -> None:
+    """Tell a plain ``rulewatch sync`` of this data folder where this server's API is
+    (so it records its run here instead of starting a temporary server), or that it is gone."""
+    from rulewatch.prefect_start import served_api_file
+
+    path = served_api_file(settings)
+    with contextlib.suppress(OSError):
+        if url is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(url + "\n", encoding="utf-8")
 
 
 def run_serve(settings: Settings, *, once_now: bool = False, say: Say = _stderr) -> None:

@@ -217,6 +217,7 @@ def test_a_nightly_run_whose_warehouse_is_down_is_still_announced(tmp_path, webh
     res = rulewatch(env, "sync", "--source", "docreview", "--as-of", AS_OF)
     assert res.returncode == 1, res.stderr[-3000:]
     assert "the warehouse cannot record the failure alert" in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("rulewatch: ")  # the last word
     assert webhook.titles() == ["[rulewatch] nightly job rulewatch-nightly: failed"]
     body = webhook.received[0]["message"]
     assert "ended Failed: " in body and "cannot connect" in body

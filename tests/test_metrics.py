@@ -18,7 +18,13 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.engine import Connection
 
 from rulewatch.metric_ids import METRICS, RATE_METRICS
-from rulewatch.metrics import MetricValue, compute_metrics, early_warnings, rate_population
+from rulewatch.metrics import (
+    MetricValue,
+    compute_metrics,
+    compute_metrics_history,
+    early_warnings,
+    rate_population,
+)
 from rulewatch.periods import Period
 from rulewatch.settings import TargetOptions, load_settings
 from rulewatch.warehouse.db import open_warehouse
@@ -613,6 +619,71 @@ def test_json_shape_order_and_round_trips(conn: Connection) -> None:
 def test_rate_population_equals_the_aggregate(conn: Connection, period: str, as_of: date) -> None:
     load_all(conn)
     assert_populations_match(conn, period, as_of)
+
+
+@pytest.mark.parametrize("year", [2023, 2024])
+def test_history_in_one_query_per_table_equals_each_day_computed_alone(
+    conn: Connection, year: int
+) -> None:
+    """The backfill's set-based history gives every day exactly what compute_metrics
+    gives it (2024: a leap year, its year-earlier dates shift; every
+    ninth day plus the month ends and 29 February)."""
+    load_all(conn)
+    period = Period.parse(str(year))
+    days = sorted(
+        {period.start + timedelta(days=n) for n in range(0, 366, 9)}
+        | {D(f"{year}-{m:02d}-01") - timedelta(days=1) for m in range(2, 13)}
+        | ({D("2024-02-29"), D("2024-03-01")} if year == 2024 else set())
+        | {period.end}
+    )
+    days = [d for d in days if d.year == year]
+    history = compute_metrics_history(conn, period, days, TARGETS)
+    assert list(history) == days
+    for day in days:
+        assert history[day] == compute_metrics(conn, period, day, TARGETS), day
+    assert any(m.value for m in history[period.end])  # the data set counts in that year
+    with pytest.raises(ValueError, match="outside"):
+        compute_metrics_history(conn, period, [D(f"{year + 1}-01-01")], TARGETS)
+
+
+def test_backfill_fills_only_the_missing_days_across_a_new_year(
+    warehouse_url: str, calendar: WorkingCalendar
+) -> None:
+    """Days that have rows keep them (a nightly row is never replaced); each missing
+    day of each year gets the figures compute_metrics gives it; a second run writes none."""
+    from rulewatch.report.tables import backfill_history, store_metrics
+    from rulewatch.settings import load_settings as settings_of
+    from rulewatch.warehouse.schema import report_metric
+
+    engine = open_warehouse(warehouse_url, calendar)
+    settings = settings_of({"RULEWATCH_WAREHOUSE_URL": warehouse_url})
+    kept = D("2023-12-31")
+    with engine.begin() as conn:
+        load_all(conn)
+        nightly = compute_metrics(conn, Period.parse("2023"), kept, TARGETS)
+        store_metrics(conn, Period.parse("2023"), nightly, computed_by="nightly")
+    assert backfill_history(engine, settings, D("2023-12-29"), D("2024-01-02")) == 4 * 22
+    assert backfill_history(engine, settings, D("2023-12-29"), D("2024-01-02")) == 0
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                report_metric.c.as_of,
+                report_metric.c.period,
+                report_metric.c.metric,
+                report_metric.c.numerator,
+                report_metric.c.denominator,
+                report_metric.c.computed_by,
+            )
+        ).all()
+        assert {r.as_of for r in rows} == {D("2023-12-29") + timedelta(n) for n in range(5)}
+        for day in sorted({r.as_of for r in rows}):
+            expected = compute_metrics(conn, Period.parse(str(day.year)), day, settings.targets)
+            got = {(r.metric, r.numerator, r.denominator) for r in rows if r.as_of == day}
+            assert got == {(m.metric, m.numerator, m.denominator) for m in expected}, day
+            assert {r.period for r in rows if r.as_of == day} == {str(day.year)}
+            by = {r.computed_by for r in rows if r.as_of == day}
+            assert by == ({"nightly"} if day == kept else {"backfill"}), day
+    engine.dispose()
 
 
 def test_rate_population_rejects_a_count() -> None:

@@ -15,7 +15,7 @@ only a date no check ran on gets its figures from the metric declarations.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
@@ -31,7 +31,12 @@ from rulewatch.checks.results import (
     slipped_run_start,
 )
 from rulewatch.metric_ids import METRICS
-from rulewatch.metrics import MetricValue, compute_metrics, rate_population
+from rulewatch.metrics import (
+    MetricValue,
+    compute_metrics,
+    compute_metrics_history,
+    rate_population,
+)
 from rulewatch.periods import Period
 from rulewatch.settings import Settings
 from rulewatch.warehouse.schema import report_metric, report_offender, report_target_status
@@ -83,38 +88,54 @@ def store_metrics(
     """Replace the ``report_metric`` rows of the metrics' period and as-of date."""
     if not metrics:
         return 0
-    as_of = metrics[0].as_of
+    return store_metrics_history(
+        conn, period, {metrics[0].as_of: metrics}, computed_by=computed_by, job_id=job_id
+    )
+
+
+def store_metrics_history(
+    conn: Connection,
+    period: Period,
+    history: Mapping[date, Sequence[MetricValue]],
+    *,
+    computed_by: str,
+    job_id: str | None = None,
+) -> int:
+    """Replace the ``report_metric`` rows of ``period`` at each as-of date of ``history``
+    (one delete and one bulk insert for them all); rows written."""
+    days = [day for day, metrics in history.items() if metrics]
+    if not days:
+        return 0
     conn.execute(
         delete(report_metric).where(
-            report_metric.c.period == period.label, report_metric.c.as_of == as_of
+            report_metric.c.period == period.label, report_metric.c.as_of.in_(days)
         )
     )
     computed_at = now_utc()
-    conn.execute(
-        insert(report_metric),
-        [
-            {
-                "metric": m.metric,
-                "period": period.label,
-                "as_of": as_of,
-                "period_kind": period_kind(period),
-                "period_start_on": period.start,
-                "period_end_on": period.end,
-                "metric_kind": METRICS[m.metric][0],
-                "value": None if m.value is None else float(m.value),
-                "numerator": m.numerator,
-                "denominator": m.denominator,
-                "target": m.target,
-                "status": m.status,
-                "computed_by": computed_by,
-                "job_id": job_id,
-                "computed_at": computed_at,
-                "is_provisional": m.provisional,
-            }
-            for m in metrics
-        ],
-    )
-    return len(metrics)
+    rows = [
+        {
+            "metric": m.metric,
+            "period": period.label,
+            "as_of": as_of,
+            "period_kind": period_kind(period),
+            "period_start_on": period.start,
+            "period_end_on": period.end,
+            "metric_kind": METRICS[m.metric][0],
+            "value": None if m.value is None else float(m.value),
+            "numerator": m.numerator,
+            "denominator": m.denominator,
+            "target": m.target,
+            "status": m.status,
+            "computed_by": computed_by,
+            "job_id": job_id,
+            "computed_at": computed_at,
+            "is_provisional": m.provisional,
+        }
+        for as_of in days
+        for m in history[as_of]
+    ]
+    conn.execute(insert(report_metric), rows)
+    return len(rows)
 
 
 def slipped_since(conn: Connection, metric: str, period: str, as_of: date) -> date:
@@ -296,15 +317,18 @@ def backfill_history(engine: Engine, settings: Settings, start: date, end: date)
                 .distinct()
             )
         }
-    written = 0
+    missing: dict[int, list[date]] = {}
     day = start
     while day <= end:
-        period = Period.parse(str(day.year))
-        if (period.label, day) not in have:
-            with engine.begin() as conn:
-                metrics = compute_metrics(conn, period, day, settings.targets)
-                written += store_metrics(conn, period, metrics, computed_by="backfill")
+        if (str(day.year), day) not in have:
+            missing.setdefault(day.year, []).append(day)
         day += timedelta(days=1)
+    written = 0
+    for year, days in missing.items():
+        period = Period.parse(str(year))
+        with engine.begin() as conn:
+            history = compute_metrics_history(conn, period, days, settings.targets)
+            written += store_metrics_history(conn, period, history, computed_by="backfill")
     return written
 
 

@@ -65,12 +65,25 @@ def test_serve_once_now_runs_on_its_own_server_and_stops_it(demo, sqlite_url, tm
         scheduled = poll(lambda: _runs(api, "SCHEDULED"), 60, "Prefect's scheduler")
         assert {r["expected_start_time"][11:] for r in scheduled} == {"18:00:00Z"}  # 02:00 +08
 
+        # A plain sync of the same data folder records its run on serve's server
+        # rather than starting Prefect's temporary one.
+        assert (server_home / "api-url").read_text().strip() == api
+        sync = subprocess.run(
+            rulewatch_cmd("sync"), env=env, capture_output=True, text=True, timeout=300
+        )
+        assert sync.returncode == 0, sync.stderr[-3000:]
+        assert "temporary server" not in sync.stderr
+        done = _runs(api, "COMPLETED", "FAILED", "CRASHED")
+        assert [r["state_type"] for r in done] == ["COMPLETED", "COMPLETED"]
+        assert len({r["flow_id"] for r in done}) == 1  # the same flow: rulewatch-nightly
+
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(60) == 0, log.read_text()[-3000:]
     finally:
         stop_process(serve)
     output = log.read_text()
     assert "stopping the local Prefect server" in output
+    assert not (server_home / "api-url").exists()  # a later sync starts its own again
     assert processes_with_env("PREFECT_HOME", str(server_home)) == []
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{api}/health", timeout=5)
@@ -78,5 +91,5 @@ def test_serve_once_now_runs_on_its_own_server_and_stops_it(demo, sqlite_url, tm
     engine = create_engine(sqlite_url)
     with engine.connect() as conn:
         statuses = conn.execute(select(sync_run.c.status, func.count()).group_by(sync_run.c.status))
-        assert dict(statuses.all()) == {"succeeded": 3}
+        assert dict(statuses.all()) == {"succeeded": 6}  # serve's run, then the sync's
     engine.dispose()
