@@ -33,39 +33,19 @@ from urllib.parse import urlsplit
 from sqlalchemy import Engine, and_, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from rulewatch.metric_ids import label
-from rulewatch.metrics import (
-    PROVISIONAL_NOTE,
-    PUBLICATION_LIMIT_WORKING_DAYS,
-    compute_metrics,
-    early_warnings,
-    rate_population,
-)
-from rulewatch.periods import Period
+from rulewatch.checks.results import TargetCheck, latest_target_statuses
+from rulewatch.messages import t
+from rulewatch.metrics import PROVISIONAL_NOTE, PUBLICATION_LIMIT_WORKING_DAYS, early_warnings
 from rulewatch.settings import Settings
+from rulewatch.templates import render
 from rulewatch.warehouse.runs import holder_gone, holder_token
 from rulewatch.warehouse.schema import alert, alert_delivery, alert_state, calendar_day, inspection
 
 log = logging.getLogger("rulewatch.alerts")
+#: How many offenders an alert lists: the first ones by natural key (the stored order).
 MAX_LISTED = 20
 #: How long a ``sending`` claim holds before another run may take the delivery over.
 DELIVERY_LEASE = timedelta(minutes=10)
-
-
-@dataclass(frozen=True)
-class TargetStatus:
-    """A checked target: its status and the records that cause a slip."""
-
-    metric: str
-    period: str
-    as_of: date
-    status: str  # met, slipped, no_data
-    value: float | None
-    target: float | None
-    numerator: int | None
-    denominator: int | None
-    offenders: Sequence[tuple[str, str]] = ()  # (natural key, reason), all of them
-    provisional: bool = False  # counts working days of a year not yet published
 
 
 @dataclass(frozen=True)
@@ -103,6 +83,8 @@ class PlannedAlert:
     period: str
     title: str
     body: str
+    severity: str | None = None
+    check_result_id: int | None = None
 
 
 @dataclass
@@ -121,90 +103,20 @@ class AlertRun:
     deliveries: list[Delivery] = field(default_factory=list)
 
 
-_TEXT = {
-    "en": {
-        "slipped": "SLIPPED",
-        "recovered": "recovered",
-        "reminder": "still slipped",
-        "early_warning": "early warning",
-        "value": "value",
-        "target": "target",
-        "records": "records",
-        "more": "and {n} more",
-        "due": "due {day}",
-        "period": "period {period}, as of {as_of}",
-        "status": "status",
-        "met": "met",
-        "no_data": "no data",
-        "provisional": "provisional",
-        "provisional_line": (
-            "provisional: counts working days of a year whose official holiday arrangement "
-            "is not published yet (Monday to Friday stands in)"
-        ),
-    },
-    "zh": {
-        "slipped": "未达标",
-        "recovered": "已恢复达标",
-        "reminder": "仍未达标",
-        "early_warning": "预警",
-        "value": "数值",
-        "target": "目标",
-        "records": "相关记录",
-        "more": "另有 {n} 条",
-        "due": "期限 {day}",
-        "period": "期间 {period}，截至 {as_of}",
-        "status": "状态",
-        "met": "达标",
-        "no_data": "无数据",
-        "provisional": "暂定, provisional",
-        "provisional_line": (
-            "暂定 (provisional): 涉及尚未公布放假安排年份的工作日, 暂按周一至周五计算"
-        ),
-    },
-}
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2%}"
-
-
-def _status_word(status: str, language: str) -> str:
-    """The status in the bureau's language, with the metric status id beside it."""
-    if language == "en":
-        return status
-    return f"{_TEXT[language].get(status, status)} ({status})"
-
-
-def render_target(kind: str, s: TargetStatus, language: str) -> tuple[str, str]:
-    """Title and body of a slip, recovery or reminder."""
-    t = _TEXT[language]
-    title = f"[rulewatch] {s.metric} {s.period}: {t[kind]}"
+def render_target(kind: str, s: TargetCheck, language: str) -> tuple[str, str]:
+    """Title and body of a slip, recovery or reminder of a stored target check."""
+    title = f"[rulewatch] {s.metric} {s.period}: {t('alert.' + kind, language)}"
     if s.provisional:
-        title += f" ({t['provisional']})"
-    lines = [
-        f"{s.metric} — {label(s.metric, language)}",
-        t["period"].format(period=s.period, as_of=s.as_of.isoformat()),
-        f"{t['value']}: {_pct(s.value)} ({s.numerator} / {s.denominator}); "
-        f"{t['target']}: {_pct(s.target)}; {t['status']}: {_status_word(s.status, language)}",
-    ]
-    if s.provisional:
-        lines.append(t["provisional_line"])
-    if kind != "recovered" and s.offenders:
-        lines.append(f"{t['records']}:")
-        lines += [f"- {key}: {reason}" for key, reason in s.offenders[:MAX_LISTED]]
-        if len(s.offenders) > MAX_LISTED:
-            lines.append(t["more"].format(n=len(s.offenders) - MAX_LISTED))
-    return title, "\n".join(lines)
+        title += f" ({t('alert.provisional', language)})"
+    body = render("alert_target.txt.j2", kind=kind, s=s, lang=language, listed=MAX_LISTED)
+    return title, body.rstrip("\n")
 
 
 def render_warning(w: EarlyWarning, language: str) -> tuple[str, str]:
-    t = _TEXT[language]
-    due = t["due"].format(day=w.due_on.isoformat())
-    title = f"[rulewatch] {w.metric}: {t['early_warning']} {w.natural_key} ({due})"
-    body = "\n".join(
-        [f"{w.metric} — {label(w.metric, language)}", f"- {w.natural_key}: {w.reason}"]
-    )
-    return title, body
+    """Title and body of an early warning."""
+    due = t("alert.due", language, day=w.due_on.isoformat())
+    title = f"[rulewatch] {w.metric}: {t('alert.early_warning', language)} {w.natural_key} ({due})"
+    return title, render("alert_warning.txt.j2", w=w, lang=language).rstrip("\n")
 
 
 def _now() -> datetime:
@@ -213,7 +125,7 @@ def _now() -> datetime:
 
 def plan_alerts(
     conn: Connection,
-    statuses: Iterable[TargetStatus],
+    statuses: Iterable[TargetCheck],
     warnings: Iterable[EarlyWarning],
     channels: Sequence[Channel],
     *,
@@ -221,7 +133,10 @@ def plan_alerts(
     language: str = "zh",
     now: datetime | None = None,
 ) -> list[PlannedAlert]:
-    """Record, once, every state change worth announcing (in the caller's transaction)."""
+    """Record, once, every state change worth announcing (in the caller's transaction).
+
+    ``statuses`` are stored target checks; each alert carries the check's severity
+    and ``check_result_id``, so it joins to the result that justified it."""
     now = now or _now()
     planned: list[PlannedAlert] = []
     for s in statuses:
@@ -232,7 +147,18 @@ def plan_alerts(
         stamp = now.isoformat() if kind != "recovered" else s.as_of.isoformat()
         dedupe = f"{kind}:{s.metric}:{s.period}:{stamp}"
         planned += _record(
-            conn, dedupe, kind, s.metric, s.period, s.as_of, title, body, channels, now
+            conn,
+            dedupe,
+            kind,
+            s.metric,
+            s.period,
+            s.as_of,
+            title,
+            body,
+            channels,
+            now,
+            severity=s.severity,
+            check_result_id=s.check_result_id,
         )
     for w in warnings:
         title, body = render_warning(w, language)
@@ -246,7 +172,7 @@ def plan_alerts(
 
 
 def _transition(
-    conn: Connection, s: TargetStatus, now: datetime, reminder_interval: timedelta
+    conn: Connection, s: TargetCheck, now: datetime, reminder_interval: timedelta
 ) -> str | None:
     """Move the target's announced state; the kind of alert it calls for, if any."""
     key = and_(alert_state.c.metric == s.metric, alert_state.c.period == s.period)
@@ -302,6 +228,9 @@ def _record(
     body: str,
     channels: Sequence[Channel],
     now: datetime,
+    *,
+    severity: str | None = None,
+    check_result_id: int | None = None,
 ) -> list[PlannedAlert]:
     alert_id = str(uuid.uuid4())
     conn.execute(
@@ -315,6 +244,8 @@ def _record(
             title=title,
             body=body,
             created_at=now,
+            severity=severity,
+            check_result_id=check_result_id,
         )
     )
     for ch in channels:
@@ -328,7 +259,7 @@ def _record(
                 updated_at=now,
             )
         )
-    return [PlannedAlert(alert_id, kind, metric, period, title, body)]
+    return [PlannedAlert(alert_id, kind, metric, period, title, body, severity, check_result_id)]
 
 
 Sender = Callable[[str, str, str], None]  # (url, title, body); raises on failure
@@ -488,42 +419,6 @@ def open_deliveries(conn: Connection) -> list[OpenDelivery]:
     return [OpenDelivery(*r) for r in rows]
 
 
-def target_statuses(
-    conn: Connection, period: Period, as_of: date, targets: dict
-) -> list[TargetStatus]:
-    """Every targeted rate of the period, with all its offending records."""
-    statuses = []
-    for m in compute_metrics(conn, period, as_of, targets):
-        if m.target is None or m.status == "info":
-            continue
-        offenders: list[tuple[str, str]] = []
-        if m.status == "slipped":
-            population = rate_population(m.metric, period, as_of).subquery()
-            offenders = [
-                (row.natural_key, row.reason)
-                for row in conn.execute(
-                    select(population.c.natural_key, population.c.reason).where(
-                        population.c.passes.is_(False)
-                    )
-                )
-            ]
-        statuses.append(
-            TargetStatus(
-                m.metric,
-                m.period,
-                as_of,
-                m.status,
-                m.value,
-                m.target,
-                m.numerator,
-                m.denominator,
-                offenders,
-                m.provisional,
-            )
-        )
-    return statuses
-
-
 def early_warning_list(conn: Connection, as_of: date, days: int) -> list[EarlyWarning]:
     """Filings due within ``days`` days, and double-random results close to 20 working days."""
     found = [
@@ -578,16 +473,30 @@ def early_warning_list(conn: Connection, as_of: date, days: int) -> list[EarlyWa
     return found
 
 
+def stored_checks(
+    conn: Connection, as_of: date, check_run_id: str | None = None
+) -> list[TargetCheck]:
+    """The stored target checks alerting follows: the latest check of every target and
+    period at ``as_of`` (only those of ``check_run_id`` when given), with offenders."""
+    return [
+        c
+        for c in latest_target_statuses(conn)
+        if c.as_of == as_of and (check_run_id is None or c.check_run_id == check_run_id)
+    ]
+
+
 def run_alerting(
-    engine: Engine, settings: Settings, as_of: date, periods: Sequence[str]
+    engine: Engine, settings: Settings, as_of: date, *, check_run_id: str | None = None
 ) -> AlertRun:
-    """Check the targets of ``periods``, record state changes once, send what is pending."""
+    """Announce the state changes of the stored target checks at ``as_of`` (every checked
+    period and custom rate), record them once, send what is pending.
+
+    Statuses are read, never recomputed: run the target checks first.
+    """
     channels = [Channel(u) for u in settings.alert_urls]
     run = AlertRun()
     with engine.begin() as conn:
-        statuses = []
-        for label_ in periods:
-            statuses += target_statuses(conn, Period.parse(label_), as_of, settings.targets)
+        statuses = stored_checks(conn, as_of, check_run_id)
         warnings = early_warning_list(conn, as_of, settings.alerts.early_warning_days)
         run.planned = plan_alerts(
             conn,

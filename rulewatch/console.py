@@ -14,8 +14,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rulewatch.metric_ids import METRICS, label
+from rulewatch.metric_ids import label
 from rulewatch.metrics import MetricValue
+from rulewatch.numbers import format_figure, format_percent
 from rulewatch.sync import Progress as PageProgress
 from rulewatch.sync import ProgressCallback, SourceSyncResult
 
@@ -39,14 +40,8 @@ PROVISIONAL_CAPTION = (
 
 
 def format_value(m: MetricValue) -> str:
-    if m.value is None:
-        return "—"
-    kind = METRICS[m.metric][0]
-    if kind == "count":
-        return str(m.value)
-    if kind == "yoy":
-        return f"{m.value:+.2%}"
-    return f"{m.value:.2%}"
+    """The metric's value, by the one number formatter (:mod:`rulewatch.numbers`)."""
+    return format_figure(m.metric, m.value)
 
 
 def scorecard_table(metrics: Iterable[MetricValue], title: str, language: str = "en") -> Table:
@@ -61,7 +56,7 @@ def scorecard_table(metrics: Iterable[MetricValue], title: str, language: str = 
     provisional = False
     for m in metrics:
         nd = "" if m.denominator is None else f"{m.numerator} / {m.denominator}"
-        target = "" if m.target is None else f"{m.target:.0%}"
+        target = "" if m.target is None else format_percent(m.target)
         style = _STATUS_STYLE.get(m.status, "")
         provisional |= m.provisional
         table.add_row(

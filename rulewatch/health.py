@@ -39,6 +39,7 @@ from rulewatch.alerts import (
     apprise_send,
     deliver_pending,
 )
+from rulewatch.messages import t
 from rulewatch.settings import SOURCE_NAMES, Settings
 from rulewatch.warehouse.runs import Healed, heal_runs
 from rulewatch.warehouse.schema import alert_state, sync_run
@@ -48,55 +49,10 @@ log = logging.getLogger("rulewatch.health")
 JOB_SUBJECT = "job:rulewatch-nightly"
 MAX_REASON = 300
 
-_TEXT = {
-    "en": {
-        "sync_failed": "sync failing",
-        "sync_failing": "still failing",
-        "sync_recovered": "sync recovered",
-        "stale": "data stale",
-        "still_stale": "data still stale",
-        "fresh_again": "data fresh again",
-        "source": "source {name}",
-        "failed_at": "{name}: the sync of {at} failed: {reason}",
-        "failing_since": "failing since {since}",
-        "last_ok": "last successful sync: {at}",
-        "never": "never",
-        "recovered_at": "{name}: synced successfully at {at}",
-        "stale_line": "{name}: last successful sync {at}, {hours:.0f} h ago "
-        "(allowed: {limit:g} h); is the nightly job still running?",
-        "job": "nightly job",
-        "job_failed": "failed",
-        "job_failing": "still failing",
-        "job_recovered": "recovered",
-        "job_line": "flow run {run} ended {state}: {message}",
-        "job_ok_line": "a nightly run got through to its alerts at {at}",
-        "not_recorded": "the warehouse could not record this alert ({error}); "
-        "it is sent directly, once per failed run",
-    },
-    "zh": {
-        "sync_failed": "同步失败",
-        "sync_failing": "仍同步失败",
-        "sync_recovered": "同步已恢复",
-        "stale": "数据过期",
-        "still_stale": "数据仍过期",
-        "fresh_again": "数据已更新",
-        "source": "数据源 {name}",
-        "failed_at": "{name}：{at} 的同步失败：{reason}",
-        "failing_since": "自 {since} 起失败",
-        "last_ok": "上次成功同步：{at}",
-        "never": "从未",
-        "recovered_at": "{name}：{at} 同步成功",
-        "stale_line": "{name}：上次成功同步为 {at}，已过 {hours:.0f} 小时"
-        "（允许 {limit:g} 小时）；夜间任务是否仍在运行？",
-        "job": "夜间任务",
-        "job_failed": "失败",
-        "job_failing": "仍失败",
-        "job_recovered": "已恢复",
-        "job_line": "流程运行 {run} 以 {state} 结束：{message}",
-        "job_ok_line": "夜间运行已于 {at} 完成到告警步骤",
-        "not_recorded": "数据仓库无法记录此告警（{error}）；每次失败的运行直接发送一次",
-    },
-}
+
+def _h(key: str, language: str, /, **values: object) -> str:
+    """A health-alert message from the one catalog (:mod:`rulewatch.messages`)."""
+    return t(f"health.{key}", language, **values)
 
 
 def utc_now() -> datetime:
@@ -107,7 +63,7 @@ def utc_now() -> datetime:
 def _stamp(at: datetime | None, language: str) -> str:
     """A warehouse time (naive UTC) as people read it, "UTC" included."""
     if at is None:
-        return _TEXT[language]["never"]
+        return _h("never", language)
     return at.replace(microsecond=0).isoformat(sep=" ") + " UTC"
 
 
@@ -253,23 +209,30 @@ def move_state(
 def render_source(kind: str, h: SourceHealth, language: str, settings: Settings) -> tuple[str, str]:
     """Title and body of a source alert (sync_failed, sync_failing, sync_recovered,
     stale, still_stale, fresh_again)."""
-    t = _TEXT[language]
-    title = f"[rulewatch] {t['source'].format(name=h.source)}: {t[kind]}"
-    last_ok = t["last_ok"].format(at=_stamp(h.last_succeeded_at, language))
+    title = f"[rulewatch] {_h('source', language, name=h.source)}: {_h(kind, language)}"
+    last_ok = _h("last_ok", language, at=_stamp(h.last_succeeded_at, language))
     if kind in ("sync_failed", "sync_failing"):
         lines = [
-            t["failed_at"].format(
-                name=h.source, at=_stamp(h.last_failed_at, language), reason=h.reason
+            _h(
+                "failed_at",
+                language,
+                name=h.source,
+                at=_stamp(h.last_failed_at, language),
+                reason=h.reason,
             ),
-            t["failing_since"].format(since=_stamp(h.failing_since, language)),
+            _h("failing_since", language, since=_stamp(h.failing_since, language)),
             last_ok,
         ]
     elif kind in ("sync_recovered", "fresh_again"):
-        lines = [t["recovered_at"].format(name=h.source, at=_stamp(h.last_succeeded_at, language))]
+        lines = [
+            _h("recovered_at", language, name=h.source, at=_stamp(h.last_succeeded_at, language))
+        ]
     else:
         hours = 0.0 if h.age is None else h.age.total_seconds() / 3600
         lines = [
-            t["stale_line"].format(
+            _h(
+                "stale_line",
+                language,
                 name=h.source,
                 at=_stamp(h.last_succeeded_at, language),
                 hours=hours,
@@ -281,8 +244,7 @@ def render_source(kind: str, h: SourceHealth, language: str, settings: Settings)
 
 def render_job(kind: str, language: str, line: str) -> tuple[str, str]:
     """Title and body of a job alert (job_failed, job_failing, job_recovered)."""
-    t = _TEXT[language]
-    return f"[rulewatch] {t['job']} rulewatch-nightly: {t[kind]}", line
+    return f"[rulewatch] {_h('job', language)} rulewatch-nightly: {_h(kind, language)}", line
 
 
 _SOURCE_KINDS = {
@@ -371,7 +333,7 @@ def health_pass(
         run.sources = source_health(conn, settings, now)
         run.planned = plan_health_alerts(conn, settings, run.sources, channels, now)
         if job_got_through:
-            line = _TEXT[settings.alerts.language]["job_ok_line"].format(at=_stamp(now, "en"))
+            line = _h("job_ok_line", settings.alerts.language, at=_stamp(now, "en"))
             run.planned += plan_job_alert(
                 conn, settings, channels, is_failed=False, line=line, now=now
             )
@@ -415,7 +377,7 @@ def announce_job_failure(flow: Any, flow_run: Any, state: Any) -> None:
     language = settings.alerts.language
     message = one_line(getattr(state, "message", None) or state.name)
     run_name = getattr(flow_run, "name", None) or "?"
-    line = _TEXT[language]["job_line"].format(run=run_name, state=state.name, message=message)
+    line = _h("job_line", language, run=run_name, state=state.name, message=message)
     channels = [Channel(u) for u in settings.alert_urls]
     try:
         from rulewatch.warehouse.db import make_engine
@@ -454,7 +416,7 @@ def announce_unrecorded_failure(
         error,
     )
     title, body = render_job("job_failed", language, line)
-    body += "\n" + _TEXT[language]["not_recorded"].format(error=error)
+    body += "\n" + _h("not_recorded", language, error=error)
     for ch in (Channel(u) for u in settings.alert_urls):
         try:
             apprise_send(ch.url, title, body)
@@ -466,9 +428,7 @@ def announce_failed_start(settings: Settings, error: str) -> None:
     """A sync that could not start its flow (warehouse or Prefect API down) is a failed
     night too: announce it directly, as the failure hook does for a run that started."""
     language = settings.alerts.language
-    line = _TEXT[language]["job_line"].format(
-        run="rulewatch sync", state="Failed", message=one_line(error)
-    )
+    line = _h("job_line", language, run="rulewatch sync", state="Failed", message=one_line(error))
     announce_unrecorded_failure(settings, line, error, quiet=True)  # the CLI says why
 
 

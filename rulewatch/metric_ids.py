@@ -47,6 +47,9 @@ RATE_METRICS: tuple[str, ...] = tuple(m for m, (k, _, _) in METRICS.items() if k
 
 
 def label(metric: str, language: str = "en") -> str:
-    """The metric's label in ``zh`` or ``en``."""
+    """The metric's label in ``zh`` or ``en``; a custom rate of ``checks.yaml`` is
+    labelled by its id."""
+    if metric not in METRICS:
+        return metric
     _, en, zh = METRICS[metric]
     return zh if language == "zh" else en

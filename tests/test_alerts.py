@@ -13,10 +13,10 @@ from rulewatch.alerts import (
     DELIVERY_LEASE,
     Channel,
     EarlyWarning,
-    TargetStatus,
     deliver_pending,
     plan_alerts,
 )
+from rulewatch.checks.results import Offender, TargetCheck
 from rulewatch.settings import load_settings
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.runs import holder_token
@@ -64,8 +64,13 @@ def engine(warehouse_url):
     eng.dispose()
 
 
-def _slip(status="slipped", n=1, offenders=None):
-    return TargetStatus(
+def _slip(status="slipped", n=1, offenders=None, severity="critical"):
+    offenders = (
+        offenders
+        if offenders is not None
+        else [("DOC-2024-002", "not filed; deadline 2024-04-04 passed")]
+    )
+    return TargetCheck(
         metric="docreview.filing_rate",
         period="2024",
         as_of=date(2024, 5, 20),
@@ -74,9 +79,9 @@ def _slip(status="slipped", n=1, offenders=None):
         target=1.0,
         numerator=n,
         denominator=2,
-        offenders=offenders
-        if offenders is not None
-        else [("DOC-2024-002", "not filed; deadline 2024-04-04 passed")],
+        severity=severity,
+        offenders=tuple(Offender(k, r) for k, r in offenders),
+        offender_count=len(offenders),
     )
 
 
@@ -95,7 +100,7 @@ def test_one_alert_per_change_however_many_runs(engine, webhook):
     assert len(webhook.received) == 1
     msg = webhook.received[0]
     assert "docreview.filing_rate" in msg["title"] and "2024" in msg["title"]
-    assert "DOC-2024-002" in msg["message"] and "50.00%" in msg["message"]
+    assert "DOC-2024-002" in msg["message"] and "50% (1 / 2)" in msg["message"]
     _run(engine, [_slip("met", 2, [])], channels=ch, now=T0 + timedelta(days=1))
     _run(engine, [_slip("met", 2, [])], channels=ch, now=T0 + timedelta(days=2))
     assert [m["title"].rsplit(": ", 1)[1] for m in webhook.received] == ["SLIPPED", "recovered"]
@@ -155,6 +160,7 @@ def test_email_in_chinese(engine, smtp):
     assert [d.status for d in deliveries] == ["sent"], deliveries
     assert len(box.messages) == 1
     import email
+    import email.header
 
     msg = email.message_from_bytes(box.messages[0])
     text = "".join(
@@ -162,12 +168,13 @@ def test_email_in_chinese(engine, smtp):
         for part in msg.walk()
         if not part.is_multipart()
     )
-    assert "docreview.filing_rate" in msg["Subject"] or "=?" in msg["Subject"]
+    subject = str(email.header.make_header(email.header.decode_header(msg["Subject"])))
+    assert subject == "[rulewatch] docreview.filing_rate 2024: 未达标"
     assert "规范性文件报备率" in text and "DOC-2024-002" in text
     # Plain text, one line per fact (sent as HTML, every line ran into one).
     assert msg.get_content_type() == "text/plain"
     lines = text.splitlines()
-    assert any(line.startswith("- DOC-2024-002") for line in lines), lines
+    assert "- DOC-2024-002: 未报备;报备期限2024-04-04已过" in lines, lines  # reason in zh
 
 
 def test_a_sending_claim_is_a_lease_that_a_later_run_takes_over(engine, webhook):

@@ -22,6 +22,7 @@ from jinja2 import Environment
 from sqlalchemy import Engine, select
 
 from rulewatch.checks.results import TargetCheck
+from rulewatch.numbers import format_percent
 from rulewatch.warehouse.schema import check_offender, check_result, check_run
 
 #: The page's name, beside Data Docs' ``index.html``.
@@ -96,10 +97,6 @@ class QualitySummary:
     failed_results: list[QualityResult]
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
-
-
 def latest_quality(engine: Engine, listed: int) -> QualitySummary | None:
     """The newest finished data-quality run's failed expectations, ``listed`` keys each."""
     with engine.connect() as conn:
@@ -157,7 +154,7 @@ def write_checks_page(
         targets=sorted(targets, key=lambda c: (c.status != "slipped", c.metric, c.period)),
         quality=quality,
         listed=listed,
-        pct=_pct,
+        pct=format_percent,
     )
     path = folder / PAGE_NAME
     # a file of its own, then one rename: a reader (or a second writer) never sees half

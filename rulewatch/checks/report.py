@@ -14,6 +14,7 @@ from rulewatch.checks.quality import QualityRun
 from rulewatch.checks.results import TargetCheck
 from rulewatch.checks.targets import TargetRun
 from rulewatch.console import PROVISIONAL_CAPTION, PROVISIONAL_MARK
+from rulewatch.numbers import format_percent
 
 TABLE_ARTIFACT_KEY = "rulewatch-targets"
 SUMMARY_ARTIFACT_KEY = "rulewatch-checks"
@@ -27,10 +28,6 @@ def markdown_text(text: str) -> str:
     """Source text as inert markdown: HTML escaped, markdown punctuation backslashed,
     so a key like ``<script>`` or ``[x](javascript:..)`` shows as written in the UI."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2%}"
 
 
 def offender_lines(check: TargetCheck, listed: int) -> list[str]:
@@ -52,9 +49,9 @@ def targets_table(run: TargetRun) -> Table:
         table.add_row(
             c.metric,
             c.period,
-            _pct(c.value) + (PROVISIONAL_MARK if c.provisional else ""),
+            format_percent(c.value) + (PROVISIONAL_MARK if c.provisional else ""),
             f"{c.numerator} / {c.denominator}",
-            f"{c.target:.0%}",
+            f"{format_percent(c.target)}",
             c.severity,
             f"[{style}]{c.status}[/]" if style else c.status,
             str(c.offender_count) if c.offender_count else "",
@@ -71,8 +68,8 @@ def print_target_run(console: Console, run: TargetRun, listed: int, table: bool 
         console.print(targets_table(run))
     for c in run.slipped:
         console.print(
-            f"[bold red]slipped[/]: {c.metric} {c.period} — {_pct(c.value)} "
-            f"({c.numerator} / {c.denominator}), target {c.target:.0%} ({c.severity}); "
+            f"[bold red]slipped[/]: {c.metric} {c.period} — {format_percent(c.value)} "
+            f"({c.numerator} / {c.denominator}), target {format_percent(c.target)} ({c.severity}); "
             + ("[yellow]provisional[/]; " if c.provisional else "")
             + f"{c.offender_count} record(s):"
         )
@@ -140,7 +137,7 @@ def markdown_summary(targets: TargetRun, quality: QualityRun | None, listed: int
             f"## {c.metric} {c.period}: slipped ({c.severity})"
             + (" (provisional working days)" if c.provisional else ""),
             "",
-            f"{_pct(c.value)} ({c.numerator} / {c.denominator}), target {c.target:.0%}",
+            f"{format_percent(c.value)} ({c.numerator} / {c.denominator}), target {format_percent(c.target)}",
             "",
         ]
         lines += [f"- {markdown_text(line)}" for line in offender_lines(c, listed)]

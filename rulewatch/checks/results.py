@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Select, func, insert, not_, select, update
 from sqlalchemy.engine import Connection
 
 from rulewatch.warehouse.runs import holder_token
@@ -58,12 +58,14 @@ class CheckResult:
     is_success: bool | None = None
     offender_count: int = 0
     set_aside: int = 0
+    is_provisional: bool = False
     offenders: Sequence[Offender] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
 class TargetCheck:
-    """A target checked for one period at one as-of date.
+    """A target checked for one period at one as-of date: the one record of a target's
+    status, read by alerts, report tables, ``check``, the HTML report and the artifacts.
 
     ``value`` = ``numerator`` / ``denominator``, exactly as ``rulewatch kpis``
     shows it; ``status`` is met, slipped or no_data; ``offenders`` are all the
@@ -87,6 +89,7 @@ class TargetCheck:
     checked_at: datetime | None = None
     slipped_since: date | None = None
     provisional: bool = False  # counts working days of a year not yet published
+    check_result_id: int | None = None  # the stored ``check_result`` row
 
 
 def now_utc() -> datetime:
@@ -165,6 +168,19 @@ def store_results(conn: Connection, check_run_id: str, results: Iterable[CheckRe
     return ids
 
 
+def offender_query(population: Select) -> Select:
+    """The one offender query: the failing records of a rate's population (one row per
+    record: ``natural_key, passes, reason``) as ``(natural_key, reason)``, by natural key.
+
+    Every consumer lists offenders in this order, so "the first 20" are defined."""
+    batch = population.order_by(None).subquery("batch")
+    return (
+        select(batch.c.natural_key, batch.c.reason)
+        .where(not_(batch.c.passes))
+        .order_by(batch.c.natural_key)
+    )
+
+
 def offenders_of(conn: Connection, check_result_id: int) -> list[Offender]:
     """Every offending record of one stored check result, ordered by natural key."""
     rows = conn.execute(
@@ -190,6 +206,8 @@ def _target(row: Any, offenders: tuple[Offender, ...] = ()) -> TargetCheck:
         offender_count=row.offender_count,
         check_run_id=row.check_run_id,
         checked_at=row.checked_at,
+        provisional=bool(row.is_provisional),
+        check_result_id=row.check_result_id,
     )
 
 
@@ -236,15 +254,28 @@ def latest_target_statuses(
     return statuses
 
 
+def slipped_run_start(history: Iterable[tuple[date, str]]) -> date:
+    """The one "slipped since" rule: the first as-of date of the unbroken run of
+    ``slipped`` statuses that ends the history (as-of order; of one date, the last
+    entry counts). ``history`` must end slipped."""
+    by_day: dict[date, str] = {}
+    for day, status in sorted(history, key=lambda h: h[0]):  # stable: run order kept
+        by_day[day] = status
+    days = sorted(by_day)
+    since = days[-1]
+    for day in reversed(days):
+        if by_day[day] != "slipped":
+            break
+        since = day
+    return since
+
+
 def _slipped_since(conn: Connection, latest: TargetCheck) -> date:
     history = target_history(conn, latest.metric, latest.period)
-    history.sort(key=lambda c: c.as_of)  # stable: runs of one as-of date stay in run order
-    since = latest.as_of
-    for c in reversed([c for c in history if c.as_of <= latest.as_of]):
-        if c.status != "slipped":
-            break
-        since = c.as_of
-    return since
+    return slipped_run_start(
+        [(c.as_of, c.status) for c in history if c.as_of < latest.as_of]
+        + [(latest.as_of, latest.status)]
+    )
 
 
 def target_history(conn: Connection, metric: str, period: str) -> list[TargetCheck]:

@@ -35,7 +35,6 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
-    not_,
     null,
     select,
     true,
@@ -54,6 +53,7 @@ from rulewatch.checks.results import (
     Offender,
     TargetCheck,
     finish_check_run,
+    offender_query,
     offenders_of,
     start_check_run,
     store_results,
@@ -215,9 +215,10 @@ def run_target_checks(
             )
             if metric in provisional[period.label]:
                 check = replace(check, provisional=True)
+                result = replace(result, is_provisional=True)
             run.checks.append(check)
             results.append(result)
-        store_results(conn, check_run_id, results)
+        ids = store_results(conn, check_run_id, results)
         run.seconds = time.perf_counter() - started
         finish_check_run(
             conn,
@@ -227,7 +228,10 @@ def run_target_checks(
             rows_checked=sum(c.denominator for c in run.checks),
             data_docs=None if run.data_docs is None else str(run.data_docs),
         )
-    run.checks = [TargetCheck(**{**c.__dict__, "check_run_id": check_run_id}) for c in run.checks]
+    run.checks = [
+        replace(c, check_run_id=check_run_id, check_result_id=i)
+        for c, i in zip(run.checks, ids, strict=True)
+    ]
     run.checks_page = write_checks_page(
         checks.data_docs_dir,
         as_of=as_of,
@@ -282,10 +286,7 @@ def _unchanged_outcomes(
         batch = population.subquery("batch")
         denominator = conn.execute(select(func.count()).select_from(batch)).scalar_one()
         offenders = sorted(
-            Offender(str(k), reason)
-            for k, reason in conn.execute(
-                select(batch.c.natural_key, batch.c.reason).where(not_(batch.c.passes))
-            )
+            Offender(str(k), reason) for k, reason in conn.execute(offender_query(population))
         )
         last = conn.execute(
             select(check_result)
@@ -359,12 +360,8 @@ def _target_check(
     if listed.unexpected_count is not None and len(rows) >= listed.unexpected_count:
         offenders = [Offender(str(r["natural_key"]), r["reason"]) for r in rows]
     else:  # GX returned a capped sample: read every offender with the same query
-        batch = population.subquery("batch")
         offenders = [
-            Offender(str(k), reason)
-            for k, reason in conn.execute(
-                select(batch.c.natural_key, batch.c.reason).where(not_(batch.c.passes))
-            )
+            Offender(str(k), reason) for k, reason in conn.execute(offender_query(population))
         ]
     offenders.sort(key=lambda o: o.natural_key)
     if len(offenders) != denominator - numerator:

@@ -187,14 +187,15 @@ def report_tables_task(job_id: str, as_of: date) -> ReportTablesRefresh:
 
 
 @task(name="alerts", cache_policy=NO_CACHE)
-def alerts_task(as_of: date) -> AlertRun:
-    """Announce slips, recoveries, reminders and early warnings; send what is pending."""
+def alerts_task(as_of: date, check_run_id: str | None = None) -> AlertRun:
+    """Announce slips, recoveries, reminders and early warnings of the target checks
+    that ran one step before (``check_run_id``); send what is pending."""
     settings = load_settings()
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         # source failures, recoveries, stale data and the job's own recovery, sent below
         health = health_pass(engine, settings, job_got_through=True, deliver=False)
-        run = run_alerting(engine, settings, as_of, [str(as_of.year)])
+        run = run_alerting(engine, settings, as_of, check_run_id=check_run_id)
     finally:
         engine.dispose()
     run.planned[:0] = health.planned
@@ -254,7 +255,7 @@ def nightly_sync(
                 result.job_id, as_of, result.quality
             )
             result.report_tables = step_task(report_tables_task, settings)(result.job_id, as_of)
-            result.alerts = step_task(alerts_task, settings)(as_of)
+            result.alerts = step_task(alerts_task, settings)(as_of, result.targets.check_run_id)
     except WarehouseError as exc:  # busy, unreachable, read-only: one line, no traceback
         return Failed(message=str(exc), data=exc)
     finally:

@@ -23,9 +23,11 @@ matplotlib.use("Agg")  # before anything touches pyplot; rulewatch never opens a
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from rulewatch.checks.results import TargetCheck  # noqa: E402
+from rulewatch.messages import t as msg  # noqa: E402
 from rulewatch.metric_ids import METRICS, label  # noqa: E402
 from rulewatch.metrics import MetricValue  # noqa: E402
-from rulewatch.report.tables import TargetStatus  # noqa: E402
+from rulewatch.numbers import format_percent  # noqa: E402
 
 _CJK_FONTS = (
     "Noto Sans CJK SC",
@@ -92,15 +94,11 @@ def _rendered(builder: Callable[..., Chart]) -> Callable[..., Chart]:
     return wrapper
 
 
-def _t(language: str, en: str, zh: str) -> str:
-    return zh if language == "zh" else en
-
-
 @_rendered
-def scorecard_chart(targets: Sequence[TargetStatus], language: str) -> Chart:
+def scorecard_chart(targets: Sequence[TargetCheck], language: str) -> Chart:
     """One bar per target: its value against the target line, coloured by status."""
     lang = chart_language(language)
-    title = _t(lang, "Targets at a glance", "目标完成情况")
+    title = msg("chart.targets", lang)
     fig = _figure(9, 0.45 * max(len(targets), 1) + 1.2)
     ax = fig.add_subplot()
     names = [label(t.metric, lang) for t in targets][::-1]
@@ -108,12 +106,12 @@ def scorecard_chart(targets: Sequence[TargetStatus], language: str) -> Chart:
     colours = [_COLOURS[t.status] for t in targets][::-1]
     bars = ax.barh(names, values, color=colours)
     for t, bar in zip(targets[::-1], bars, strict=True):
-        text = _t(lang, "no data", "无数据") if t.value is None else f"{t.value:.1%}"
+        text = msg("no_data", lang) if t.value is None else format_percent(t.value, 1)
         ax.text(bar.get_width() + 1, bar.get_y() + bar.get_height() / 2, text, va="center")
         y = bar.get_y()
         ax.plot([t.target * 100] * 2, [y - 0.1, y + bar.get_height() + 0.1], color="black", lw=1.5)
     ax.set_xlim(0, 115)
-    ax.set_xlabel(_t(lang, "% (black tick: target)", "%(黑线:目标值)"))
+    ax.set_xlabel(msg("chart.percent_axis", lang))
     ax.set_title(title, loc="left")
     return Chart("scorecard", title, _png(fig))
 
@@ -126,13 +124,13 @@ def _grid(n: int) -> tuple[int, int]:
 @_rendered
 def history_chart(
     history: dict[str, list[tuple[date, float | None, str]]],
-    targets: Sequence[TargetStatus],
+    targets: Sequence[TargetCheck],
     period: str,
     language: str,
 ) -> Chart:
     """Each target's value over the nightly history of the period (one panel each)."""
     lang = chart_language(language)
-    title = _t(lang, f"Targets over the nightly history, {period}", f"{period} 各目标每日走势")
+    title = msg("chart.history", lang, period=period)
     rows, cols = _grid(len(targets))
     fig = _figure(4 * cols, 2.4 * rows + 0.6)
     fig.suptitle(title, x=0.01, ha="left")
@@ -150,7 +148,7 @@ def history_chart(
             ax.text(
                 0.5,
                 0.5,
-                _t(lang, "no history yet", "暂无历史"),
+                msg("chart.no_history", lang),
                 ha="center",
                 va="center",
                 transform=ax.transAxes,
@@ -169,11 +167,13 @@ def history_chart(
 
 @_rendered
 def monthly_targets_chart(
-    monthly: Sequence[Sequence[MetricValue]], targets: Sequence[TargetStatus], language: str
+    monthly: Sequence[Sequence[MetricValue]], targets: Sequence[TargetCheck], language: str
 ) -> Chart:
     """Each target's value per month of the period, bars coloured by status."""
+    computed = {m.metric for ms in monthly for m in ms}
+    targets = [t for t in targets if t.metric in computed]  # custom rates have no months
     lang = chart_language(language)
-    title = _t(lang, "Targets per month", "各目标按月情况")
+    title = msg("chart.targets_monthly", lang)
     rows, cols = _grid(len(targets))
     fig = _figure(4 * cols, 2.4 * rows + 0.6)
     fig.suptitle(title, x=0.01, ha="left")
@@ -209,7 +209,7 @@ _COUNTS = (
 def monthly_counts_chart(monthly: Sequence[Sequence[MetricValue]], language: str) -> Chart:
     """Applications, inspections and contracts reviewed per month."""
     lang = chart_language(language)
-    title = _t(lang, "Counts per month", "按月业务量")
+    title = msg("chart.counts_monthly", lang)
     fig = _figure(12, 3.2)
     fig.suptitle(title, x=0.01, ha="left")
     groups = (_COUNTS[:3], _COUNTS[3:5], _COUNTS[5:])

@@ -13,17 +13,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from rulewatch.checks.results import TargetCheck
 from rulewatch.metric_ids import RATE_METRICS
 from rulewatch.metrics import MetricValue, compute_metrics, early_warnings
 from rulewatch.periods import Period
 from rulewatch.report.published import Reconciled, load_published, reconcile
-from rulewatch.report.tables import (
-    TargetStatus,
-    metric_history,
-    months_of,
-    now_utc,
-    target_statuses,
-)
+from rulewatch.report.tables import metric_history, months_of, now_utc, target_statuses
 from rulewatch.settings import SOURCE_NAMES, Settings
 from rulewatch.warehouse.schema import CORE_TABLES, quarantined_record, sync_run, sync_state
 
@@ -63,7 +58,7 @@ class ReportData:
     language: str
     generated_at: datetime
     metrics: list[MetricValue]
-    targets: list[TargetStatus]
+    targets: list[TargetCheck]
     monthly: list[list[MetricValue]]  # one list of metrics per month of the period
     history: dict[str, list[tuple[date, float | None, str]]]  # rate -> (as_of, value, status)
     reconciliation: list[Reconciled]
@@ -76,7 +71,7 @@ class ReportData:
         return next(m for m in self.metrics if m.metric == metric_id)
 
     @property
-    def slipped(self) -> list[TargetStatus]:
+    def slipped(self) -> list[TargetCheck]:
         return [t for t in self.targets if t.status == "slipped"]
 
     @property

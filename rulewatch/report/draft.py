@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from rulewatch.metric_ids import label
 from rulewatch.metrics import MetricValue
+from rulewatch.numbers import format_percent
 from rulewatch.report.data import ReportData
-from rulewatch.report.published import format_percent
+
+
+def _once(paragraphs: list[str]) -> list[str]:
+    """Each paragraph once, in order: the same slip or editor's note (a figure published
+    in two reports, a target in two lists) is stated one time."""
+    return list(dict.fromkeys(p for p in paragraphs if p))
 
 
 def _span_zh(data: ReportData) -> str:
@@ -109,9 +115,9 @@ def draft_zh(data: ReportData) -> list[str]:
         f"{m('docreview.contracts_reviewed').value}件政府合同提供合法性审查。"
     )
     paragraphs = [
-        permits + "".join(_slips_zh(data, "permits.")),
-        enforcement + "".join(_slips_zh(data, "enforcement.")),
-        docreview + "".join(_slips_zh(data, "docreview.")),
+        permits + "".join(_once(_slips_zh(data, "permits."))),
+        enforcement + "".join(_once(_slips_zh(data, "enforcement."))),
+        docreview + "".join(_once(_slips_zh(data, "docreview."))),
     ]
     for r in data.reconciliation:
         if r.is_mismatch:
@@ -119,7 +125,7 @@ def draft_zh(data: ReportData) -> list[str]:
                 f"【编辑注】已公布的{label(r.metric, 'zh')}{r.published}与数据仓库计算结果"
                 f"{r.warehouse}不一致({r.arithmetic}),本稿采用{r.warehouse}。"
             )
-    return paragraphs
+    return _once(paragraphs)
 
 
 def draft_en(data: ReportData) -> list[str]:
@@ -157,9 +163,9 @@ def draft_en(data: ReportData) -> list[str]:
         "were reviewed for legality."
     )
     paragraphs = [
-        " ".join([permits, *_slips_en(data, "permits.")]),
-        " ".join([enforcement, *_slips_en(data, "enforcement.")]),
-        " ".join([docreview, *_slips_en(data, "docreview.")]),
+        " ".join([permits, *_once(_slips_en(data, "permits."))]),
+        " ".join([enforcement, *_once(_slips_en(data, "enforcement."))]),
+        " ".join([docreview, *_once(_slips_en(data, "docreview."))]),
     ]
     for r in data.reconciliation:
         if r.is_mismatch:
@@ -167,7 +173,7 @@ def draft_en(data: ReportData) -> list[str]:
                 f"[Editor's note] The published {r.metric} of {r.published} does not match the "
                 f"warehouse's {r.warehouse} ({r.arithmetic}); this draft uses {r.warehouse}."
             )
-    return paragraphs
+    return _once(paragraphs)
 
 
 def draft_markdown(data: ReportData, language: str) -> str:

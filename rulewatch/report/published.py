@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from rulewatch.metric_ids import METRICS
 from rulewatch.metrics import MetricValue, compute_metrics
+from rulewatch.numbers import format_percent, round_percent
 from rulewatch.periods import Period, PeriodError
 from rulewatch.settings import Settings, _read_yaml
 
@@ -134,21 +135,6 @@ class Reconciled:
         return self.status == "mismatch"
 
 
-def format_percent(fraction: float | Decimal, decimals: int = 2, sign: bool = False) -> str:
-    """A fraction as the annual report writes it: ``0.1079 -> 10.79%``, ``1.6 -> 160%``."""
-    text = f"{Decimal(str(fraction)) * 100:.{decimals}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    if text in ("-0", ""):
-        text = "0"
-    return f"{'+' if sign and not text.startswith('-') else ''}{text}%"
-
-
-def _rounded_percent(fraction: float, decimals: int) -> Decimal:
-    quantum = Decimal(1).scaleb(-decimals)
-    return (Decimal(str(fraction)) * 100).quantize(quantum, rounding=ROUND_HALF_UP)
-
-
 def _growth_check(figure: PublishedFigure, m: MetricValue, previous_period: str) -> str:
     """Why a published growth rate cannot be right: the base year it would need."""
     now = (m.numerator or 0) + (m.denominator or 0)
@@ -209,7 +195,7 @@ def reconcile_figure(figure: PublishedFigure, m: MetricValue, title: str) -> Rec
         working = f"({now} − {before}) / {before} = {m.numerator} / {before} = {exact}"
     else:
         working = f"{m.numerator} / {m.denominator} = {exact}"
-    matches = _rounded_percent(m.value, decimals) == figure.percent
+    matches = round_percent(m.value, decimals) == figure.percent
     if matches:
         rounded = "" if exact == shown else f" → {shown}"
         return result(shown, "match", f"{working}{rounded}")

@@ -8,21 +8,28 @@
 The nightly job refreshes them for the periods around its as-of date
 (:func:`report_periods`); :func:`backfill_history` rebuilds past dates from the
 current state, which the contract allows ("events after the as-of date have
-not happened yet"). A target's status comes from the stored Great Expectations
-check of the same period and date when there is one, otherwise from the same
-metric declarations (:func:`rulewatch.metrics.rate_population`).
+not happened yet"). A target's status is the stored target check
+(:class:`rulewatch.checks.results.TargetCheck`) of the same period and date;
+only a date no check ran on gets its figures from the metric declarations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.engine import Connection
 
-from rulewatch.checks.results import Offender, latest_target_statuses, now_utc
+from rulewatch.checks.results import (
+    Offender,
+    TargetCheck,
+    latest_target_statuses,
+    now_utc,
+    offender_query,
+    slipped_run_start,
+)
 from rulewatch.metric_ids import METRICS
 from rulewatch.metrics import (
     MetricValue,
@@ -33,29 +40,6 @@ from rulewatch.metrics import (
 from rulewatch.periods import Period
 from rulewatch.settings import Settings
 from rulewatch.warehouse.schema import report_metric, report_offender, report_target_status
-
-
-@dataclass(frozen=True)
-class TargetStatus:
-    """A target's status for one period at one as-of date, with every offending record."""
-
-    metric: str
-    period: str
-    as_of: date
-    value: float | None
-    numerator: int
-    denominator: int
-    target: float
-    severity: str
-    status: str  # met, slipped, no_data
-    offenders: tuple[Offender, ...] = ()
-    slipped_since: date | None = None
-    check_result_id: int | None = None  # the stored GX check it was read from
-    provisional: bool = False  # counts working days of a year not yet published
-
-    @property
-    def offender_count(self) -> int:
-        return len(self.offenders)
 
 
 @dataclass
@@ -155,23 +139,16 @@ def store_metrics_history(
 
 
 def slipped_since(conn: Connection, metric: str, period: str, as_of: date) -> date:
-    """The first as-of date of the unbroken run of slipped days ending at ``as_of``,
-    from the ``report_metric`` history (``as_of`` itself when there is none)."""
+    """Since when the target has slipped by the ``report_metric`` history (covering
+    backfilled dates without a stored check), by the one rule of :func:`slipped_run_start`."""
     rows = conn.execute(
-        select(report_metric.c.as_of, report_metric.c.status)
-        .where(
+        select(report_metric.c.as_of, report_metric.c.status).where(
             report_metric.c.metric == metric,
             report_metric.c.period == period,
             report_metric.c.as_of < as_of,
         )
-        .order_by(report_metric.c.as_of.desc())
     )
-    since = as_of
-    for day, status in rows:
-        if status != "slipped":
-            break
-        since = day
-    return since
+    return slipped_run_start([*rows, (as_of, "slipped")])
 
 
 def target_statuses(
@@ -182,101 +159,51 @@ def target_statuses(
     metrics: Sequence[MetricValue],
     *,
     use_stored_checks: bool = True,
-) -> list[TargetStatus]:
+) -> list[TargetCheck]:
     """Every target's status for ``period`` at ``as_of``, with all its offenders.
 
-    Read from the stored target check of that period and date when there is one
-    (same figures by construction), otherwise from the metrics and their populations
-    (always, with ``use_stored_checks`` off: a check made with an older calendar).
+    The stored target check of that period and date is the status (custom rates
+    included). A built-in rate with no stored check of that date (a backfilled
+    date, or ``use_stored_checks`` off: the check was made with an older calendar)
+    gets its figures from the same declarations the checks validate.
     """
     stored = {
         c.metric: c
         for c in latest_target_statuses(conn, period.label)
-        if use_stored_checks and c.as_of == as_of and c.metric in METRICS
+        if use_stored_checks and c.as_of == as_of
     }
     statuses = []
     for m in metrics:
         options = settings.targets.get(m.metric)
-        if options is None or m.target is None:
+        if options is None or m.target is None or m.metric in stored:
             continue
-        check = stored.get(m.metric)
-        if check is not None:
-            statuses.append(
-                TargetStatus(
-                    metric=m.metric,
-                    period=period.label,
-                    as_of=as_of,
-                    value=check.value,
-                    numerator=check.numerator,
-                    denominator=check.denominator,
-                    target=check.target,
-                    severity=check.severity,
-                    status=check.status,
-                    offenders=tuple(check.offenders),
-                    slipped_since=_earliest(
-                        check.slipped_since,
-                        slipped_since(conn, m.metric, period.label, as_of)
-                        if check.status == "slipped"
-                        else None,
-                    ),
-                    check_result_id=_check_result_id(conn, check.check_run_id, m.metric, period),
-                    provisional=m.provisional,
-                )
-            )
-            continue
-        population = rate_population(m.metric, period, as_of).subquery()
-        offenders = tuple(
-            Offender(key, reason)
-            for key, reason in conn.execute(
-                select(population.c.natural_key, population.c.reason)
-                .where(population.c.passes.is_(False))
-                .order_by(population.c.natural_key)
-            )
+        population = rate_population(m.metric, period, as_of)
+        offenders = tuple(Offender(k, r) for k, r in conn.execute(offender_query(population)))
+        stored[m.metric] = TargetCheck(
+            metric=m.metric,
+            period=period.label,
+            as_of=as_of,
+            value=m.value,
+            numerator=m.numerator or 0,
+            denominator=m.denominator or 0,
+            target=m.target,
+            severity=options.severity,
+            status=m.status,
+            offenders=offenders,
+            offender_count=len(offenders),
+            provisional=m.provisional,
         )
-        since = (
-            slipped_since(conn, m.metric, period.label, as_of) if m.status == "slipped" else None
-        )
-        statuses.append(
-            TargetStatus(
-                metric=m.metric,
-                period=period.label,
-                as_of=as_of,
-                value=m.value,
-                numerator=m.numerator or 0,
-                denominator=m.denominator or 0,
-                target=m.target,
-                severity=options.severity,
-                status=m.status,
-                offenders=offenders,
-                slipped_since=since,
-                provisional=m.provisional,
-            )
-        )
+    for metric, check in sorted(stored.items()):
+        if check.status == "slipped":
+            since = slipped_since(conn, metric, period.label, as_of)
+            if check.slipped_since is not None:
+                since = min(since, check.slipped_since)
+            check = replace(check, slipped_since=since)
+        statuses.append(check)
     return statuses
 
 
-def _earliest(*days: date | None) -> date | None:
-    known = [d for d in days if d is not None]
-    return min(known) if known else None
-
-
-def _check_result_id(
-    conn: Connection, check_run_id: str | None, metric: str, period: Period
-) -> int | None:
-    from rulewatch.warehouse.schema import check_result
-
-    if check_run_id is None:
-        return None
-    return conn.execute(
-        select(check_result.c.check_result_id).where(
-            check_result.c.check_run_id == check_run_id,
-            check_result.c.metric == metric,
-            check_result.c.period == period.label,
-        )
-    ).scalar()
-
-
-def store_statuses(conn: Connection, statuses: Iterable[TargetStatus]) -> tuple[int, int]:
+def store_statuses(conn: Connection, statuses: Iterable[TargetCheck]) -> tuple[int, int]:
     """Make these the latest statuses, unless a newer as-of date is stored already.
 
     Returns (statuses written, offenders written).

@@ -274,6 +274,9 @@ alert = Table(
     Column("title", Text, nullable=False),
     Column("body", Text, nullable=False),
     Column("created_at", DateTime, nullable=False),
+    Column("severity", String(16)),  # the target's severity (revision 0008)
+    # the stored target check that justified a slip/recovery/reminder (revision 0008)
+    Column("check_result_id", BigInteger().with_variant(Integer, "sqlite")),
 )
 
 # One row per alert per channel: pending, sending, sent (channel shown without secrets).
@@ -355,6 +358,8 @@ check_result = Table(
     Column("offender_count", Integer, nullable=False, default=0),
     Column("set_aside", Integer, nullable=False, default=0),
     Column("checked_at", DateTime, nullable=False),
+    # counts working days of a year not yet published (revision 0008)
+    Column("is_provisional", Boolean, nullable=False, server_default=false()),
     Index(None, "metric", "period"),
     Index(None, "check_run_id"),
 )

@@ -14,7 +14,8 @@ from flows_support import child_env, poll, rulewatch_cmd, stop_process
 from receivers import Webhook
 from sqlalchemy import select
 
-from rulewatch.alerts import Channel, TargetStatus, plan_alerts
+from rulewatch.alerts import Channel, plan_alerts
+from rulewatch.checks.results import Offender, TargetCheck
 from rulewatch.demo.data import DEMO_TODAY
 from rulewatch.periods import Period
 from rulewatch.report.write import write_report
@@ -133,9 +134,9 @@ def test_kill_9_during_an_alert_delivery_is_retried_and_check_shows_it(
 ):
     settings = load_settings({})
     engine = open_warehouse(sqlite_url, calendar_of(settings))
-    slip = TargetStatus(
-        "docreview.filing_rate", "2024", date(2024, 5, 20), "slipped", 0.5, 1.0, 1, 2,
-        [("DOC-2024-002", "not filed; deadline 2024-04-04 passed")],
+    slip = TargetCheck(
+        "docreview.filing_rate", "2024", date(2024, 5, 20), 0.5, 1, 2, 1.0, "critical",
+        "slipped", (Offender("DOC-2024-002", "not filed; deadline 2024-04-04 passed"),), 1,
     )  # fmt: skip
     with engine.begin() as conn:
         (planned,) = plan_alerts(

@@ -12,6 +12,7 @@ from receivers import Webhook
 from sqlalchemy import select
 
 from rulewatch.alerts import run_alerting
+from rulewatch.checks.targets import run_target_checks
 from rulewatch.report.provisional import recompute_provisional_history
 from rulewatch.report.tables import refresh_report_tables, store_metrics
 from rulewatch.settings import PACKAGE_CONFIG_DIR, load_settings
@@ -148,8 +149,9 @@ def _night(engine, settings, night: date, report: bool = True):  # noqa: ANN001,
     refresh the report tables, alert (``report=False``: the first step only)."""
     done = recompute_provisional_history(engine, settings)
     if report:
+        checked = run_target_checks(engine, settings, _periods(), night)
         refresh_report_tables(engine, settings, night, periods=_periods())
-        run_alerting(engine, settings, night, [str(FAR)])
+        run_alerting(engine, settings, night, check_run_id=checked.check_run_id)
     return done
 
 

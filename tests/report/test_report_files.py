@@ -129,3 +129,14 @@ def test_html_is_one_self_contained_file(reports):
     assert html.count('src="data:image/png;base64,') == 4
     assert 'data-metric="docreview.filing_rate" data-status="slipped"' in html
     assert f'data-key="{MISSED_FILING_DOC_ID}"' in html
+
+
+def test_no_sentence_of_a_draft_is_repeated(reports):  # noqa: ANN001
+    import re
+
+    for files in reports.values():
+        for path in files.drafts:
+            text = path.read_text(encoding="utf-8")
+            sentences = [s.strip() for s in re.split(r"(?<=[。.;；])\s*", text) if len(s) > 12]
+            repeated = {s for s in sentences if sentences.count(s) > 1}
+            assert not repeated, (path.name, repeated)

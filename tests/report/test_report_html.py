@@ -70,7 +70,7 @@ def test_2024_report_in_chromium_names_the_missed_filing(pages, tmp_path):
     assert statuses["docreview.filing_rate"] == "slipped"
     filing = [o for o in seen.values["offenders"] if o[0] == "docreview.filing_rate"]
     assert [o[1] for o in filing] == [MISSED_FILING_DOC_ID]
-    assert "deadline 2024-04-04" in filing[0][2]
+    assert "未报备;报备期限2024-04-04已过" in filing[0][2]  # a zh page: the reason in zh too
     _images_loaded(seen.values["images"])
     assert seen.values["reconciliation"] == []
 
