@@ -175,24 +175,45 @@ def _transition(
     conn: Connection, s: TargetCheck, now: datetime, reminder_interval: timedelta
 ) -> str | None:
     """Move the target's announced state; the kind of alert it calls for, if any."""
-    key = and_(alert_state.c.metric == s.metric, alert_state.c.period == s.period)
+    kind = move_state(conn, s.metric, s.period, s.status, "slipped", now, reminder_interval)
+    return "slipped" if kind == "bad" else kind
+
+
+def move_state(
+    conn: Connection,
+    subject: str,
+    aspect: str,
+    status: str,
+    bad: str,
+    now: datetime,
+    reminder_interval: timedelta,
+) -> str | None:
+    """Compare-and-set a subject's announced state (one ``alert_state`` row): the alert
+    the change calls for, "bad", "reminder", "recovered" or None.
+
+    ``status`` is the state now, ``bad`` the one that is announced. A first sighting
+    that is not bad, and a move between two states that are not, are recorded
+    silently; two runs at once cannot both win the same change (the update names
+    the state it saw).
+    """
+    key = and_(alert_state.c.metric == subject, alert_state.c.period == aspect)
+    is_bad = status == bad
     row = conn.execute(select(alert_state).where(key)).first()
     if row is None:
         conn.execute(
             insert(alert_state).values(
-                metric=s.metric,
-                period=s.period,
-                status=s.status,
+                metric=subject,
+                period=aspect,
+                status=status,
                 changed_at=now,
-                last_announced_at=now if s.status == "slipped" else None,
+                last_announced_at=now if is_bad else None,
             )
         )
-        return "slipped" if s.status == "slipped" else None
-    was_slipped, is_slipped = row.status == "slipped", s.status == "slipped"
-    if was_slipped == is_slipped:
-        if not is_slipped:
-            if row.status != s.status:
-                conn.execute(update(alert_state).where(key).values(status=s.status))
+        return "bad" if is_bad else None
+    if (row.status == bad) == is_bad:
+        if not is_bad:
+            if row.status != status:
+                conn.execute(update(alert_state).where(key).values(status=status))
             return None
         due = row.last_announced_at is None or now - row.last_announced_at >= reminder_interval
         if not due:
@@ -207,14 +228,14 @@ def _transition(
         update(alert_state)
         .where(key, alert_state.c.status == row.status)
         .values(
-            status=s.status,
+            status=status,
             changed_at=now,
-            last_announced_at=now if is_slipped else row.last_announced_at,
+            last_announced_at=now if is_bad else row.last_announced_at,
         )
     ).rowcount
     if not claimed:
         return None
-    return "slipped" if is_slipped else "recovered"
+    return "bad" if is_bad else "recovered"
 
 
 def _record(

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 
 from rulewatch.alerts import (
@@ -38,11 +38,12 @@ from rulewatch.alerts import (
     _record,
     apprise_send,
     deliver_pending,
+    move_state,
 )
 from rulewatch.messages import t
 from rulewatch.settings import SOURCE_NAMES, Settings
 from rulewatch.warehouse.runs import Healed, heal_runs
-from rulewatch.warehouse.schema import alert_state, sync_run
+from rulewatch.warehouse.schema import sync_run
 
 log = logging.getLogger("rulewatch.health")
 
@@ -151,61 +152,6 @@ def source_health(conn: Connection, settings: Settings, now: datetime) -> list[S
     return found
 
 
-def move_state(
-    conn: Connection,
-    subject: str,
-    aspect: str,
-    is_bad: bool,
-    bad: str,
-    now: datetime,
-    reminder_interval: timedelta,
-) -> str | None:
-    """Compare-and-set a subject's announced state: "bad", "reminder", "recovered" or None.
-
-    A first sighting that is good is recorded silently; two runs at once cannot
-    both win the same change (the update names the state it saw).
-    """
-    key = and_(alert_state.c.metric == subject, alert_state.c.period == aspect)
-    status = bad if is_bad else "ok"
-    row = conn.execute(select(alert_state).where(key)).first()
-    if row is None:
-        conn.execute(
-            insert(alert_state).values(
-                metric=subject,
-                period=aspect,
-                status=status,
-                changed_at=now,
-                last_announced_at=now if is_bad else None,
-            )
-        )
-        return "bad" if is_bad else None
-    was_bad = row.status == bad
-    if was_bad == is_bad:
-        if not is_bad:
-            return None
-        due = row.last_announced_at is None or now - row.last_announced_at >= reminder_interval
-        if not due:
-            return None
-        claimed = conn.execute(
-            update(alert_state)
-            .where(key, alert_state.c.last_announced_at == row.last_announced_at)
-            .values(last_announced_at=now)
-        ).rowcount
-        return "reminder" if claimed else None
-    claimed = conn.execute(
-        update(alert_state)
-        .where(key, alert_state.c.status == row.status)
-        .values(
-            status=status,
-            changed_at=now,
-            last_announced_at=now if is_bad else row.last_announced_at,
-        )
-    ).rowcount
-    if not claimed:
-        return None
-    return "bad" if is_bad else "recovered"
-
-
 def render_source(kind: str, h: SourceHealth, language: str, settings: Settings) -> tuple[str, str]:
     """Title and body of a source alert (sync_failed, sync_failing, sync_recovered,
     stale, still_stale, fresh_again)."""
@@ -271,7 +217,7 @@ def plan_health_alerts(
             ("sync", h.is_failing, "failing"),
             ("stale", h.is_stale, "stale"),
         ):
-            move = move_state(conn, subject, aspect, is_bad, bad, now, reminder)
+            move = move_state(conn, subject, aspect, bad if is_bad else "ok", bad, now, reminder)
             if move is None:
                 continue
             kind = _SOURCE_KINDS[aspect][move]
@@ -294,7 +240,9 @@ def plan_job_alert(
 ) -> list[PlannedAlert]:
     """Move the nightly job's state: failed (from a hook) or got through (alerts step)."""
     reminder = timedelta(days=settings.alerts.reminder_interval_days)
-    move = move_state(conn, JOB_SUBJECT, "run", is_failed, "failed", now, reminder)
+    move = move_state(
+        conn, JOB_SUBJECT, "run", "failed" if is_failed else "ok", "failed", now, reminder
+    )
     if move is None:
         return []
     kind = _JOB_KINDS[move]
