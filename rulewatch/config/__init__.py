@@ -1,0 +1,1 @@
+"""The YAML configuration and its loader; an error names the file and the dotted key."""
