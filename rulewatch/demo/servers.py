@@ -213,13 +213,14 @@ class SourceApp:
         world: DemoWorld,
         faults: Faults | None,
         request_counts: dict[str, int],
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         self.system = system
         self.world = world
         self.injector = FaultInjector(faults)
         self.request_counts = request_counts
         self.store: StreamStore = world.store(system)
-        creds = CREDENTIALS[system]
+        creds = CREDENTIALS[system] if credentials is None else credentials
         if system == "permits":
             self._expected = f"Bearer {creds['token']}".encode()
             self._auth_header, self._challenge = b"authorization", b'Bearer realm="permits"'
@@ -239,6 +240,9 @@ class SourceApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        root = scope.get("root_path", "")
+        if root and scope["path"].startswith(root):  # mounted under a prefix: route below it
+            scope = {**scope, "path": scope["path"][len(root) :] or "/"}
         path: str = scope["path"]
         if path.startswith("/_demo/"):
             response = await self._admin(scope, receive, send)
@@ -320,7 +324,8 @@ class SourceApp:
         if more:
             params = {"since": since} if since is not None else {}
             params |= {"per_page": str(per_page), "page": str(page + 1)}
-            url = f"{_origin(scope)}{scope['path']}?{urlencode(params)}"
+            path = scope.get("root_path", "") + scope["path"]  # under a prefix: keep it
+            url = f"{_origin(scope)}{path}?{urlencode(params)}"
             headers.append((b"link", f'<{url}>; rel="next"'.encode()))
         return 200, b"[" + b",".join(items) + b"]", headers
 
