@@ -121,13 +121,6 @@ class SecretRef:
     env: str | None = None
     block: str | None = None
 
-    def describe(self) -> str:
-        return (
-            f"environment variable {self.env}"
-            if self.env
-            else f"Prefect Secret block {self.block!r}"
-        )
-
 
 @dataclass(frozen=True)
 class AgencySource:
@@ -314,12 +307,11 @@ def _source(name: str, model: BaseModel, where: str) -> AgencySource:
         _one_of(where, f"{key}_env", env, f"{key}_block", block)
         if env is not None:
             _env_name(f"{where}.{key}_env", env)
-        else:
-            if not _BLOCK_NAME.match(block):
-                raise ConfigError(
-                    f"{where}.{key}_block: {block!r} is not a Prefect block name "
-                    "(lower-case letters, digits and hyphens)"
-                )
+        elif not _BLOCK_NAME.match(block):
+            raise ConfigError(
+                f"{where}.{key}_block: {block!r} is not a Prefect block name "
+                "(lower-case letters, digits and hyphens)"
+            )
         credentials[key] = SecretRef(env=env, block=block)
     return AgencySource(name, None if url is None else url.rstrip("/"), url_env, credentials, where)
 
