@@ -13,10 +13,10 @@ import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")  # before anything touches pyplot; rulewatch never opens a window
 
@@ -27,7 +27,6 @@ from rulewatch.checks.results import TargetCheck  # noqa: E402
 from rulewatch.common.messages import t as msg  # noqa: E402
 from rulewatch.common.metric_ids import METRICS, label  # noqa: E402
 from rulewatch.common.numbers import format_percent  # noqa: E402
-from rulewatch.metrics.compute import MetricValue  # noqa: E402
 
 _CJK_FONTS = (
     "Noto Sans CJK SC",
@@ -123,12 +122,10 @@ def _grid(n: int) -> tuple[int, int]:
 
 @_rendered
 def history_chart(
-    history: dict[str, list[tuple[date, float | None, str]]],
-    targets: Sequence[TargetCheck],
-    period: str,
-    language: str,
+    history: pd.DataFrame, targets: Sequence[TargetCheck], period: str, language: str
 ) -> Chart:
-    """Each target's value over the nightly history of the period (one panel each)."""
+    """Each target's value over the nightly history of the period (one panel each);
+    ``history`` has one row per metric per as-of date (metric, as_of, value, status)."""
     lang = chart_language(language)
     title = msg("chart.history", lang, period=period)
     rows, cols = _grid(len(targets))
@@ -136,15 +133,9 @@ def history_chart(
     fig.suptitle(title, x=0.01, ha="left")
     axes = fig.subplots(rows, cols, squeeze=False).flatten()
     for ax, t in zip(axes, targets, strict=False):
-        points = [(d, v * 100) for d, v, _ in history.get(t.metric, []) if v is not None]
-        slipped = [(d, v * 100) for d, v, s in history.get(t.metric, []) if s == "slipped"]
-        if points:
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, color=_COLOURS["met"], lw=1.5, marker="o" if len(xs) < 15 else None)
-        if slipped:
-            xs, ys = zip(*slipped, strict=True)
-            ax.scatter(xs, ys, color=_COLOURS["slipped"], s=10, zorder=3)
-        if not points:
+        points = history[(history["metric"] == t.metric) & history["value"].notna()]
+        slipped = points[points["status"] == "slipped"]
+        if points.empty:
             ax.text(
                 0.5,
                 0.5,
@@ -153,6 +144,14 @@ def history_chart(
                 va="center",
                 transform=ax.transAxes,
                 color="grey",
+            )
+        else:
+            marker = "o" if len(points) < 15 else None
+            ax.plot(
+                points["as_of"], points["value"] * 100, color=_COLOURS["met"], lw=1.5, marker=marker
+            )
+            ax.scatter(
+                slipped["as_of"], slipped["value"] * 100, color=_COLOURS["slipped"], s=10, zorder=3
             )
         ax.axhline(t.target * 100, color="black", ls="--", lw=1)
         ax.set_ylim(-5, 110)
@@ -165,26 +164,32 @@ def history_chart(
     return Chart("history", title, _png(fig))
 
 
+def _by_month(monthly: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``column`` of a metric frame pivoted to one row per month and one column per metric."""
+    return monthly.pivot(index="period", columns="metric", values=column)
+
+
 @_rendered
 def monthly_targets_chart(
-    monthly: Sequence[Sequence[MetricValue]], targets: Sequence[TargetCheck], language: str
+    monthly: pd.DataFrame, targets: Sequence[TargetCheck], language: str
 ) -> Chart:
-    """Each target's value per month of the period, bars coloured by status."""
-    computed = {m.metric for ms in monthly for m in ms}
-    targets = [t for t in targets if t.metric in computed]  # custom rates have no months
+    """Each target's value per month of the period (a metric frame), bars coloured by status."""
+    values = _by_month(monthly, "value").astype("float64")
+    statuses = _by_month(monthly, "status")
+    targets = [t for t in targets if t.metric in values]  # custom rates have no months
     lang = chart_language(language)
     title = msg("chart.targets_monthly", lang)
     rows, cols = _grid(len(targets))
     fig = _figure(4 * cols, 2.4 * rows + 0.6)
     fig.suptitle(title, x=0.01, ha="left")
     axes = fig.subplots(rows, cols, squeeze=False).flatten()
-    months = [ms[0].period[5:] if ms else "" for ms in monthly]
+    months = list(values.index.str[5:])
     for ax, t in zip(axes, targets, strict=False):
-        values = [next(m for m in ms if m.metric == t.metric) for ms in monthly]
-        heights = [0 if m.value is None else m.value * 100 for m in values]
-        ax.bar(months, heights, color=[_COLOURS[m.status] for m in values])
-        for i, m in enumerate(values):
-            if m.value is None:
+        ax.bar(
+            months, values[t.metric].fillna(0) * 100, color=list(statuses[t.metric].map(_COLOURS))
+        )
+        for i, missing in enumerate(values[t.metric].isna()):
+            if missing:
                 ax.text(i, 2, "–", ha="center", color="grey")
         ax.axhline(t.target * 100, color="black", ls="--", lw=1)
         ax.set_ylim(0, 110)
@@ -206,22 +211,22 @@ _COUNTS = (
 
 
 @_rendered
-def monthly_counts_chart(monthly: Sequence[Sequence[MetricValue]], language: str) -> Chart:
-    """Applications, inspections and contracts reviewed per month."""
+def monthly_counts_chart(monthly: pd.DataFrame, language: str) -> Chart:
+    """Applications, inspections and contracts reviewed per month (a metric frame)."""
     lang = chart_language(language)
     title = msg("chart.counts_monthly", lang)
     fig = _figure(12, 3.2)
     fig.suptitle(title, x=0.01, ha="left")
     groups = (_COUNTS[:3], _COUNTS[3:5], _COUNTS[5:])
     axes = fig.subplots(1, len(groups), squeeze=False).flatten()
-    months = [ms[0].period[5:] if ms else "" for ms in monthly]
+    counts = _by_month(monthly, "value").astype("float64").fillna(0)
+    months = list(counts.index.str[5:])
     for ax, group in zip(axes, groups, strict=True):
         width = 0.8 / len(group)
         for i, metric in enumerate(group):
             assert METRICS[metric][0] == "count"
-            values = [next(m.value for m in ms if m.metric == metric) or 0 for ms in monthly]
             xs = [x + (i - (len(group) - 1) / 2) * width for x in range(len(months))]
-            ax.bar(xs, values, width=width, label=label(metric, lang))
+            ax.bar(xs, counts[metric], width=width, label=label(metric, lang))
         ax.set_xticks(range(len(months)), months)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)

@@ -1,15 +1,19 @@
 """Everything one period's report shows, read from the warehouse in one place.
 
 The HTML page, the CSV and XLSX exports and the annual-report draft are all
-renderings of one :class:`ReportData`, so they cannot disagree.
+renderings of one :class:`ReportData`, so they cannot disagree. Its tables of
+many rows (the months of the period, the nightly history) are pandas frames,
+which the charts pivot and the exports write.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
@@ -19,8 +23,35 @@ from rulewatch.common.periods import Period
 from rulewatch.config.settings import SOURCE_NAMES, Settings
 from rulewatch.metrics.compute import MetricValue, compute_metrics, early_warnings
 from rulewatch.report.published import Reconciled, load_published, reconcile
-from rulewatch.report.tables import metric_history, months_of, now_utc, target_statuses
-from rulewatch.warehouse.schema import CORE_TABLES, quarantined_record, sync_run, sync_state
+from rulewatch.report.tables import months_of, now_utc, target_statuses
+from rulewatch.warehouse.schema import (
+    CORE_TABLES,
+    quarantined_record,
+    report_metric,
+    sync_run,
+    sync_state,
+)
+
+#: The columns of a metric frame, one per field of :class:`MetricValue`. ``value`` keeps each
+#: metric's own type (a count is an int, a rate a float), so an export writes ``230``, not
+#: ``230.0``; numerator and denominator are whole numbers or missing.
+METRIC_DTYPES: dict[str, Any] = {
+    "metric": "str",
+    "period": "str",
+    "as_of": object,  # datetime.date
+    "value": object,
+    "numerator": "Int64",
+    "denominator": "Int64",
+    "target": "float64",
+    "status": "str",
+    "provisional": "bool",
+}
+
+
+def metric_frame(metrics: Iterable[MetricValue]) -> pd.DataFrame:
+    """One row per metric per period: the fields of each :class:`MetricValue`."""
+    records = [asdict(m) for m in metrics]
+    return pd.DataFrame(records, columns=list(METRIC_DTYPES), dtype=object).astype(METRIC_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -59,8 +90,8 @@ class ReportData:
     generated_at: datetime
     metrics: list[MetricValue]
     targets: list[TargetCheck]
-    monthly: list[list[MetricValue]]  # one list of metrics per month of the period
-    history: dict[str, list[tuple[date, float | None, str]]]  # rate -> (as_of, value, status)
+    monthly: pd.DataFrame  # metric_frame of every month of the period started by as_of
+    history: pd.DataFrame  # report_metric of the targets' rates: metric, as_of, value, status
     reconciliation: list[Reconciled]
     freshness: list[SourceFreshness]
     quarantine: list[QuarantineCount]
@@ -126,6 +157,28 @@ def source_freshness(
     return result
 
 
+def metric_history(
+    conn: Connection, period: str, as_of: date, metrics: Sequence[str]
+) -> pd.DataFrame:
+    """The stored values of ``metrics`` in ``period`` up to ``as_of`` (``report_metric``):
+    one row per metric per as-of date, columns metric, as_of, value, status."""
+    query = (
+        select(
+            report_metric.c.metric,
+            report_metric.c.as_of,
+            report_metric.c.value,
+            report_metric.c.status,
+        )
+        .where(
+            report_metric.c.period == period,
+            report_metric.c.as_of <= as_of,
+            report_metric.c.metric.in_(list(metrics)),
+        )
+        .order_by(report_metric.c.metric, report_metric.c.as_of)
+    )
+    return pd.read_sql(query, conn, parse_dates=["as_of"], dtype={"value": "float64"})
+
+
 def quarantine_counts(conn: Connection) -> tuple[list[QuarantineCount], dict[str, int]]:
     """Set-aside record versions per stream and check, and records set aside right now."""
     rows = conn.execute(
@@ -149,9 +202,11 @@ def gather_report(
 ) -> ReportData:
     """Read everything the report of ``period`` at ``as_of`` shows."""
     metrics = compute_metrics(conn, period, as_of, settings.targets)
-    monthly = [
-        compute_metrics(conn, month, as_of, settings.targets) for month in months_of(period, as_of)
-    ]
+    monthly = metric_frame(
+        m
+        for month in months_of(period, as_of)
+        for m in compute_metrics(conn, month, as_of, settings.targets)
+    )
     quarantine, set_aside_now = quarantine_counts(conn)
     warnings = (
         early_warnings(conn, as_of, settings.alerts.early_warning_days)

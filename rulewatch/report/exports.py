@@ -2,7 +2,9 @@
 
 Tables with one grain each, headers in English snake case (the metric ids and
 columns of the warehouse), so a spreadsheet or BI tool reads them as they are.
-CSV files are UTF-8 with a byte-order mark, which Excel needs for Chinese text.
+Each is a pandas frame written by ``to_csv`` and ``to_excel``; CSV files are
+UTF-8 with a byte-order mark, which Excel needs for Chinese text, and CRLF line
+ends, as the csv module writes them.
 
 Text from the sources (record keys, reasons, stored errors) is written as inert
 text in every export (:func:`cell_text`): a value a spreadsheet would read as a
@@ -12,16 +14,17 @@ and control characters that XLSX cannot hold are written as visible escapes.
 
 from __future__ import annotations
 
-import csv
 import re
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from openpyxl import Workbook
+import pandas as pd
 from openpyxl.styles import Font
+from openpyxl.worksheet.worksheet import Worksheet
 
 from rulewatch.common.metric_ids import METRICS, label
-from rulewatch.report.data import ReportData
+from rulewatch.report.data import ReportData, metric_frame
 
 #: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -46,106 +49,68 @@ def cell_text(value: Any) -> Any:
     return text
 
 
-def metric_rows(data: ReportData) -> list[dict[str, Any]]:
+def inert(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell made inert by :func:`cell_text`; numbers, booleans and
+    empty cells keep their values and types (a count stays ``230``, never ``230.0``)."""
+    return frame.mask(frame.map(lambda value: isinstance(value, str)), frame.map(cell_text))
+
+
+def metrics_frame(data: ReportData) -> pd.DataFrame:
     """One row per metric per period: the report's period, then each of its months."""
-    rows = []
-    for metrics in [data.metrics, *data.monthly]:
-        for m in metrics:
-            rows.append(
-                {
-                    "metric": m.metric,
-                    "metric_kind": METRICS[m.metric][0],
-                    "label_en": label(m.metric, "en"),
-                    "label_zh": label(m.metric, "zh"),
-                    "period": m.period,
-                    "as_of": m.as_of.isoformat(),
-                    "value": m.value,
-                    "numerator": m.numerator,
-                    "denominator": m.denominator,
-                    "target": m.target,
-                    "status": m.status,
-                    "provisional": m.provisional,
-                }
-            )
-    return rows
+    frame = pd.concat([metric_frame(data.metrics), data.monthly], ignore_index=True)
+    metric = frame["metric"]
+    return frame.assign(
+        metric_kind=metric.map(lambda m: METRICS[m][0]),
+        label_en=metric.map(lambda m: label(m, "en")),
+        label_zh=metric.map(lambda m: label(m, "zh")),
+        as_of=frame["as_of"].map(date.isoformat),
+    )[
+        [
+            "metric",
+            "metric_kind",
+            "label_en",
+            "label_zh",
+            "period",
+            "as_of",
+            "value",
+            "numerator",
+            "denominator",
+            "target",
+            "status",
+            "provisional",
+        ]
+    ]
 
 
-def offender_rows(data: ReportData) -> list[dict[str, Any]]:
+def offenders_frame(data: ReportData) -> pd.DataFrame:
     """One row per offending record of each target of the period (slipped ones first)."""
     ordered = sorted(data.targets, key=lambda t: (t.status != "slipped", t.metric))
-    return [
-        {
-            "metric": t.metric,
-            "period": t.period,
-            "as_of": t.as_of.isoformat(),
-            "target_status": t.status,
-            "natural_key": o.natural_key,
-            "reason": o.reason,
-        }
+    rows = [
+        (t.metric, t.period, t.as_of.isoformat(), t.status, o.natural_key, o.reason)
         for t in ordered
         for o in t.offenders
     ]
+    columns = ["metric", "period", "as_of", "target_status", "natural_key", "reason"]
+    return pd.DataFrame(rows, columns=columns, dtype=object)
 
 
-def reconciliation_rows(data: ReportData) -> list[dict[str, Any]]:
+def reconciliation_frame(data: ReportData) -> pd.DataFrame:
     """One row per published figure: published, warehouse, status, arithmetic."""
-    return [
-        {
-            "metric": r.metric,
-            "period": r.period,
-            "as_of": r.as_of.isoformat(),
-            "published": r.published,
-            "warehouse": r.warehouse,
-            "status": r.status,
-            "arithmetic": r.arithmetic,
-            "published_in": r.title,
-            "quote": r.quote,
-        }
+    rows = [
+        (
+            r.metric,
+            r.period,
+            r.as_of.isoformat(),
+            r.published,
+            r.warehouse,
+            r.status,
+            r.arithmetic,
+            r.title,
+            r.quote,
+        )
         for r in data.reconciliation
     ]
-
-
-def freshness_rows(data: ReportData) -> list[dict[str, Any]]:
-    """One row per source: its newest sync and newest success."""
-
-    def iso(value: Any) -> str | None:
-        return None if value is None else value.isoformat(sep=" ", timespec="seconds")
-
-    return [
-        {
-            "source": f.source,
-            "last_status": f.last_status,
-            "last_started_at_utc": iso(f.last_started_at),
-            "last_succeeded_at_utc": iso(f.last_succeeded_at),
-            "records_read": f.records_read,
-            "records_loaded": f.records_loaded,
-            "records_set_aside": f.records_set_aside,
-            "syncs": f.syncs,
-            "watermarks_utc": "; ".join(f"{s} {iso(w)}" for s, w in f.watermarks),
-            "error": f.error,
-            "is_stale": f.stale_after_hours is not None,
-        }
-        for f in data.freshness
-    ]
-
-
-_COLUMNS = {
-    "metrics": [
-        "metric",
-        "metric_kind",
-        "label_en",
-        "label_zh",
-        "period",
-        "as_of",
-        "value",
-        "numerator",
-        "denominator",
-        "target",
-        "status",
-        "provisional",
-    ],
-    "offenders": ["metric", "period", "as_of", "target_status", "natural_key", "reason"],
-    "reconciliation": [
+    columns = [
         "metric",
         "period",
         "as_of",
@@ -155,60 +120,73 @@ _COLUMNS = {
         "arithmetic",
         "published_in",
         "quote",
-    ],
-    "freshness": [
-        "source",
-        "last_status",
-        "last_started_at_utc",
-        "last_succeeded_at_utc",
-        "records_read",
-        "records_loaded",
-        "records_set_aside",
-        "syncs",
-        "watermarks_utc",
-        "error",
-        "is_stale",
-    ],
-}
+    ]
+    return pd.DataFrame(rows, columns=columns, dtype=object)
 
 
-def _sheets(data: ReportData) -> dict[str, list[dict[str, Any]]]:
+def _utc(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(sep=" ", timespec="seconds")
+
+
+def freshness_frame(data: ReportData) -> pd.DataFrame:
+    """One row per source: its newest sync and newest success."""
+    rows = [
+        {
+            "source": f.source,
+            "last_status": f.last_status,
+            "last_started_at_utc": _utc(f.last_started_at),
+            "last_succeeded_at_utc": _utc(f.last_succeeded_at),
+            "records_read": f.records_read,
+            "records_loaded": f.records_loaded,
+            "records_set_aside": f.records_set_aside,
+            "syncs": f.syncs,
+            "watermarks_utc": "; ".join(f"{s} {_utc(w)}" for s, w in f.watermarks),
+            "error": f.error,
+            "is_stale": f.stale_after_hours is not None,
+        }
+        for f in data.freshness
+    ]
+    return pd.DataFrame(rows, dtype=object)
+
+
+def export_frames(data: ReportData) -> dict[str, pd.DataFrame]:
+    """The exports of a report by name, every text cell made inert."""
     return {
-        "metrics": metric_rows(data),
-        "offenders": offender_rows(data),
-        "reconciliation": reconciliation_rows(data),
-        "freshness": freshness_rows(data),
+        "metrics": inert(metrics_frame(data)),
+        "offenders": inert(offenders_frame(data)),
+        "reconciliation": inert(reconciliation_frame(data)),
+        "freshness": inert(freshness_frame(data)),
     }
 
 
 def write_csvs(data: ReportData, folder: Path) -> list[Path]:
     """``metrics-P.csv``, ``offenders-P.csv``, ``reconciliation-P.csv``, ``freshness-P.csv``."""
     paths = []
-    for name, rows in _sheets(data).items():
+    for name, frame in export_frames(data).items():
         path = folder / f"{name}-{data.period.label}.csv"
-        with path.open("w", encoding="utf-8-sig", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=_COLUMNS[name])
-            writer.writeheader()
-            writer.writerows({k: cell_text(v) for k, v in row.items()} for row in rows)
+        frame.to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
         paths.append(path)
     return paths
 
 
+def _format_sheet(sheet: Worksheet, frame: pd.DataFrame) -> None:
+    """Bold headers in a frozen first row; a missing value as an empty cell (``to_excel``
+    writes empty text); each column as wide as its longest value, 10 to 60 characters."""
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    sheet.freeze_panes = "A2"  # to_excel's freeze_panes adds an empty row to an empty sheet
+    for row, column in zip(*frame.isna().to_numpy().nonzero(), strict=True):
+        sheet.cell(int(row) + 2, int(column) + 1).value = None
+    for cells in sheet.columns:
+        width = max(len(str(c.value or "")) for c in cells)
+        sheet.column_dimensions[cells[0].column_letter].width = min(max(width + 2, 10), 60)
+
+
 def write_xlsx(data: ReportData, folder: Path) -> Path:
     """``report-P.xlsx``: one sheet per export, bold headers, frozen header row."""
-    book = Workbook()
-    book.remove(book.active)
-    for name, rows in _sheets(data).items():
-        sheet = book.create_sheet(name)
-        sheet.append(_COLUMNS[name])
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        for row in rows:
-            sheet.append([cell_text(row[c]) for c in _COLUMNS[name]])
-        sheet.freeze_panes = "A2"
-        for column in sheet.columns:
-            width = max(len(str(c.value or "")) for c in column)
-            sheet.column_dimensions[column[0].column_letter].width = min(max(width + 2, 10), 60)
     path = folder / f"report-{data.period.label}.xlsx"
-    book.save(path)
+    with pd.ExcelWriter(path, engine="openpyxl") as book:
+        for name, frame in export_frames(data).items():
+            frame.to_excel(book, sheet_name=name, index=False)
+            _format_sheet(book.sheets[name], frame)
     return path

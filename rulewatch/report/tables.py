@@ -330,27 +330,3 @@ def backfill_history(engine: Engine, settings: Settings, start: date, end: date)
             history = compute_metrics_history(conn, period, days, settings.targets)
             written += store_metrics_history(conn, period, history, computed_by="backfill")
     return written
-
-
-def metric_history(
-    conn: Connection, period: str, as_of: date, metrics: Sequence[str]
-) -> dict[str, list[tuple[date, float | None, str]]]:
-    """Each metric's stored values of ``period`` up to ``as_of``: (as_of, value, status)."""
-    rows = conn.execute(
-        select(
-            report_metric.c.metric,
-            report_metric.c.as_of,
-            report_metric.c.value,
-            report_metric.c.status,
-        )
-        .where(
-            report_metric.c.period == period,
-            report_metric.c.as_of <= as_of,
-            report_metric.c.metric.in_(list(metrics)),
-        )
-        .order_by(report_metric.c.metric, report_metric.c.as_of)
-    )
-    history: dict[str, list[tuple[date, float | None, str]]] = {m: [] for m in metrics}
-    for metric, day, value, status in rows:
-        history[metric].append((day, value, status))
-    return history

@@ -59,7 +59,7 @@ def write_report(
     charts = [scorecard_chart(data.targets, lang)] if data.targets else []
     if data.targets:
         charts.append(history_chart(data.history, data.targets, period.label, lang))
-    if data.monthly:
+    if not data.monthly.empty:
         if data.targets:
             charts.append(monthly_targets_chart(data.monthly, data.targets, lang))
         charts.append(monthly_counts_chart(data.monthly, lang))
