@@ -146,38 +146,49 @@ def finish_check_run(conn: Connection, check_run_id: str, **counts: Any) -> None
 
 
 def store_results(conn: Connection, check_run_id: str, results: Iterable[CheckResult]) -> list[int]:
-    """Store the results of a run with all their offenders; their ids, in order."""
+    """Store the results of a run with all their offenders; their ids, in order.
+
+    One multi-row insert for the results and one for the offenders: a backfill
+    stores a run per day."""
+    results = list(results)
+    if not results:
+        return []
     checked_at = now_utc()
-    ids: list[int] = []
-    for r in results:
-        row = {k: v for k, v in r.__dict__.items() if k != "offenders"}
-        inserted = conn.execute(
-            insert(check_result).values(check_run_id=check_run_id, checked_at=checked_at, **row)
-        )
-        result_id = int(inserted.inserted_primary_key[0])
-        ids.append(result_id)
-        unique = {o.natural_key: o.reason for o in r.offenders}
-        if unique:
-            conn.execute(
-                insert(check_offender),
-                [
-                    {"check_result_id": result_id, "natural_key": k, "reason": reason}
-                    for k, reason in unique.items()
-                ],
-            )
+    rows = [
+        {
+            "check_run_id": check_run_id,
+            "checked_at": checked_at,
+            **{k: v for k, v in r.__dict__.items() if k != "offenders"},
+        }
+        for r in results
+    ]
+    returning = insert(check_result).returning(
+        check_result.c.check_result_id, sort_by_parameter_order=True
+    )
+    ids = [int(i) for i in conn.execute(returning, rows).scalars()]
+    offenders = [
+        {"check_result_id": result_id, "natural_key": k, "reason": reason}
+        for result_id, r in zip(ids, results, strict=True)
+        for k, reason in {o.natural_key: o.reason for o in r.offenders}.items()
+    ]
+    if offenders:
+        conn.execute(insert(check_offender), offenders)
     return ids
 
 
 def offender_query(population: Select) -> Select:
     """The one offender query: the failing records of a rate's population (one row per
     record: ``natural_key, passes, reason``) as ``(natural_key, reason)``, by natural key.
+    A population of many as-of dates (``as_of, natural_key, passes, reason``) gives
+    ``(as_of, natural_key, reason)``, by date, then key.
 
     Every consumer lists offenders in this order, so "the first 20" are defined."""
     batch = population.order_by(None).subquery("batch")
+    days = [batch.c.as_of] if "as_of" in batch.c else []
     return (
-        select(batch.c.natural_key, batch.c.reason)
+        select(*days, batch.c.natural_key, batch.c.reason)
         .where(not_(batch.c.passes))
-        .order_by(batch.c.natural_key)
+        .order_by(*days, batch.c.natural_key)
     )
 
 
@@ -212,17 +223,22 @@ def _target(row: Any, offenders: tuple[Offender, ...] = ()) -> TargetCheck:
 
 
 def latest_target_statuses(
-    conn: Connection, period: str | None = None, *, with_offenders: bool = True
+    conn: Connection,
+    period: str | None = None,
+    *,
+    as_of: date | None = None,
+    with_offenders: bool = True,
 ) -> list[TargetCheck]:
     """The latest stored check of every target, per period (or of one period).
 
     One entry per (metric, period) ever checked, ordered by metric and period.
     "Latest" is the check with the latest as-of date, and of those the last one
     run, so re-checking an old date (``rulewatch check --as-of``) never hides
-    the nightly state. Each carries its value, numerator, denominator, target,
-    status, all its offending records (unless ``with_offenders=False``) and,
-    when slipped, ``slipped_since``: the as-of date of the first check of the
-    current unbroken run of slipped checks.
+    the nightly state; with ``as_of``, the last one run of that date. Each
+    carries its value, numerator, denominator, target, status, all its
+    offending records (unless ``with_offenders=False``) and, when slipped,
+    ``slipped_since``: the as-of date of the first check of the current
+    unbroken run of slipped checks up to its date.
     """
     rank = (
         func.row_number()
@@ -237,6 +253,8 @@ def latest_target_statuses(
     )
     if period is not None:
         ranked = ranked.where(check_result.c.period == period)
+    if as_of is not None:
+        ranked = ranked.where(check_result.c.as_of == as_of)
     ranked = ranked.subquery()
     rows = conn.execute(
         select(check_result)
@@ -252,6 +270,28 @@ def latest_target_statuses(
             check = dataclasses.replace(check, slipped_since=_slipped_since(conn, check))
         statuses.append(check)
     return statuses
+
+
+def checked_days(
+    conn: Connection, period: str, days: Sequence[date], *, job_id: str | None = None
+) -> set[date]:
+    """Which of ``days`` have a stored target check of ``period`` (one run by the job
+    ``job_id``, when given)."""
+    query = (
+        select(check_result.c.as_of)
+        .where(
+            check_result.c.period == period,
+            check_result.c.as_of.in_(list(days)),
+            check_result.c.metric.is_not(None),
+            check_result.c.status.in_(TARGET_STATUSES),
+        )
+        .distinct()
+    )
+    if job_id is not None:
+        query = query.join(
+            check_run, check_run.c.check_run_id == check_result.c.check_run_id
+        ).where(check_run.c.job_id == job_id)
+    return set(conn.execute(query).scalars())
 
 
 def slipped_run_start(history: Iterable[tuple[date, str]]) -> date:
