@@ -16,6 +16,7 @@ and the reason of each such record says so.
 from __future__ import annotations
 
 import functools
+import json
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,6 +41,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
     type_coerce,
     values,
@@ -546,7 +548,7 @@ def compute_metrics_history(
     """
     if not days:
         return {}
-    day_rows = history_days(period, days)
+    day_rows = history_days(conn, period, days)
     as_of_col = day_rows.c.as_of
     tables = _tables_at(period, day_rows)
     by_day: dict[date, list[list[Any]]] = {d: [] for d in days}
@@ -560,11 +562,15 @@ def compute_metrics_history(
     return {day: _metric_values(period, day, tables, rows, targets) for day, rows in by_day.items()}
 
 
-def history_days(period: Period, days: Sequence[date]) -> FromClause:
+def history_days(conn: Connection, period: Period, days: Sequence[date]) -> FromClause:
     """``days`` as a table to join a declaration on, so the history of many as-of dates
     is one query: per day its as-of date, the year-earlier as-of date and where each
     cuts ``period`` and its year-earlier period (``cut_on``, ``prev_cut_on``). No day
-    may be before ``period`` starts (its cut would be empty)."""
+    may be before ``period`` starts (its cut would be empty).
+
+    The rows travel as one parameter per column (PostgreSQL arrays, an SQLite JSON
+    array): a VALUES list of a year of days costs more to compile than to run, once
+    per query of a backfill."""
     early = [d for d in days if d < period.start]
     if early:
         raise ValueError(f"{early[0]} is before {period.label}")
@@ -575,7 +581,19 @@ def history_days(period: Period, days: Sequence[date]) -> FromClause:
     ]
     names = ("as_of", "prev_as_of", "cut_on", "prev_cut_on")
     columns = [column(name, Date) for name in names]
-    return values(*columns, name="history_days").data(rows).cte()  # SQLite: in a CTE
+    if conn.dialect.name == "postgresql":
+        arrays = ", ".join(f"CAST(:{n} AS date[])" for n in names)
+        query = text(f"SELECT * FROM unnest({arrays}) AS d({', '.join(names)})").bindparams(
+            **{n: [r[i] for r in rows] for i, n in enumerate(names)}
+        )
+    elif conn.dialect.name == "sqlite":
+        picks = ", ".join(f"json_extract(value, '$[{i}]') AS {n}" for i, n in enumerate(names))
+        query = text(f"SELECT {picks} FROM json_each(:days)").bindparams(
+            days=json.dumps([[d.isoformat() for d in r] for r in rows])
+        )
+    else:
+        return values(*columns, name="history_days").data(rows).cte()
+    return query.columns(*columns).cte("history_days")
 
 
 def as_date(value: Any) -> date:

@@ -146,11 +146,57 @@ def finish_check_run(conn: Connection, check_run_id: str, **counts: Any) -> None
 
 
 def store_results(conn: Connection, check_run_id: str, results: Iterable[CheckResult]) -> list[int]:
-    """Store the results of a run with all their offenders; their ids, in order.
+    """Store the results of a run with all their offenders; their ids, in order."""
+    return _insert_results(conn, [(check_run_id, r) for r in results])
 
-    One multi-row insert for the results and one for the offenders: a backfill
-    stores a run per day."""
-    results = list(results)
+
+def store_target_runs(
+    conn: Connection,
+    runs: Sequence[tuple[str, date, Sequence[CheckResult]]],
+    *,
+    job_id: str | None = None,
+    seconds: float = 0.0,
+) -> list[tuple[str, list[int]]]:
+    """Store finished target-check runs, one per (period, as-of date, results), as
+    :func:`start_check_run`, :func:`store_results` and :func:`finish_check_run` would,
+    in three multi-row inserts: a backfill stores a run per day. Per run: its id and
+    its results' ids, in order. ``seconds``: what all of them took together."""
+    now = now_utc()
+    holder = holder_token(conn.engine)
+    run_ids = [str(uuid.uuid4()) for _ in runs]
+    conn.execute(
+        insert(check_run),
+        [
+            {
+                "check_run_id": run_id,
+                "job_id": job_id,
+                "kind": "targets",
+                "period": period,
+                "as_of": as_of,
+                "started_at": now,
+                "finished_at": now,
+                "duration_seconds": round(seconds / len(runs), 3),
+                "status": "finished",
+                "holder": holder,
+                "checked": len(results),
+                "failed": sum(r.status == "slipped" for r in results),
+                "rows_checked": sum(r.denominator or 0 for r in results),
+                "set_aside": 0,
+                "released": 0,
+            }
+            for run_id, (period, as_of, results) in zip(run_ids, runs, strict=True)
+        ],
+    )
+    pairs = zip(run_ids, runs, strict=True)
+    ids = iter(_insert_results(conn, [(i, r) for i, (_, _, results) in pairs for r in results]))
+    return [
+        (run_id, [next(ids) for _ in results])
+        for run_id, (_, _, results) in zip(run_ids, runs, strict=True)
+    ]
+
+
+def _insert_results(conn: Connection, results: Sequence[tuple[str, CheckResult]]) -> list[int]:
+    """One multi-row insert for the results (of their runs), one for their offenders."""
     if not results:
         return []
     checked_at = now_utc()
@@ -160,7 +206,7 @@ def store_results(conn: Connection, check_run_id: str, results: Iterable[CheckRe
             "checked_at": checked_at,
             **{k: v for k, v in r.__dict__.items() if k != "offenders"},
         }
-        for r in results
+        for check_run_id, r in results
     ]
     returning = insert(check_result).returning(
         check_result.c.check_result_id, sort_by_parameter_order=True
@@ -168,7 +214,7 @@ def store_results(conn: Connection, check_run_id: str, results: Iterable[CheckRe
     ids = [int(i) for i in conn.execute(returning, rows).scalars()]
     offenders = [
         {"check_result_id": result_id, "natural_key": k, "reason": reason}
-        for result_id, r in zip(ids, results, strict=True)
+        for result_id, (_, r) in zip(ids, results, strict=True)
         for k, reason in {o.natural_key: o.reason for o in r.offenders}.items()
     ]
     if offenders:

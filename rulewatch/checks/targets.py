@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -61,9 +61,11 @@ from rulewatch.checks.results import (
     offenders_of,
     start_check_run,
     store_results,
+    store_target_runs,
 )
 from rulewatch.metric_ids import METRICS, label
 from rulewatch.metrics import (
+    MetricValue,
     as_date,
     compute_metrics_history,
     history_days,
@@ -477,16 +479,20 @@ def check_history(
     *,
     job_id: str | None = None,
     checks: ChecksConfig | None = None,
+    metrics: Mapping[date, Sequence[MetricValue]] | None = None,
 ) -> list[TargetRun]:
     """Check every target of ``period`` at each of ``days``; one stored run per day.
 
     The bulk form of :func:`run_target_checks`, for dates no nightly job checked (a
     backfill, a report period outside ``target_periods``, a history re-checked after
     a calendar change). Great Expectations validates one batch per target and date,
-    about a second a day; here each target's records of all the days are counted
-    and listed in SQL, two queries per target (:func:`rate_population_history`, the
-    one offender query), and :func:`_decide` decides each status as for a GX outcome.
-    The runs are stored like a nightly run's, without Data Docs.
+    about a second a day; here the offenders of all the days are listed by one query
+    per target (the one offender query over :func:`rate_population_history`), the
+    numerators and denominators are the days' metrics (one aggregate per core table,
+    from the same declarations; a custom rate's population is counted per day), and
+    :func:`_decide` decides each status as for a GX outcome. The runs are stored like
+    a nightly run's, without Data Docs. ``metrics``: the days' metrics when the
+    caller has computed them already.
     """
     days = sorted(set(days))
     if not days:
@@ -497,83 +503,75 @@ def check_history(
     counted: dict[str, dict[date, tuple[int, int]]] = {}
     listed: dict[str, dict[date, list[Offender]]] = {}
     with engine.connect() as conn:
-        table = history_days(period, days)
+        if metrics is None or not set(days) <= set(metrics):
+            metrics = compute_metrics_history(conn, period, days, settings.targets)
+        table = history_days(conn, period, days)
         for metric in targets:
             if metric in checks.custom_rates:
                 rate = checks.custom_rates[metric]
                 population = custom_population_history(rate, period, table)
                 _try_custom(conn, checks, metric, population)
+                counted[metric] = _count_by_day(conn, population)
             else:
                 population = rate_population_history(metric, period, table)
-            counted[metric], listed[metric] = _count_by_day(conn, population)
-        history = compute_metrics_history(conn, period, days, settings.targets)
-    runs = []
-    with engine.begin() as conn:
-        for day in days:
-            provisional = {m.metric for m in history[day] if m.provisional}
-            decided = [
+            listed[metric] = defaultdict(list)
+            for day, key, reason in conn.execute(offender_query(population)):
+                listed[metric][as_date(day)].append(Offender(str(key), reason))
+    decided: dict[date, list[tuple[TargetCheck, CheckResult]]] = {}
+    for day in days:
+        figures = {m.metric: m for m in metrics[day]}
+        decided[day] = []
+        for metric, options in targets.items():
+            if metric in counted:
+                numerator, denominator = counted[metric].get(day, (0, 0))
+            else:
+                numerator, denominator = figures[metric].numerator, figures[metric].denominator
+            figure = figures.get(metric)
+            decided[day].append(
                 _decide(
                     metric,
                     period,
                     day,
                     options,
-                    *counted[metric].get(day, (0, 0)),
+                    numerator or 0,
+                    denominator or 0,
                     listed[metric].get(day, ()),
-                    provisional=metric in provisional,
+                    provisional=figure is not None and figure.provisional,
                 )
-                for metric, options in targets.items()
-            ]
-            runs.append(_store_run(conn, job_id, period, day, decided))
-    seconds = time.perf_counter() - started
-    for run in runs:
-        run.seconds = seconds / len(runs)
-    return runs
+            )
+    with engine.begin() as conn:
+        stored = store_target_runs(
+            conn,
+            [(period.label, day, [r for _, r in decided[day]]) for day in days],
+            job_id=job_id,
+            seconds=time.perf_counter() - started,
+        )
+    seconds = (time.perf_counter() - started) / len(days)
+    return [
+        TargetRun(
+            check_run_id,
+            day,
+            (period.label,),
+            [
+                replace(check, check_run_id=check_run_id, check_result_id=i)
+                for (check, _), i in zip(decided[day], ids, strict=True)
+            ],
+            seconds=seconds,
+        )
+        for day, (check_run_id, ids) in zip(days, stored, strict=True)
+    ]
 
 
-def _count_by_day(
-    conn: Connection, population: Select
-) -> tuple[dict[date, tuple[int, int]], dict[date, list[Offender]]]:
-    """A population of many days: (numerator, denominator) and the offenders per day."""
+def _count_by_day(conn: Connection, population: Select) -> dict[date, tuple[int, int]]:
+    """A population of many days counted: (numerator, denominator) per day."""
     batch = population.order_by(None).subquery("batch")
     passing = func.coalesce(func.sum(case((batch.c.passes, 1), else_=0)), 0)
-    counts = {
+    return {
         as_date(day): (int(passed), int(n))
         for day, n, passed in conn.execute(
             select(batch.c.as_of, func.count(), passing).group_by(batch.c.as_of)
         )
     }
-    offenders: dict[date, list[Offender]] = defaultdict(list)
-    for day, key, reason in conn.execute(offender_query(population)):
-        offenders[as_date(day)].append(Offender(str(key), reason))
-    return counts, offenders
-
-
-def _store_run(
-    conn: Connection,
-    job_id: str | None,
-    period: Period,
-    as_of: date,
-    decided: Sequence[tuple[TargetCheck, CheckResult]],
-) -> TargetRun:
-    check_run_id = start_check_run(conn, "targets", job_id=job_id, period=period.label, as_of=as_of)
-    ids = store_results(conn, check_run_id, [result for _, result in decided])
-    run = TargetRun(
-        check_run_id,
-        as_of,
-        (period.label,),
-        [
-            replace(check, check_run_id=check_run_id, check_result_id=i)
-            for (check, _), i in zip(decided, ids, strict=True)
-        ],
-    )
-    finish_check_run(
-        conn,
-        check_run_id,
-        checked=len(run.checks),
-        failed=len(run.slipped),
-        rows_checked=sum(c.denominator for c in run.checks),
-    )
-    return run
 
 
 def ensure_target_checks(

@@ -98,7 +98,9 @@ def _recompute(engine: Engine, settings: Settings, days: list[date]) -> list[Day
         )
     runs = {
         run.as_of: run
-        for run in check_history(engine, settings, period, [d for d in days if d not in checked])
+        for run in check_history(
+            engine, settings, period, [d for d in days if d not in checked], metrics=history
+        )
     }
     runs |= _stored_runs(engine, period, sorted(checked))
     return [_figures(runs[d], history[d]) for d in days]

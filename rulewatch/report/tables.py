@@ -254,10 +254,13 @@ def backfill_history(engine: Engine, settings: Settings, start: date, end: date)
         period = Period.parse(str(year))
         missing = [d for d in days if (period.label, d) not in have]
         with engine.begin() as conn:
-            history = compute_metrics_history(conn, period, missing, settings.targets)
-            written += store_metrics_history(conn, period, history, computed_by="backfill")
-            checked = checked_days(conn, period.label, days)
-        check_history(engine, settings, period, [d for d in days if d not in checked])
+            unchecked = sorted(set(days) - checked_days(conn, period.label, days))
+            needed = sorted({*missing, *unchecked})
+            history = compute_metrics_history(conn, period, needed, settings.targets)
+            written += store_metrics_history(
+                conn, period, {d: history[d] for d in missing}, computed_by="backfill"
+            )
+        check_history(engine, settings, period, unchecked, metrics=history)
     return written
 
 

@@ -66,6 +66,7 @@ def test_each_day_gets_the_figures_of_its_own_as_of_date(demo, sqlite_url, tmp_p
 def test_a_backfill_keeps_each_day_in_the_report_tables_and_checks(demo, sqlite_url, tmp_path):
     from sqlalchemy import func, select
 
+    from rulewatch.checks.results import checked_days
     from rulewatch.flows.backfill import recompute_as_of, store_latest_statuses
     from rulewatch.report.tables import store_metrics
     from rulewatch.warehouse.schema import check_result, report_metric, report_target_status
@@ -108,6 +109,16 @@ def test_a_backfill_keeps_each_day_in_the_report_tables_and_checks(demo, sqlite_
         ).one()
         # DOC-2024-002's deadline 2024-04-04 is passed from 2024-04-05 on.
         assert filing == (date(2024, 4, 6), "slipped", date(2024, 4, 5))
-        checked = conn.execute(select(func.count()).select_from(check_result)).scalar()
-        assert checked > 0
+        # every day's status is a stored check, the latest status that of its last day
+        days = [date(2024, 4, d) for d in (4, 5, 6)]
+        assert checked_days(conn, "2024", days) == set(days)
+        latest = conn.execute(
+            select(check_result.c.as_of, check_result.c.status)
+            .join(
+                report_target_status,
+                report_target_status.c.check_result_id == check_result.c.check_result_id,
+            )
+            .where(report_target_status.c.metric == "docreview.filing_rate")
+        ).one()
+        assert latest == (date(2024, 4, 6), "slipped")
     engine.dispose()
