@@ -319,10 +319,16 @@ def latest_target_statuses(
 
 
 def checked_days(
-    conn: Connection, period: str, days: Sequence[date], *, job_id: str | None = None
+    conn: Connection,
+    period: str,
+    days: Sequence[date],
+    *,
+    job_id: str | None = None,
+    by_a_job: bool = False,
 ) -> set[date]:
-    """Which of ``days`` have a stored target check of ``period`` (one run by the job
-    ``job_id``, when given)."""
+    """Which of ``days`` have a stored target check of ``period``: one run by the job
+    ``job_id``, when given; with ``by_a_job``, one run by any nightly job (not by a
+    backfill or ``rulewatch check``)."""
     query = (
         select(check_result.c.as_of)
         .where(
@@ -333,10 +339,11 @@ def checked_days(
         )
         .distinct()
     )
-    if job_id is not None:
+    if job_id is not None or by_a_job:
+        by = check_run.c.job_id.is_not(None) if job_id is None else check_run.c.job_id == job_id
         query = query.join(
             check_run, check_run.c.check_run_id == check_result.c.check_run_id
-        ).where(check_run.c.job_id == job_id)
+        ).where(by)
     return set(conn.execute(query).scalars())
 
 

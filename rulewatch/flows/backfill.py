@@ -25,9 +25,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 from sqlalchemy import Engine, select
-from sqlalchemy.engine import Connection
 
-from rulewatch.checks.targets import TargetRun, check_history
+from rulewatch.checks.results import TargetCheck, checked_days
+from rulewatch.checks.targets import check_history
 from rulewatch.flows.nightly import calendar_of, today_in
 from rulewatch.metrics import MetricValue, compute_metrics_history
 from rulewatch.periods import Period
@@ -39,7 +39,7 @@ from rulewatch.report.tables import (
 from rulewatch.settings import ConfigError, Settings, load_settings
 from rulewatch.warehouse.db import make_engine, open_warehouse
 from rulewatch.warehouse.lock import WarehouseBusy, job_lock
-from rulewatch.warehouse.schema import check_result, check_run, report_metric
+from rulewatch.warehouse.schema import report_metric
 
 MAX_DAYS = 3660  # ten years: a bigger range is almost certainly a typo
 
@@ -88,7 +88,18 @@ def _recompute(engine: Engine, settings: Settings, days: list[date]) -> list[Day
     """
     period = Period.parse(str(days[0].year))
     with engine.begin() as conn:
-        recorded, checked = _nightly_days(conn, period, days)
+        recorded = set(
+            conn.execute(
+                select(report_metric.c.as_of)
+                .where(
+                    report_metric.c.period == period.label,
+                    report_metric.c.as_of.in_(days),
+                    report_metric.c.computed_by != "backfill",
+                )
+                .distinct()
+            ).scalars()
+        )
+        checked = checked_days(conn, period.label, days, by_a_job=True)
         history = compute_metrics_history(conn, period, days, settings.targets)
         store_metrics_history(
             conn,
@@ -96,67 +107,28 @@ def _recompute(engine: Engine, settings: Settings, days: list[date]) -> list[Day
             {d: m for d, m in history.items() if d not in recorded},
             computed_by="backfill",
         )
-    runs = {
-        run.as_of: run
-        for run in check_history(
-            engine, settings, period, [d for d in days if d not in checked], metrics=history
-        )
+    unchecked = [d for d in days if d not in checked]
+    statuses = {
+        run.as_of: run.checks
+        for run in check_history(engine, settings, period, unchecked, metrics=history)
     }
-    runs |= _stored_runs(engine, period, sorted(checked))
-    return [_figures(runs[d], history[d]) for d in days]
-
-
-def _nightly_days(
-    conn: Connection, period: Period, days: list[date]
-) -> tuple[set[date], set[date]]:
-    """Of ``days``: those a job other than a backfill recorded ``period`` on, and those
-    a job's target checks checked it on."""
-    recorded = set(
-        conn.execute(
-            select(report_metric.c.as_of)
-            .where(
-                report_metric.c.period == period.label,
-                report_metric.c.as_of.in_(days),
-                report_metric.c.computed_by != "backfill",
-            )
-            .distinct()
-        ).scalars()
-    )
-    checked = set(
-        conn.execute(
-            select(check_result.c.as_of)
-            .join(check_run, check_run.c.check_run_id == check_result.c.check_run_id)
-            .where(
-                check_result.c.period == period.label,
-                check_result.c.as_of.in_(days),
-                check_result.c.metric.is_not(None),
-                check_run.c.job_id.is_not(None),
-            )
-            .distinct()
-        ).scalars()
-    )
-    return recorded, checked
-
-
-def _stored_runs(engine: Engine, period: Period, days: list[date]) -> dict[date, TargetRun]:
-    """The stored target checks of ``days``, as the runs that made them."""
-    runs = {}
     with engine.connect() as conn:
-        for day in days:
-            checks = target_statuses(conn, period, day)
-            runs[day] = TargetRun(checks[0].check_run_id or "", day, (period.label,), checks)
-    return runs
+        for day in sorted(checked):
+            statuses[day] = target_statuses(conn, period, day)
+    return [_figures(d, statuses[d], history[d]) for d in days]
 
 
-def _figures(run: TargetRun, metrics: Sequence[MetricValue]) -> DayFigures:
-    statuses = Counter(c.status for c in run.checks)
+def _figures(
+    as_of: date, checks: Sequence[TargetCheck], metrics: Sequence[MetricValue]
+) -> DayFigures:
+    statuses = Counter(c.status for c in checks)
     return DayFigures(
-        as_of=run.as_of,
+        as_of=as_of,
         met=statuses["met"],
         slipped=statuses["slipped"],
         no_data=statuses["no_data"],
         info=sum(1 for m in metrics if m.target is None),
-        slipped_metrics=tuple(sorted(c.metric for c in run.slipped)),
+        slipped_metrics=tuple(sorted(c.metric for c in checks if c.status == "slipped")),
     )
 
 
