@@ -3,7 +3,9 @@
 - :mod:`rulewatch.checks.config` — ``config/checks.yaml``: suites, severities, Data Docs folder;
 - :mod:`rulewatch.checks.quality` — data-quality suites over the rows of a sync;
   critical failures are set aside;
-- :mod:`rulewatch.checks.targets` — every target checked over its record-level population;
+- :mod:`rulewatch.checks.targets` — every target checked over its record-level population
+  (by GX, or in bulk over many as-of dates: ``check_history``), the one place a status is
+  decided;
 - :mod:`rulewatch.checks.results` — results in the warehouse and the read API
   (:func:`~rulewatch.checks.results.latest_target_statuses`, ``target_history``,
   ``offenders_of``);

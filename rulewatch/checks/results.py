@@ -147,37 +147,94 @@ def finish_check_run(conn: Connection, check_run_id: str, **counts: Any) -> None
 
 def store_results(conn: Connection, check_run_id: str, results: Iterable[CheckResult]) -> list[int]:
     """Store the results of a run with all their offenders; their ids, in order."""
+    return _insert_results(conn, [(check_run_id, r) for r in results])
+
+
+def store_target_runs(
+    conn: Connection,
+    runs: Sequence[tuple[str, date, Sequence[CheckResult]]],
+    *,
+    job_id: str | None = None,
+    seconds: float = 0.0,
+) -> list[tuple[str, list[int]]]:
+    """Store finished target-check runs, one per (period, as-of date, results), as
+    :func:`start_check_run`, :func:`store_results` and :func:`finish_check_run` would,
+    in three multi-row inserts: a backfill stores a run per day. Per run: its id and
+    its results' ids, in order. ``seconds``: what all of them took together."""
+    now = now_utc()
+    holder = holder_token(conn.engine)
+    run_ids = [str(uuid.uuid4()) for _ in runs]
+    conn.execute(
+        insert(check_run),
+        [
+            {
+                "check_run_id": run_id,
+                "job_id": job_id,
+                "kind": "targets",
+                "period": period,
+                "as_of": as_of,
+                "started_at": now,
+                "finished_at": now,
+                "duration_seconds": round(seconds / len(runs), 3),
+                "status": "finished",
+                "holder": holder,
+                "checked": len(results),
+                "failed": sum(r.status == "slipped" for r in results),
+                "rows_checked": sum(r.denominator or 0 for r in results),
+                "set_aside": 0,
+                "released": 0,
+            }
+            for run_id, (period, as_of, results) in zip(run_ids, runs, strict=True)
+        ],
+    )
+    pairs = zip(run_ids, runs, strict=True)
+    ids = iter(_insert_results(conn, [(i, r) for i, (_, _, results) in pairs for r in results]))
+    return [
+        (run_id, [next(ids) for _ in results])
+        for run_id, (_, _, results) in zip(run_ids, runs, strict=True)
+    ]
+
+
+def _insert_results(conn: Connection, results: Sequence[tuple[str, CheckResult]]) -> list[int]:
+    """One multi-row insert for the results (of their runs), one for their offenders."""
+    if not results:
+        return []
     checked_at = now_utc()
-    ids: list[int] = []
-    for r in results:
-        row = {k: v for k, v in r.__dict__.items() if k != "offenders"}
-        inserted = conn.execute(
-            insert(check_result).values(check_run_id=check_run_id, checked_at=checked_at, **row)
-        )
-        result_id = int(inserted.inserted_primary_key[0])
-        ids.append(result_id)
-        unique = {o.natural_key: o.reason for o in r.offenders}
-        if unique:
-            conn.execute(
-                insert(check_offender),
-                [
-                    {"check_result_id": result_id, "natural_key": k, "reason": reason}
-                    for k, reason in unique.items()
-                ],
-            )
+    rows = [
+        {
+            "check_run_id": check_run_id,
+            "checked_at": checked_at,
+            **{k: v for k, v in r.__dict__.items() if k != "offenders"},
+        }
+        for check_run_id, r in results
+    ]
+    returning = insert(check_result).returning(
+        check_result.c.check_result_id, sort_by_parameter_order=True
+    )
+    ids = [int(i) for i in conn.execute(returning, rows).scalars()]
+    offenders = [
+        {"check_result_id": result_id, "natural_key": k, "reason": reason}
+        for result_id, (_, r) in zip(ids, results, strict=True)
+        for k, reason in {o.natural_key: o.reason for o in r.offenders}.items()
+    ]
+    if offenders:
+        conn.execute(insert(check_offender), offenders)
     return ids
 
 
 def offender_query(population: Select) -> Select:
     """The one offender query: the failing records of a rate's population (one row per
     record: ``natural_key, passes, reason``) as ``(natural_key, reason)``, by natural key.
+    A population of many as-of dates (``as_of, natural_key, passes, reason``) gives
+    ``(as_of, natural_key, reason)``, by date, then key.
 
     Every consumer lists offenders in this order, so "the first 20" are defined."""
     batch = population.order_by(None).subquery("batch")
+    days = [batch.c.as_of] if "as_of" in batch.c else []
     return (
-        select(batch.c.natural_key, batch.c.reason)
+        select(*days, batch.c.natural_key, batch.c.reason)
         .where(not_(batch.c.passes))
-        .order_by(batch.c.natural_key)
+        .order_by(*days, batch.c.natural_key)
     )
 
 
@@ -212,17 +269,22 @@ def _target(row: Any, offenders: tuple[Offender, ...] = ()) -> TargetCheck:
 
 
 def latest_target_statuses(
-    conn: Connection, period: str | None = None, *, with_offenders: bool = True
+    conn: Connection,
+    period: str | None = None,
+    *,
+    as_of: date | None = None,
+    with_offenders: bool = True,
 ) -> list[TargetCheck]:
     """The latest stored check of every target, per period (or of one period).
 
     One entry per (metric, period) ever checked, ordered by metric and period.
     "Latest" is the check with the latest as-of date, and of those the last one
     run, so re-checking an old date (``rulewatch check --as-of``) never hides
-    the nightly state. Each carries its value, numerator, denominator, target,
-    status, all its offending records (unless ``with_offenders=False``) and,
-    when slipped, ``slipped_since``: the as-of date of the first check of the
-    current unbroken run of slipped checks.
+    the nightly state; with ``as_of``, the last one run of that date. Each
+    carries its value, numerator, denominator, target, status, all its
+    offending records (unless ``with_offenders=False``) and, when slipped,
+    ``slipped_since``: the as-of date of the first check of the current
+    unbroken run of slipped checks up to its date.
     """
     rank = (
         func.row_number()
@@ -237,6 +299,8 @@ def latest_target_statuses(
     )
     if period is not None:
         ranked = ranked.where(check_result.c.period == period)
+    if as_of is not None:
+        ranked = ranked.where(check_result.c.as_of == as_of)
     ranked = ranked.subquery()
     rows = conn.execute(
         select(check_result)
@@ -252,6 +316,35 @@ def latest_target_statuses(
             check = dataclasses.replace(check, slipped_since=_slipped_since(conn, check))
         statuses.append(check)
     return statuses
+
+
+def checked_days(
+    conn: Connection,
+    period: str,
+    days: Sequence[date],
+    *,
+    job_id: str | None = None,
+    by_a_job: bool = False,
+) -> set[date]:
+    """Which of ``days`` have a stored target check of ``period``: one run by the job
+    ``job_id``, when given; with ``by_a_job``, one run by any nightly job (not by a
+    backfill or ``rulewatch check``)."""
+    query = (
+        select(check_result.c.as_of)
+        .where(
+            check_result.c.period == period,
+            check_result.c.as_of.in_(list(days)),
+            check_result.c.metric.is_not(None),
+            check_result.c.status.in_(TARGET_STATUSES),
+        )
+        .distinct()
+    )
+    if job_id is not None or by_a_job:
+        by = check_run.c.job_id.is_not(None) if job_id is None else check_run.c.job_id == job_id
+        query = query.join(
+            check_run, check_run.c.check_run_id == check_result.c.check_run_id
+        ).where(by)
+    return set(conn.execute(query).scalars())
 
 
 def slipped_run_start(history: Iterable[tuple[date, str]]) -> date:

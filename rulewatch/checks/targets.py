@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
 from sqlalchemy import (
     Boolean,
+    ColumnElement,
     Engine,
+    FromClause,
     Select,
     String,
     case,
@@ -52,16 +55,26 @@ from rulewatch.checks.results import (
     CheckResult,
     Offender,
     TargetCheck,
+    checked_days,
     finish_check_run,
     offender_query,
     offenders_of,
     start_check_run,
     store_results,
+    store_target_runs,
 )
 from rulewatch.common.metric_ids import METRICS, label
 from rulewatch.common.periods import Period
 from rulewatch.config.settings import ConfigError, Settings, TargetOptions
-from rulewatch.metrics.compute import provisional_metrics, rate_population
+from rulewatch.metrics.compute import (
+    MetricValue,
+    as_date,
+    compute_metrics_history,
+    history_days,
+    provisional_metrics,
+    rate_population,
+    rate_population_history,
+)
 from rulewatch.warehouse.schema import CORE_TABLES, check_result, check_run, sync_run
 
 log = logging.getLogger("rulewatch.checks")
@@ -108,24 +121,45 @@ def custom_population(rate: CustomRate, period: Period, as_of: date) -> Select:
     window = period.cut(as_of)
     day = t.c[rate.date_column]
     in_period = false() if window is None else day.between(window[0], window[1])
-    passes = literal_column(f"({rate.passes})", Boolean)
-    key = natural_key_column(t)
     return (
-        select(
-            key.label("natural_key"),
-            type_coerce(case((passes, true()), else_=false()), Boolean).label("passes"),
-            type_coerce(case((passes, null()), else_=literal(rate.reason, String)), String).label(
-                "reason"
-            ),
-        )
-        .where(
-            t.c.is_set_aside.is_(False),
-            *counting_rows(t),
-            in_period,
-            literal_column(f"({rate.population})", Boolean),
-        )
-        .order_by(key)
+        select(*_custom_record(rate))
+        .where(*_custom_rows(rate), in_period)
+        .order_by(natural_key_column(t))
     )
+
+
+def custom_population_history(rate: CustomRate, period: Period, days: FromClause) -> Select:
+    """:func:`custom_population` at every as-of date of ``days`` (:func:`history_days`):
+    rows ``(as_of, natural_key, passes, reason)``, by day and key."""
+    t = CORE_TABLES[rate.stream]
+    in_period = t.c[rate.date_column].between(period.start, days.c.cut_on)
+    return (
+        select(days.c.as_of.label("as_of"), *_custom_record(rate))
+        .select_from(t.join(days, in_period))
+        .where(*_custom_rows(rate))
+        .order_by(days.c.as_of, natural_key_column(t))
+    )
+
+
+def _custom_record(rate: CustomRate) -> list[ColumnElement]:
+    t = CORE_TABLES[rate.stream]
+    passes = literal_column(f"({rate.passes})", Boolean)
+    return [
+        natural_key_column(t).label("natural_key"),
+        type_coerce(case((passes, true()), else_=false()), Boolean).label("passes"),
+        type_coerce(case((passes, null()), else_=literal(rate.reason, String)), String).label(
+            "reason"
+        ),
+    ]
+
+
+def _custom_rows(rate: CustomRate) -> list[ColumnElement]:
+    t = CORE_TABLES[rate.stream]
+    return [
+        t.c.is_set_aside.is_(False),
+        *counting_rows(t),
+        literal_column(f"({rate.population})", Boolean),
+    ]
 
 
 def _description(metric: str, target: float) -> str:
@@ -349,6 +383,7 @@ def _target_check(
     population: Select,
     outcomes: list[Outcome],
 ) -> tuple[TargetCheck, CheckResult]:
+    """What Great Expectations counted and listed, decided by :func:`_decide`."""
     by_check = {o.check: o for o in outcomes}
     rate, listed = by_check[metric], by_check[f"{metric}#offenders"]
     for o in (rate, listed):
@@ -363,7 +398,6 @@ def _target_check(
         offenders = [
             Offender(str(k), reason) for k, reason in conn.execute(offender_query(population))
         ]
-    offenders.sort(key=lambda o: o.natural_key)
     if len(offenders) != denominator - numerator:
         log.warning(
             "%s %s: %d offenders listed, %d unexpected counted",
@@ -372,13 +406,36 @@ def _target_check(
             len(offenders),
             denominator - numerator,
         )
+    check, result = _decide(
+        metric, period, as_of, options, numerator, denominator, offenders, rate.success
+    )
+    if check.value is not None and (check.status == "met") != rate.success:
+        log.warning(
+            "%s %s: GX says success=%s, value %s", metric, period.label, rate.success, check.value
+        )
+    return check, result
+
+
+def _decide(
+    metric: str,
+    period: Period,
+    as_of: date,
+    options: TargetOptions,
+    numerator: int,
+    denominator: int,
+    offenders: Sequence[Offender],
+    success: bool | None = None,
+    *,
+    provisional: bool = False,
+) -> tuple[TargetCheck, CheckResult]:
+    """The one place a target's status is decided: met when numerator / denominator
+    reaches the target, slipped below it, no_data without records. ``success`` is
+    what GX said; a check counted in SQL succeeds unless slipped (GX's reading of
+    an empty batch)."""
+    offenders = sorted(offenders, key=lambda o: o.natural_key)
     target = float(options.target)
     value = numerator / denominator if denominator else None
     status = "no_data" if value is None else ("met" if value >= target else "slipped")
-    if value is not None and (status == "met") != rate.success:
-        log.warning(
-            "%s %s: GX says success=%s, value %s", metric, period.label, rate.success, value
-        )
     check = TargetCheck(
         metric=metric,
         period=period.label,
@@ -391,6 +448,7 @@ def _target_check(
         status=status,
         offenders=tuple(offenders),
         offender_count=len(offenders),
+        provisional=provisional,
     )
     result = CheckResult(
         suite=f"targets.{metric}.{period.label}",
@@ -405,8 +463,135 @@ def _target_check(
         numerator=numerator,
         denominator=denominator,
         target=target,
-        is_success=rate.success,
+        is_success=status != "slipped" if success is None else success,
         offender_count=len(offenders),
+        is_provisional=provisional,
         offenders=offenders,
     )
     return check, result
+
+
+def check_history(
+    engine: Engine,
+    settings: Settings,
+    period: Period,
+    days: Sequence[date],
+    *,
+    job_id: str | None = None,
+    checks: ChecksConfig | None = None,
+    metrics: Mapping[date, Sequence[MetricValue]] | None = None,
+) -> list[TargetRun]:
+    """Check every target of ``period`` at each of ``days``; one stored run per day.
+
+    The bulk form of :func:`run_target_checks`, for dates no nightly job checked (a
+    backfill, a report period outside ``target_periods``, a history re-checked after
+    a calendar change). Great Expectations validates one batch per target and date,
+    about a second a day; here the offenders of all the days are listed by one query
+    per target (the one offender query over :func:`rate_population_history`), the
+    numerators and denominators are the days' metrics (one aggregate per core table,
+    from the same declarations; a custom rate's population is counted per day), and
+    :func:`_decide` decides each status as for a GX outcome. The runs are stored like
+    a nightly run's, without Data Docs. ``metrics``: the days' metrics when the
+    caller has computed them already.
+    """
+    days = sorted(set(days))
+    if not days:
+        return []
+    started = time.perf_counter()
+    checks = checks or load_checks_config(settings)
+    targets: dict[str, TargetOptions] = {**settings.targets, **checks.custom_targets()}
+    counted: dict[str, dict[date, tuple[int, int]]] = {}
+    listed: dict[str, dict[date, list[Offender]]] = {}
+    with engine.connect() as conn:
+        if metrics is None or not set(days) <= set(metrics):
+            metrics = compute_metrics_history(conn, period, days, settings.targets)
+        table = history_days(conn, period, days)
+        for metric in targets:
+            if metric in checks.custom_rates:
+                rate = checks.custom_rates[metric]
+                population = custom_population_history(rate, period, table)
+                _try_custom(conn, checks, metric, population)
+                counted[metric] = _count_by_day(conn, population)
+            else:
+                population = rate_population_history(metric, period, table)
+            listed[metric] = defaultdict(list)
+            for day, key, reason in conn.execute(offender_query(population)):
+                listed[metric][as_date(day)].append(Offender(str(key), reason))
+    decided: dict[date, list[tuple[TargetCheck, CheckResult]]] = {}
+    for day in days:
+        figures = {m.metric: m for m in metrics[day]}
+        decided[day] = []
+        for metric, options in targets.items():
+            if metric in counted:
+                numerator, denominator = counted[metric].get(day, (0, 0))
+            else:
+                numerator, denominator = figures[metric].numerator, figures[metric].denominator
+            figure = figures.get(metric)
+            decided[day].append(
+                _decide(
+                    metric,
+                    period,
+                    day,
+                    options,
+                    numerator or 0,
+                    denominator or 0,
+                    listed[metric].get(day, ()),
+                    provisional=figure is not None and figure.provisional,
+                )
+            )
+    with engine.begin() as conn:
+        stored = store_target_runs(
+            conn,
+            [(period.label, day, [r for _, r in decided[day]]) for day in days],
+            job_id=job_id,
+            seconds=time.perf_counter() - started,
+        )
+    seconds = (time.perf_counter() - started) / len(days)
+    return [
+        TargetRun(
+            check_run_id,
+            day,
+            (period.label,),
+            [
+                replace(check, check_run_id=check_run_id, check_result_id=i)
+                for (check, _), i in zip(decided[day], ids, strict=True)
+            ],
+            seconds=seconds,
+        )
+        for day, (check_run_id, ids) in zip(days, stored, strict=True)
+    ]
+
+
+def _count_by_day(conn: Connection, population: Select) -> dict[date, tuple[int, int]]:
+    """A population of many days counted: (numerator, denominator) per day."""
+    batch = population.order_by(None).subquery("batch")
+    passing = func.coalesce(func.sum(case((batch.c.passes, 1), else_=0)), 0)
+    return {
+        as_date(day): (int(passed), int(n))
+        for day, n, passed in conn.execute(
+            select(batch.c.as_of, func.count(), passing).group_by(batch.c.as_of)
+        )
+    }
+
+
+def ensure_target_checks(
+    engine: Engine,
+    settings: Settings,
+    periods: Sequence[Period],
+    as_of: date,
+    *,
+    job_id: str | None = None,
+) -> list[TargetRun]:
+    """Check (:func:`check_history`) each of ``periods`` that has no stored target check
+    at ``as_of`` (of the job ``job_id``, when given: a nightly job checks its own data),
+    so that every status read at that date is a stored check."""
+    with engine.connect() as conn:
+        missing = [p for p in periods if not checked_days(conn, p.label, [as_of], job_id=job_id)]
+    if not missing:
+        return []
+    checks = load_checks_config(settings)
+    return [
+        run
+        for period in missing
+        for run in check_history(engine, settings, period, [as_of], job_id=job_id, checks=checks)
+    ]

@@ -1,13 +1,14 @@
-"""The backfill flow: the figures of every as-of date in a range, for history.
+"""The backfill flow: the figures and target checks of every as-of date in a range.
 
 A warehouse set up mid-year has no record of what its figures were on earlier
 days. Under the contract a past as-of date is computed from the current state
 ("events after the as-of date have not happened yet"), so the history can be
-rebuilt at any time: this flow does it day by day, one task per month, the
-months concurrently, while holding the warehouse's job lock. It never syncs
-and never sends alerts (a past slip is history, not news). Each day goes
-through :func:`recompute_as_of`, which stores the day's report rows and, unless
-``with_checks`` is off, its target check results.
+rebuilt at any time: this flow does it one task per month, the months
+concurrently, while holding the warehouse's job lock. It never syncs and never
+sends alerts (a past slip is history, not news). Each month goes through
+:func:`recompute_days`, which stores every day's report rows and target checks
+(:func:`rulewatch.checks.targets.check_history`, the bulk form of the nightly
+checks), so each day's status is a stored check.
 
 Run it from a deployment (``rulewatch deploy`` or ``rulewatch serve`` register
 it) with ``start`` and ``end`` parameters, e.g. every day of 2023.
@@ -15,32 +16,38 @@ it) with ``start`` and ``end`` parameters, e.g. every day of 2023.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from rulewatch.checks.targets import run_target_checks
+from rulewatch.checks.results import TargetCheck, checked_days
+from rulewatch.checks.targets import check_history
 from rulewatch.common.periods import Period
 from rulewatch.config.settings import ConfigError, Settings, load_settings
 from rulewatch.flows.nightly import calendar_of, today_in
-from rulewatch.metrics.compute import compute_metrics
-from rulewatch.report.tables import has_nightly_rows, store_metrics, store_statuses, target_statuses
+from rulewatch.metrics.compute import MetricValue, compute_metrics_history
+from rulewatch.report.tables import (
+    store_metrics_history,
+    store_statuses,
+    target_statuses,
+)
 from rulewatch.warehouse.db import make_engine, open_warehouse
 from rulewatch.warehouse.lock import WarehouseBusy, job_lock
+from rulewatch.warehouse.schema import report_metric
 
-_GX_ONE_AT_A_TIME = threading.Lock()
 MAX_DAYS = 3660  # ten years: a bigger range is almost certainly a typo
 
 
 @dataclass(frozen=True)
 class DayFigures:
-    """What one as-of date's year-to-date figures came to: counts per status."""
+    """What one as-of date's year-to-date figures came to: targets per stored check
+    status, and the metrics without a target (``info``)."""
 
     as_of: date
     met: int
@@ -63,44 +70,76 @@ class BackfillResult:
         return sum(1 for d in self.days if d.slipped)
 
 
-def recompute_as_of(
-    engine: Engine, settings: Settings, as_of: date, *, with_checks: bool = True
-) -> DayFigures:
-    """Recompute the figures of one as-of date (its year to date) and keep them.
+def recompute_as_of(engine: Engine, settings: Settings, as_of: date) -> DayFigures:
+    """Recompute the figures and target checks of one as-of date (its year to date)."""
+    (day,) = _recompute(engine, settings, [as_of])
+    return day
 
-    The day's ``report_metric`` rows are stored (``computed_by`` ``backfill``; a
-    day the nightly job already recorded keeps its own rows, the figures as they
-    stood that night). With ``with_checks`` the Great Expectations target checks
-    run for the day too and are stored like a nightly check. No alerting: a past
-    slip is history, not news. Days are independent, so months run concurrently;
-    the latest statuses are written once at the end (:func:`store_latest_statuses`).
+
+def _recompute(engine: Engine, settings: Settings, days: list[date]) -> list[DayFigures]:
+    """The year-to-date figures and checks of ``days`` (one year), kept.
+
+    The ``report_metric`` rows are stored (``computed_by`` ``backfill``) except on a
+    day the nightly job recorded: it keeps its own rows, the figures as they stood
+    that night, and likewise its own target checks. Every other day is checked
+    again and stored like a nightly check. No alerting: a past slip is history, not
+    news. Days are independent, so months run concurrently; the latest statuses
+    are written once at the end (:func:`store_latest_statuses`).
     """
-    period = Period.parse(str(as_of.year))
-    if with_checks:
-        with _GX_ONE_AT_A_TIME:  # one GX context and Data Docs site: not for two threads
-            run_target_checks(engine, settings, [period], as_of)
+    period = Period.parse(str(days[0].year))
     with engine.begin() as conn:
-        metrics = compute_metrics(conn, period, as_of, settings.targets)
-        if not has_nightly_rows(conn, period, as_of):
-            store_metrics(conn, period, metrics, computed_by="backfill")
-    statuses = Counter(m.status for m in metrics)
+        recorded = set(
+            conn.execute(
+                select(report_metric.c.as_of)
+                .where(
+                    report_metric.c.period == period.label,
+                    report_metric.c.as_of.in_(days),
+                    report_metric.c.computed_by != "backfill",
+                )
+                .distinct()
+            ).scalars()
+        )
+        checked = checked_days(conn, period.label, days, by_a_job=True)
+        history = compute_metrics_history(conn, period, days, settings.targets)
+        store_metrics_history(
+            conn,
+            period,
+            {d: m for d, m in history.items() if d not in recorded},
+            computed_by="backfill",
+        )
+    unchecked = [d for d in days if d not in checked]
+    statuses = {
+        run.as_of: run.checks
+        for run in check_history(engine, settings, period, unchecked, metrics=history)
+    }
+    with engine.connect() as conn:
+        for day in sorted(checked):
+            statuses[day] = target_statuses(conn, period, day)
+    return [_figures(d, statuses[d], history[d]) for d in days]
+
+
+def _figures(
+    as_of: date, checks: Sequence[TargetCheck], metrics: Sequence[MetricValue]
+) -> DayFigures:
+    statuses = Counter(c.status for c in checks)
     return DayFigures(
         as_of=as_of,
         met=statuses["met"],
         slipped=statuses["slipped"],
         no_data=statuses["no_data"],
-        info=statuses["info"],
-        slipped_metrics=tuple(sorted(m.metric for m in metrics if m.status == "slipped")),
+        info=sum(1 for m in metrics if m.target is None),
+        slipped_metrics=tuple(sorted(c.metric for c in checks if c.status == "slipped")),
     )
 
 
-def store_latest_statuses(engine: Engine, settings: Settings, as_of: date) -> int:
-    """The year-to-date target statuses at ``as_of`` (with since when each has been
-    slipping, from the history just rebuilt), unless a newer date is stored; count."""
-    period = Period.parse(str(as_of.year))
+def store_latest_statuses(engine: Engine, as_of: date) -> int:
+    """The year-to-date target statuses at ``as_of``: its stored checks, with since when
+    each has been slipping by the checks just stored (unless a newer date is stored);
+    count."""
     with engine.begin() as conn:
-        metrics = compute_metrics(conn, period, as_of, settings.targets)
-        written, _ = store_statuses(conn, target_statuses(conn, settings, period, as_of, metrics))
+        written, _ = store_statuses(
+            conn, target_statuses(conn, Period.parse(str(as_of.year)), as_of)
+        )
     return written
 
 
@@ -124,38 +163,33 @@ def month_chunks(start: date, end: date) -> list[tuple[date, date]]:
     return chunks
 
 
-def recompute_days(
-    settings: Settings, first: date, last: date, *, with_checks: bool = True
-) -> list[DayFigures]:
-    """Recompute every day of ``first..last``, in order."""
+def recompute_days(settings: Settings, first: date, last: date) -> list[DayFigures]:
+    """Recompute every day of ``first..last`` (one calendar month, or less), in order."""
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
-        days = []
-        day = first
-        while day <= last:
-            days.append(recompute_as_of(engine, settings, day, with_checks=with_checks))
-            day += timedelta(days=1)
-        return days
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        figures = []
+        for year in sorted({d.year for d in days}):
+            figures += _recompute(engine, settings, [d for d in days if d.year == year])
+        return figures
     finally:
         engine.dispose()
 
 
 @task(name="backfill-days", cache_policy=NO_CACHE, task_run_name="backfill-{first}..{last}")
-def backfill_days_task(first: date, last: date, with_checks: bool) -> list[DayFigures]:
+def backfill_days_task(first: date, last: date) -> list[DayFigures]:
     """Recompute one chunk of days."""
-    return recompute_days(load_settings(), first, last, with_checks=with_checks)
+    return recompute_days(load_settings(), first, last)
 
 
 @flow(name="rulewatch-backfill", log_prints=False)
 def backfill(
     start: date,
     end: date | None = None,
-    with_checks: bool = True,
     lock_wait_seconds: float = 0,
 ) -> BackfillResult | State:
-    """Recompute the figures of every as-of date from ``start`` to ``end`` (default today):
-    report tables always, the target checks too unless ``with_checks`` is off (they
-    cost about a second a day)."""
+    """Recompute the figures and target checks of every as-of date from ``start`` to
+    ``end`` (default today) into the report tables and check results."""
     settings = load_settings()
     end = end or today_in(settings)
     check_range(start, end)
@@ -167,18 +201,17 @@ def backfill(
                 settings.warehouse_url, calendar_of(settings), settings.schedule.timeouts
             ).dispose()
             futures = [
-                backfill_days_task.submit(first, last, with_checks)
-                for first, last in month_chunks(start, end)
+                backfill_days_task.submit(first, last) for first, last in month_chunks(start, end)
             ]
             for future in futures:
                 result.days.extend(future.result())
-            store_latest_statuses(engine, settings, end)
+            store_latest_statuses(engine, end)
     except WarehouseBusy as exc:  # another job runs: one line, no traceback
         return Failed(message=str(exc), data=exc)
     finally:
         engine.dispose()
     get_run_logger().info(
-        "backfill %s..%s: %d days recomputed, %d with a slipped target",
+        "backfill %s..%s: %d days recomputed and checked, %d with a slipped target",
         start,
         end,
         len(result.days),

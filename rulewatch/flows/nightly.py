@@ -172,8 +172,10 @@ def report_tables_task(job_id: str, as_of: date) -> ReportTablesRefresh:
         engine.dispose()
     if recomputed.ran:
         get_run_logger().info(
-            "calendar changed: %d stored (period, as-of) figures and %d statuses recomputed",
+            "calendar changed: %d stored (period, as-of) figures recomputed, %d re-checked, "
+            "%d statuses rewritten",
             len(recomputed.recomputed),
+            len(recomputed.rechecked),
             recomputed.statuses,
         )
     get_run_logger().info(

@@ -16,6 +16,7 @@ and the reason of each such record says so.
 from __future__ import annotations
 
 import functools
+import json
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,6 +41,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
     type_coerce,
     values,
@@ -241,18 +243,32 @@ class _Table:
     def population(self, metric: str) -> Select:
         """One row per record of the rate's denominator: (natural_key, passes, reason)."""
         rate = self.rates[metric]
-        passes = case((rate.passes, true()), else_=false())
-        reason = case((rate.passes, null()), else_=rate.reason)
         return (
-            select(
-                self.key.label("natural_key"),
-                type_coerce(passes, Boolean).label("passes"),
-                type_coerce(reason, String).label("reason"),
-            )
+            select(*self._record(rate))
             .select_from(self.source)
             .where(self.valid, rate.population)
             .order_by(self.key)
         )
+
+    def population_by(self, metric: str, days: FromClause, as_of: ColumnElement) -> Select:
+        """:meth:`population` at each day of ``days``: (as_of, natural_key, passes, reason)."""
+        rate = self.rates[metric]
+        on = or_(*self.windows) if self.windows else true()
+        return (
+            select(as_of.label("as_of"), *self._record(rate))
+            .select_from(self.source.join(days, on))
+            .where(self.valid, rate.population)
+            .order_by(as_of, self.key)
+        )
+
+    def _record(self, rate: _Rate) -> list[ColumnElement]:
+        passes = case((rate.passes, true()), else_=false())
+        reason = case((rate.passes, null()), else_=rate.reason)
+        return [
+            self.key.label("natural_key"),
+            type_coerce(passes, Boolean).label("passes"),
+            type_coerce(reason, String).label("reason"),
+        ]
 
 
 # --- the metrics, declared per table --------------------------------------------------------
@@ -484,9 +500,14 @@ def _tables(period: Period, as_of: date) -> list[_Table]:
     return _declare(window, previous, as_of)
 
 
-def _tables_at(start: date, as_of: ColumnElement, prev_start: date, prev_as_of: ColumnElement):
-    """The tables with the as-of date a column (the history's days, each inside the period)."""
-    return _declare((start, as_of), (prev_start, prev_as_of), as_of)
+def _tables_at(period: Period, days: FromClause) -> list[_Table]:
+    """The tables with the as-of date a column: the days of :func:`history_days`."""
+    return _declare(*_history_windows(period, days), days.c.as_of)
+
+
+def _history_windows(period: Period, days: FromClause) -> tuple[Window, Window]:
+    """The cut period and its year-earlier cut, as columns of :func:`history_days`."""
+    return (period.start, days.c.cut_on), (period.year_earlier().start, days.c.prev_cut_on)
 
 
 def _declare(window: Window, previous: Window, as_of: AsOf) -> list[_Table]:
@@ -523,28 +544,61 @@ def compute_metrics_history(
 
     The days join the core tables as a table of (as_of, year-earlier as_of) rows and
     every count is grouped by day, so a year of history costs four set operations
-    rather than four queries per day. Each day must fall inside ``period``.
+    rather than four queries per day. No day may be before ``period`` starts.
     """
     if not days:
         return {}
-    outside = [d for d in days if not period.start <= d <= period.end]
-    if outside:
-        raise ValueError(f"{outside[0]} is outside {period.label}")
-    pairs = [(d, year_earlier_as_of(d)) for d in days]
-    columns = (column("as_of", Date), column("prev_as_of", Date))
-    day_rows = values(*columns, name="history_days").data(pairs).cte()  # SQLite: in a CTE
-    as_of_col, prev_col = day_rows.c.as_of, day_rows.c.prev_as_of
-    tables = _tables_at(period.start, as_of_col, period.year_earlier().start, prev_col)
+    day_rows = history_days(conn, period, days)
+    as_of_col = day_rows.c.as_of
+    tables = _tables_at(period, day_rows)
     by_day: dict[date, list[list[Any]]] = {d: [] for d in days}
     for table in tables:
         found: dict[date, list[Any]] = {}
         for row in conn.execute(table.aggregate_by(day_rows, as_of_col)):
-            day = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
-            found[day] = list(row[1:])
+            found[as_date(row[0])] = list(row[1:])
         empty = [0] * table.width
         for day in days:
             by_day[day].append(found.get(day, empty))
     return {day: _metric_values(period, day, tables, rows, targets) for day, rows in by_day.items()}
+
+
+def history_days(conn: Connection, period: Period, days: Sequence[date]) -> FromClause:
+    """``days`` as a table to join a declaration on, so the history of many as-of dates
+    is one query: per day its as-of date, the year-earlier as-of date and where each
+    cuts ``period`` and its year-earlier period (``cut_on``, ``prev_cut_on``). No day
+    may be before ``period`` starts (its cut would be empty).
+
+    The rows travel as one parameter per column (PostgreSQL arrays, an SQLite JSON
+    array): a VALUES list of a year of days costs more to compile than to run, once
+    per query of a backfill."""
+    early = [d for d in days if d < period.start]
+    if early:
+        raise ValueError(f"{early[0]} is before {period.label}")
+    previous = period.year_earlier()
+    rows = [
+        (d, year_earlier_as_of(d), min(d, period.end), min(year_earlier_as_of(d), previous.end))
+        for d in days
+    ]
+    names = ("as_of", "prev_as_of", "cut_on", "prev_cut_on")
+    columns = [column(name, Date) for name in names]
+    if conn.dialect.name == "postgresql":
+        arrays = ", ".join(f"CAST(:{n} AS date[])" for n in names)
+        query = text(f"SELECT * FROM unnest({arrays}) AS d({', '.join(names)})").bindparams(
+            **{n: [r[i] for r in rows] for i, n in enumerate(names)}
+        )
+    elif conn.dialect.name == "sqlite":
+        picks = ", ".join(f"json_extract(value, '$[{i}]') AS {n}" for i, n in enumerate(names))
+        query = text(f"SELECT {picks} FROM json_each(:days)").bindparams(
+            days=json.dumps([[d.isoformat() for d in r] for r in rows])
+        )
+    else:
+        return values(*columns, name="history_days").data(rows).cte()
+    return query.columns(*columns).cte("history_days")
+
+
+def as_date(value: Any) -> date:
+    """A date read back from a days table (SQLite returns the ISO text)."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 def _metric_values(
@@ -628,24 +682,33 @@ def rate_population(metric: str, period: Period, as_of: date) -> Select:
     words why a failing record fails (null when it passes). Ordered by key.
     ``count(*)`` and ``count(passes)`` equal the rate's denominator and numerator.
     """
-    if metric not in RATE_METRICS:
-        raise ValueError(f"{metric!r} is not a rate; rates: {list(RATE_METRICS)}")
-    table = _rate_table(metric, period, as_of)
-    if metric not in table.rates:  # pragma: no cover - a rate declared on another table
-        raise AssertionError(f"rate {metric} is not declared on its domain's table")
-    return table.population(metric)
+    previous = period.year_earlier().cut(year_earlier_as_of(as_of))
+    return _rate_table(metric, period.cut(as_of), previous, as_of).population(metric)
 
 
-def _rate_table(metric: str, period: Period, as_of: date) -> _Table:
+def rate_population_history(metric: str, period: Period, days: FromClause) -> Select:
+    """:func:`rate_population` at every as-of date of ``days`` (:func:`history_days`) in
+    one query: rows ``(as_of, natural_key, passes, reason)``, by day and key."""
+    window, previous = _history_windows(period, days)
+    table = _rate_table(metric, window, previous, days.c.as_of)
+    return table.population_by(metric, days, days.c.as_of)
+
+
+def _rate_table(metric: str, window: Window, previous: Window, as_of: AsOf) -> _Table:
     """The one table declaring ``metric`` (its domain's), built alone: declaring all four
     for every population a refresh or check reads cost more than running the queries."""
-    window = period.cut(as_of)
+    if metric not in RATE_METRICS:
+        raise ValueError(f"{metric!r} is not a rate; rates: {list(RATE_METRICS)}")
     domain = metric.split(".", 1)[0]
     if domain == "permits":
-        return _permits(window, period.year_earlier().cut(year_earlier_as_of(as_of)))
-    if domain == "enforcement":
-        return _inspections(window, as_of)
-    return _documents(window, as_of)
+        table = _permits(window, previous)
+    elif domain == "enforcement":
+        table = _inspections(window, as_of)
+    else:
+        table = _documents(window, as_of)
+    if metric not in table.rates:  # pragma: no cover - a rate declared on another table
+        raise AssertionError(f"rate {metric} is not declared on its domain's table")
+    return table
 
 
 def early_warnings(conn: Connection, as_of: date, days: int) -> list[dict[str, Any]]:

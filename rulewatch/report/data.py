@@ -200,7 +200,9 @@ def quarantine_counts(conn: Connection) -> tuple[list[QuarantineCount], dict[str
 def gather_report(
     conn: Connection, settings: Settings, period: Period, as_of: date, language: str | None = None
 ) -> ReportData:
-    """Read everything the report of ``period`` at ``as_of`` shows."""
+    """Read everything the report of ``period`` at ``as_of`` shows (the targets: the
+    stored checks of that date; :func:`rulewatch.report.write.write_report` runs them
+    when none are stored)."""
     metrics = compute_metrics(conn, period, as_of, settings.targets)
     monthly = metric_frame(
         m
@@ -219,7 +221,7 @@ def gather_report(
         language=language or settings.alerts.language,
         generated_at=now_utc(),
         metrics=metrics,
-        targets=target_statuses(conn, settings, period, as_of, metrics),
+        targets=target_statuses(conn, period, as_of),
         monthly=monthly,
         history=metric_history(
             conn, period.label, as_of, [m for m in RATE_METRICS if m in settings.targets]

@@ -8,37 +8,32 @@
 The nightly job refreshes them for the periods around its as-of date
 (:func:`report_periods`); :func:`backfill_history` rebuilds past dates from the
 current state, which the contract allows ("events after the as-of date have
-not happened yet"). A target's status is the stored target check
-(:class:`rulewatch.checks.results.TargetCheck`) of the same period and date;
-only a date no check ran on gets its figures from the metric declarations.
+not happened yet"). A target's status is always a stored target check
+(:class:`rulewatch.checks.results.TargetCheck`) of the same period and date:
+a period or date no check ran on is checked first
+(:func:`rulewatch.checks.targets.ensure_target_checks`, ``check_history``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.engine import Connection
 
 from rulewatch.checks.results import (
-    Offender,
     TargetCheck,
+    checked_days,
     latest_target_statuses,
     now_utc,
-    offender_query,
-    slipped_run_start,
 )
+from rulewatch.checks.targets import check_history, ensure_target_checks
 from rulewatch.common.metric_ids import METRICS
 from rulewatch.common.periods import Period
 from rulewatch.config.settings import Settings
-from rulewatch.metrics.compute import (
-    MetricValue,
-    compute_metrics,
-    compute_metrics_history,
-    rate_population,
-)
+from rulewatch.metrics.compute import MetricValue, compute_metrics, compute_metrics_history
 from rulewatch.warehouse.schema import report_metric, report_offender, report_target_status
 
 
@@ -138,79 +133,24 @@ def store_metrics_history(
     return len(rows)
 
 
-def slipped_since(conn: Connection, metric: str, period: str, as_of: date) -> date:
-    """Since when the target has slipped by the ``report_metric`` history (covering
-    backfilled dates without a stored check), by the one rule of :func:`slipped_run_start`."""
-    rows = conn.execute(
-        select(report_metric.c.as_of, report_metric.c.status).where(
-            report_metric.c.metric == metric,
-            report_metric.c.period == period,
-            report_metric.c.as_of < as_of,
-        )
-    )
-    return slipped_run_start([*rows, (as_of, "slipped")])
-
-
-def target_statuses(
-    conn: Connection,
-    settings: Settings,
-    period: Period,
-    as_of: date,
-    metrics: Sequence[MetricValue],
-    *,
-    use_stored_checks: bool = True,
-) -> list[TargetCheck]:
-    """Every target's status for ``period`` at ``as_of``, with all its offenders.
-
-    The stored target check of that period and date is the status (custom rates
-    included). A built-in rate with no stored check of that date (a backfilled
-    date, or ``use_stored_checks`` off: the check was made with an older calendar)
-    gets its figures from the same declarations the checks validate.
-    """
-    stored = {
-        c.metric: c
-        for c in latest_target_statuses(conn, period.label)
-        if use_stored_checks and c.as_of == as_of
-    }
-    statuses = []
-    for m in metrics:
-        options = settings.targets.get(m.metric)
-        if options is None or m.target is None or m.metric in stored:
-            continue
-        population = rate_population(m.metric, period, as_of)
-        offenders = tuple(Offender(k, r) for k, r in conn.execute(offender_query(population)))
-        stored[m.metric] = TargetCheck(
-            metric=m.metric,
-            period=period.label,
-            as_of=as_of,
-            value=m.value,
-            numerator=m.numerator or 0,
-            denominator=m.denominator or 0,
-            target=m.target,
-            severity=options.severity,
-            status=m.status,
-            offenders=offenders,
-            offender_count=len(offenders),
-            provisional=m.provisional,
-        )
-    for metric, check in sorted(stored.items()):
-        if check.status == "slipped":
-            since = slipped_since(conn, metric, period.label, as_of)
-            if check.slipped_since is not None:
-                since = min(since, check.slipped_since)
-            check = replace(check, slipped_since=since)
-        statuses.append(check)
-    return statuses
+def target_statuses(conn: Connection, period: Period, as_of: date) -> list[TargetCheck]:
+    """Every target's status for ``period`` at ``as_of``, with all its offenders: the
+    stored target checks of that date (the last run of it), since when each slipped
+    by the stored checks before it. Run the checks of the date first."""
+    return latest_target_statuses(conn, period.label, as_of=as_of)
 
 
 def store_statuses(conn: Connection, statuses: Iterable[TargetCheck]) -> tuple[int, int]:
     """Make these the latest statuses, unless a newer as-of date is stored already.
 
-    Returns (statuses written, offenders written).
+    Each must be a stored check (``check_result_id``): a status is never computed
+    beside the checks. Returns (statuses written, offenders written).
     """
     written = offenders = 0
     updated_at = now_utc()
     for s in statuses:
+        if s.check_result_id is None:
+            raise ValueError(f"{s.metric} {s.period} {s.as_of}: a status that is no stored check")
         key = (report_target_status.c.metric == s.metric, report_target_status.c.period == s.period)
         stored = conn.execute(select(report_target_status.c.as_of).where(*key)).scalar()
         if stored is not None and stored > s.as_of:
@@ -270,44 +210,31 @@ def refresh_report_tables(
 ) -> ReportTablesRefresh:
     """Write the metrics, latest statuses and offenders of ``periods`` at ``as_of``.
 
-    One transaction per period, so a reader never sees half a period.
+    The statuses are the stored target checks of that date; a period with none
+    (by the job ``job_id``, when given) is checked first. One transaction per
+    period, so a reader never sees half a period.
     """
     result = ReportTablesRefresh(as_of=as_of)
-    for period in periods if periods is not None else report_periods(as_of):
+    periods = list(periods if periods is not None else report_periods(as_of))
+    ensure_target_checks(engine, settings, periods, as_of, job_id=job_id)
+    for period in periods:
         with engine.begin() as conn:
             metrics = compute_metrics(conn, period, as_of, settings.targets)
             result.metric_rows += store_metrics(
                 conn, period, metrics, computed_by=computed_by, job_id=job_id
             )
-            written, offenders = store_statuses(
-                conn, target_statuses(conn, settings, period, as_of, metrics)
-            )
+            written, offenders = store_statuses(conn, target_statuses(conn, period, as_of))
         result.periods.append(period.label)
         result.statuses += written
         result.offenders += offenders
     return result
 
 
-def has_nightly_rows(conn: Connection, period: Period, as_of: date) -> bool:
-    """Whether a job other than a backfill recorded ``period`` at ``as_of``: its rows
-    hold the figures as they stood that day and are never replaced by a recomputation."""
-    return (
-        conn.execute(
-            select(report_metric.c.metric)
-            .where(
-                report_metric.c.period == period.label,
-                report_metric.c.as_of == as_of,
-                report_metric.c.computed_by != "backfill",
-            )
-            .limit(1)
-        ).first()
-        is not None
-    )
-
-
 def backfill_history(engine: Engine, settings: Settings, start: date, end: date) -> int:
-    """Rebuild the year-to-date ``report_metric`` rows of every as-of date in
-    ``start..end`` that has none yet (a nightly row is never overwritten); rows written."""
+    """Rebuild the year-to-date history of every as-of date in ``start..end``: the
+    ``report_metric`` rows of each date that has none yet (a nightly row is never
+    overwritten) and the target checks (:func:`check_history`) of each date with no
+    stored check, so every date's status is a stored check. Metric rows written."""
     with engine.connect() as conn:
         have = {
             (period, day)
@@ -317,16 +244,21 @@ def backfill_history(engine: Engine, settings: Settings, start: date, end: date)
                 .distinct()
             )
         }
-    missing: dict[int, list[date]] = {}
+    years: dict[int, list[date]] = {}
     day = start
     while day <= end:
-        if (str(day.year), day) not in have:
-            missing.setdefault(day.year, []).append(day)
+        years.setdefault(day.year, []).append(day)
         day += timedelta(days=1)
     written = 0
-    for year, days in missing.items():
+    for year, days in years.items():
         period = Period.parse(str(year))
+        missing = [d for d in days if (period.label, d) not in have]
         with engine.begin() as conn:
-            history = compute_metrics_history(conn, period, days, settings.targets)
-            written += store_metrics_history(conn, period, history, computed_by="backfill")
+            unchecked = sorted(set(days) - checked_days(conn, period.label, days))
+            needed = sorted({*missing, *unchecked})
+            history = compute_metrics_history(conn, period, needed, settings.targets)
+            written += store_metrics_history(
+                conn, period, {d: history[d] for d in missing}, computed_by="backfill"
+            )
+        check_history(engine, settings, period, unchecked, metrics=history)
     return written

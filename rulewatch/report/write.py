@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from rulewatch.checks.targets import ensure_target_checks
 from rulewatch.common.periods import Period
 from rulewatch.config.settings import Settings
 from rulewatch.report.charts import (
@@ -50,9 +51,11 @@ def write_report(
     """Write the HTML report, the CSV and XLSX exports and the drafts of ``period``.
 
     Files are named after the period (``report-2023.html``, ``metrics-2023.csv``,
-    ``annual-report-2023.zh.md``, ...) and replaced when written again.
+    ``annual-report-2023.zh.md``, ...) and replaced when written again. The targets
+    shown are the stored checks of ``as_of``: a date never checked is checked first.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_target_checks(engine, settings, [period], as_of)
     with snapshot(engine) as conn:  # one consistent state, also while a sync writes
         data = gather_report(conn, settings, period, as_of, language)
     lang = data.language
@@ -87,8 +90,8 @@ def write_demo_reports(engine: Engine, settings: Settings, as_of: date) -> list[
     """The demo's reports: last year's and this year's, with their history rebuilt.
 
     A fresh demo warehouse has one nightly run; the history charts need the
-    figures of every earlier day, which :func:`backfill_history` recomputes from
-    the current state (days that have a row already are kept).
+    figures and checks of every earlier day, which :func:`backfill_history`
+    rebuilds from the current state (days that have them already are kept).
     """
     from rulewatch.report.tables import backfill_history, refresh_report_tables
 

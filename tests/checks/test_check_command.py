@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy import create_engine, select
 from rulewatch.checks.display import SUMMARY_ARTIFACT_KEY, TABLE_ARTIFACT_KEY
 from rulewatch.demo.data import MISSED_FILING_DOC_ID
 from rulewatch.demo.servers import start_demo_sources
+from rulewatch.report.tables import report_periods
 from rulewatch.warehouse.schema import check_run, sync_run
 
 
@@ -43,13 +45,16 @@ def test_sync_runs_the_checks_and_publishes_artifacts(synced):  # noqa: ANN001
     engine = create_engine(env["RULEWATCH_WAREHOUSE_URL"])
     with engine.connect() as conn:
         jobs = set(conn.execute(select(sync_run.c.job_id)).scalars())
-        runs = conn.execute(select(check_run.c.kind, check_run.c.job_id)).all()
+        runs = conn.execute(select(check_run.c.kind, check_run.c.job_id, check_run.c.period)).all()
     engine.dispose()
     assert len(jobs) == 1
-    assert sorted((kind, job in jobs) for kind, job in runs) == [
+    assert sorted({(kind, job in jobs) for kind, job, _ in runs}) == [
         ("data_quality", True),
         ("targets", True),
     ]
+    # the year by Great Expectations, every other period of the report tables in bulk
+    checked = sorted(period for kind, _, period in runs if kind == "targets")
+    assert checked == sorted(p.label for p in report_periods(date(2024, 5, 20)))
     with sqlite3.connect(folder / "prefect" / "prefect.db") as db:
         keys = {k for (k,) in db.execute("SELECT key FROM artifact")}
     assert {TABLE_ARTIFACT_KEY, SUMMARY_ARTIFACT_KEY} <= keys

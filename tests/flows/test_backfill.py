@@ -66,24 +66,32 @@ def test_each_day_gets_the_figures_of_its_own_as_of_date(demo, sqlite_url, tmp_p
 def test_a_backfill_keeps_each_day_in_the_report_tables_and_checks(demo, sqlite_url, tmp_path):
     from sqlalchemy import func, select
 
+    from rulewatch.checks.results import checked_days
+    from rulewatch.checks.targets import ensure_target_checks
     from rulewatch.flows.backfill import recompute_as_of, store_latest_statuses
     from rulewatch.report.tables import store_metrics
-    from rulewatch.warehouse.schema import check_result, report_metric, report_target_status
+    from rulewatch.warehouse.schema import (
+        check_result,
+        check_run,
+        report_metric,
+        report_target_status,
+    )
 
     env = {**demo.env(), "RULEWATCH_WAREHOUSE_URL": sqlite_url, "RULEWATCH_PII_KEY": "k"}
     settings = load_settings({**env, "RULEWATCH_DATA_DIR": str(tmp_path)})
     engine = open_warehouse(sqlite_url, calendar_of(settings))
     for source in ("permits", "enforcement", "docreview"):
         sync_source(engine, settings, source)
-    # The nightly job recorded 2024-04-05 itself: a recomputation never replaces that.
+    # The nightly job recorded 2024-04-05 itself: a recomputation never replaces that,
+    # its figures nor its checks.
     with engine.begin() as conn:
         nightly = compute_metrics(conn, Period.parse("2024"), date(2024, 4, 5), settings.targets)
         store_metrics(conn, Period.parse("2024"), nightly, computed_by="nightly")
+    ensure_target_checks(engine, settings, [Period.parse("2024")], date(2024, 4, 5), job_id="n")
 
-    recompute_as_of(engine, settings, date(2024, 4, 4), with_checks=True)
-    recompute_as_of(engine, settings, date(2024, 4, 5), with_checks=False)
-    recompute_as_of(engine, settings, date(2024, 4, 6), with_checks=False)
-    store_latest_statuses(engine, settings, date(2024, 4, 6))
+    for day in (4, 5, 6):
+        recompute_as_of(engine, settings, date(2024, 4, day))
+    store_latest_statuses(engine, date(2024, 4, 6))
 
     with engine.connect() as conn:
         rows = conn.execute(
@@ -109,6 +117,20 @@ def test_a_backfill_keeps_each_day_in_the_report_tables_and_checks(demo, sqlite_
         ).one()
         # DOC-2024-002's deadline 2024-04-04 is passed from 2024-04-05 on.
         assert filing == (date(2024, 4, 6), "slipped", date(2024, 4, 5))
-        checked = conn.execute(select(func.count()).select_from(check_result)).scalar()
-        assert checked > 0
+        # every day's status is a stored check, the latest status that of its last day
+        days = [date(2024, 4, d) for d in (4, 5, 6)]
+        assert checked_days(conn, "2024", days) == set(days)
+        latest = conn.execute(
+            select(check_result.c.as_of, check_result.c.status)
+            .join(
+                report_target_status,
+                report_target_status.c.check_result_id == check_result.c.check_result_id,
+            )
+            .where(report_target_status.c.metric == "docreview.filing_rate")
+        ).one()
+        assert latest == (date(2024, 4, 6), "slipped")
+        runs = conn.execute(
+            select(check_run.c.as_of, check_run.c.job_id).order_by(check_run.c.as_of)
+        ).all()
+        assert runs == [(date(2024, 4, 4), None), (date(2024, 4, 5), "n"), (date(2024, 4, 6), None)]
     engine.dispose()

@@ -642,8 +642,11 @@ def test_history_in_one_query_per_table_equals_each_day_computed_alone(
     for day in days:
         assert history[day] == compute_metrics(conn, period, day, TARGETS), day
     assert any(m.value for m in history[period.end])  # the data set counts in that year
-    with pytest.raises(ValueError, match="outside"):
-        compute_metrics_history(conn, period, [D(f"{year + 1}-01-01")], TARGETS)
+    after = D(f"{year + 1}-01-10")  # a closed period: cut at its end, as-of still counts
+    history = compute_metrics_history(conn, period, [after], TARGETS)
+    assert history[after] == compute_metrics(conn, period, after, TARGETS)
+    with pytest.raises(ValueError, match="before"):
+        compute_metrics_history(conn, period, [D(f"{year - 1}-12-31")], TARGETS)
 
 
 def test_backfill_fills_only_the_missing_days_across_a_new_year(

@@ -4,20 +4,24 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from dataclasses import replace
+from datetime import date, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from report_support import demo_warehouse, warehouse_url
+from report_support import HISTORY_FROM, demo_warehouse, warehouse_url
 from sqlalchemy import Engine, func, select
 
+from rulewatch.checks.results import checked_days, latest_target_statuses
+from rulewatch.checks.targets import run_target_checks
 from rulewatch.common.periods import Period
 from rulewatch.config.settings import Settings
 from rulewatch.demo.data import DEMO_TODAY, MISSED_FILING_DOC_ID
 from rulewatch.metrics.compute import compute_metrics
-from rulewatch.report.tables import refresh_report_tables, report_periods
+from rulewatch.report.tables import refresh_report_tables, report_periods, store_statuses
 from rulewatch.warehouse.schema import (
+    check_result,
     metadata,
     report_metric,
     report_offender,
@@ -128,3 +132,49 @@ def test_refresh_is_idempotent_and_an_older_date_never_hides_the_latest(loaded):
     after = snapshot()
     assert after[1] == before[1]  # statuses still those of the newest as-of date
     assert after[0] == before[0] + 22  # one more as-of date of 2024 in the history
+
+
+def test_every_status_is_a_stored_check_equal_to_what_check_finds(loaded):
+    """No status is computed beside the checks: every ``report_target_status`` row is a
+    stored check result, every backfilled day has its stored checks, and a backfilled
+    day's checks (counted in bulk) equal what ``rulewatch check`` (GX) finds that day."""
+    engine, settings = loaded
+    fields = ("metric", "period", "as_of", "value", "numerator", "denominator", "status")
+    with engine.connect() as conn:
+        rows = conn.execute(select(report_target_status)).all()
+        assert {r.period for r in rows} == {p.label for p in report_periods(DEMO_TODAY)}
+        for r in rows:
+            stored = conn.execute(
+                select(check_result).where(check_result.c.check_result_id == r.check_result_id)
+            ).one()
+            assert [getattr(stored, f) for f in fields] == [getattr(r, f) for f in fields]
+        days = [
+            HISTORY_FROM + timedelta(days=n) for n in range((DEMO_TODAY - HISTORY_FROM).days + 1)
+        ]
+        assert checked_days(conn, "2024", days) == set(days)
+        day = date(2024, 4, 5)  # the filing slip's first day
+        backfilled = {c.metric: c for c in latest_target_statuses(conn, "2024", as_of=day)}
+    checked = run_target_checks(engine, settings, [Period.parse("2024")], day)
+    assert (
+        sorted(backfilled) == sorted(c.metric for c in checked.checks) == sorted(settings.targets)
+    )
+    assert backfilled["docreview.filing_rate"].status == "slipped"
+    for c in checked.checks:
+        b = backfilled[c.metric]
+        assert (b.value, b.numerator, b.denominator, b.status, b.severity, b.provisional) == (
+            c.value,
+            c.numerator,
+            c.denominator,
+            c.status,
+            c.severity,
+            c.provisional,
+        ), c.metric
+        assert b.offenders == c.offenders, c.metric
+
+
+def test_a_status_that_is_no_stored_check_is_refused(loaded):
+    engine, _ = loaded
+    with engine.connect() as conn:
+        (status, *_) = latest_target_statuses(conn, "2024", as_of=DEMO_TODAY)
+    with engine.begin() as conn, pytest.raises(ValueError, match="no stored check"):
+        store_statuses(conn, [replace(status, check_result_id=None)])
