@@ -4,28 +4,52 @@ A run records itself in Prefect. In order of preference it uses the API that
 is configured (``PREFECT_API_URL`` or the Prefect profile: nothing to start),
 the server that ``rulewatch serve`` runs for the same data folder (its URL is in
 ``<data dir>/prefect/api-url`` while it is up and healthy: nothing to start, and
-the run shows in that server's UI), or else Prefect's temporary server. That
-one takes seconds to come up (a uvicorn process importing Prefect's whole API),
-so it is started in a background thread as soon as the preflight checks pass,
-while this process goes on importing the flow and its libraries on the other
-core; the flow waits for it only when it starts. It is Prefect's own server
-object, so Prefect, SIGTERM and the error paths stop it as before.
+the run shows in that server's UI), or else a temporary server: the process
+Prefect itself would start (uvicorn serving ``prefect.server.api.server:create_app``
+in ephemeral mode, over Prefect's own database), launched by this module.
+
+Why launch it here rather than let Prefect do it: the server takes seconds to
+come up (it imports Prefect's whole API), and Prefect starts it only once it
+has itself been imported, which costs seconds more; asking Prefect for its
+server object even imports the whole server API into this process first. The
+process is spawned as soon as the preflight checks pass, before anything heavy
+is imported here, so its start-up overlaps this process's imports on the other
+core. Whether an API is configured is decided without importing Prefect when no
+settings file could name one (:func:`api_url_may_be_configured`); otherwise
+Prefect's settings are asked. The server is stopped when the flow ends, after
+Prefect's queued logs and events are sent, and on every error path and SIGTERM
+(:mod:`rulewatch.stopping` knows it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import logging
 import os
-import threading
+import subprocess
+import sys
+import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import requests
 
+from rulewatch.serve import _die_with_parent, free_port
 from rulewatch.settings import Settings
+from rulewatch.stopping import forget_server, own_server, stop_server
 
 API_URL_FILE = "api-url"
 HEALTH_TIMEOUT_SECONDS = 2.0
+#: How often the waiting flow polls the temporary server's health endpoint.
+HEALTH_POLL_SECONDS = 0.05
+#: A port taken between choosing it and binding it: worth a new port, this many times.
+PORT_ATTEMPTS = 3
+#: Prefect's own default for PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.
+DEFAULT_STARTUP_SECONDS = 20.0
+#: Prefect's logger for its temporary server's lines, so they read as before.
+_log = logging.getLogger("prefect")
 
 
 def served_api_file(settings: Settings) -> Path:
@@ -48,10 +72,128 @@ def served_api_url(settings: Settings) -> str | None:
     return url if healthy else None
 
 
+def _mentions(path: Path, needle: str) -> bool:
+    """A settings file that exists and contains ``needle`` (unreadable counts as yes)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError):
+        return True
+    return needle in text.lower()
+
+
+def _profile_may_set_api(env: dict[str, str]) -> bool:
+    """The active Prefect profile might set ``PREFECT_API_URL`` (unreadable counts as yes)."""
+    home = Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    path = Path(env.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False  # Prefect's default profiles set no API URL
+    except (OSError, tomllib.TOMLDecodeError):
+        return True
+    active = env.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
+    profile = profiles.get("profiles", {}).get(active, {})
+    return not isinstance(profile, dict) or any("API_URL" in str(k).upper() for k in profile)
+
+
+def api_url_may_be_configured(env: dict[str, str] | None = None, cwd: Path | None = None) -> bool:
+    """False only when no source of Prefect's settings can hold an API URL.
+
+    Cheap (no Prefect import) and conservative: ``PREFECT_API_URL`` in the
+    environment, an active profile naming an API URL, a ``.env`` naming a
+    ``PREFECT_API_*`` variable, a ``prefect.toml`` mentioning an API or a
+    ``pyproject.toml`` with a ``[tool.prefect]`` table in the working folder
+    all count as "maybe", and then Prefect's own settings decide.
+    """
+    env = dict(os.environ if env is None else env)
+    cwd = Path.cwd() if cwd is None else cwd
+    if env.get("PREFECT_API_URL"):
+        return True
+    if (
+        _mentions(cwd / ".env", "prefect_api")
+        or _mentions(cwd / "prefect.toml", "api")
+        or _mentions(cwd / "pyproject.toml", "tool.prefect")
+    ):
+        return True
+    return _profile_may_set_api(env)
+
+
 def _configured_api_url() -> str | None:
     from prefect.settings import get_current_settings
 
     return get_current_settings().api.url
+
+
+def _prefect_app_dir() -> str:
+    """The folder holding the ``prefect`` package (uvicorn's ``--app-dir``), without importing it."""
+    spec = importlib.util.find_spec("prefect")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("prefect")
+    return str(Path(spec.origin).parent.parent)
+
+
+def _startup_seconds() -> float:
+    try:
+        return float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", ""))
+    except ValueError:
+        return DEFAULT_STARTUP_SECONDS
+
+
+class TemporaryServer:
+    """Prefect's temporary API server, as Prefect would run it, owned by this process."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process = self._spawn()
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.address}/api"
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RULEWATCH_")}
+        env.update(PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1", PREFECT__SERVER_FINAL="1")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", _prefect_app_dir()]
+            + ["--factory", "prefect.server.api.server:create_app"]
+            + ["--host", "127.0.0.1", "--port", str(self.port)]
+            + ["--log-level", "error", "--lifespan", "on"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        own_server(process)
+        return process
+
+    def wait_healthy(self, timeout: float) -> bool:
+        """True once its health check answers; a process that exited (its port taken
+        meanwhile) is started again on another port. False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        attempts = 1
+        with requests.Session() as session:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    forget_server(self.process)
+                    if attempts >= PORT_ATTEMPTS:
+                        return False
+                    attempts += 1
+                    self.port = free_port()
+                    self.process = self._spawn()
+                with contextlib.suppress(requests.RequestException):
+                    if session.get(f"{self.api_url}/health", timeout=HEALTH_TIMEOUT_SECONDS).ok:
+                        return True
+                time.sleep(HEALTH_POLL_SECONDS)
+        return False
+
+    def stop(self) -> None:
+        """Prefect's queued logs and events sent, then the process stopped."""
+        stop_server(self.process)
 
 
 class EarlyPrefect:
@@ -59,45 +201,49 @@ class EarlyPrefect:
 
     def __init__(self, settings: Settings) -> None:
         self.shared_url: str | None = None
-        self._thread: threading.Thread | None = None
-        if _configured_api_url() is not None:
-            return
+        self.server: TemporaryServer | None = None
+        if os.environ.get("PREFECT_API_URL"):
+            return  # configured: check_prefect_api made sure it answers
         self.shared_url = served_api_url(settings)
-        if self.shared_url is None:
-            self._thread = threading.Thread(
-                target=self._start_temporary, name="prefect-server-start", daemon=True
-            )
-            self._thread.start()
-
-    @staticmethod
-    def _start_temporary() -> None:
-        """Prefect's own temporary server (the instance its client uses), started now.
-
-        A failure is left to Prefect, which tries again when the flow starts and
-        reports it there.
-        """
-        from prefect.server.api.server import SubprocessASGIServer
-
-        with contextlib.suppress(Exception):
-            SubprocessASGIServer().start()
+        if self.shared_url is not None:
+            return
+        if api_url_may_be_configured() and _configured_api_url() is not None:
+            return  # the profile or a settings file names the API: Prefect uses it
+        with contextlib.suppress(OSError, ModuleNotFoundError):  # else Prefect starts its own
+            self.server = TemporaryServer()
 
     @contextlib.contextmanager
     def ready(self) -> Iterator[None]:
-        """Run the flow inside: the temporary server is up, or serve's API is the one used."""
-        if self._thread is not None:
-            self._thread.join()
-        if self.shared_url is None:
+        """Run the flow inside: the API it records to is up; a temporary one stops after."""
+        server, url = self.server, self.shared_url
+        if server is not None:
+            if _configured_api_url() is not None:  # a source the cheap check could not see
+                server.stop()
+                server = None
+            else:
+                _log.info("Starting temporary server on %s", server.address)
+                if server.wait_healthy(_startup_seconds()):
+                    url = server.api_url
+                else:  # left to Prefect, which starts its own server and reports a failure
+                    server.stop()
+                    server = None
+        if url is None:
             yield
             return
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
         previous = os.environ.get("PREFECT_API_URL")
-        os.environ["PREFECT_API_URL"] = self.shared_url
+        os.environ["PREFECT_API_URL"] = url
+        # a temporary server has no UI to link to, and is gone after the run
+        ui = {PREFECT_UI_URL: ""} if server is not None else {}
         try:
-            with temporary_settings({PREFECT_API_URL: self.shared_url}):
+            with temporary_settings({PREFECT_API_URL: url, **ui}):
                 yield
         finally:
             if previous is None:
                 os.environ.pop("PREFECT_API_URL", None)
             else:
                 os.environ["PREFECT_API_URL"] = previous
+            if server is not None:
+                _log.info("Stopping temporary server on %s", server.address)
+                server.stop()

@@ -1,0 +1,100 @@
+"""Prefect's API for a command-line run: known without importing Prefect, started early, stopped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from flows_support import child_env
+
+from rulewatch.prefect_start import api_url_may_be_configured
+from rulewatch.stopping import own_server, stop_prefect_servers
+
+PROFILES = """
+active = "{active}"
+
+[profiles.ephemeral]
+PREFECT_SERVER_ALLOW_EPHEMERAL_MODE = "true"
+
+[profiles.remote]
+PREFECT_API_URL = "http://127.0.0.1:9/api"
+"""
+
+
+def _home(tmp_path: Path, profiles: str | None) -> dict[str, str]:
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    if profiles is not None:
+        (home / "profiles.toml").write_text(profiles, encoding="utf-8")
+    return {"PREFECT_HOME": str(home)}
+
+
+def _prefect_api_url(env: dict[str, str], cwd: Path, tmp_path: Path) -> str:
+    """What Prefect itself says its API URL is, in a fresh process with ``env`` in ``cwd``."""
+    code = "from prefect.settings import get_current_settings as s; print(s().api.url)"
+    full = {**child_env(tmp_path), **env}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=full, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+CASES = {
+    "no profiles file": (None, {}, False),
+    "the active profile sets no API": (PROFILES.format(active="ephemeral"), {}, False),
+    "the active profile sets the API": (PROFILES.format(active="remote"), {}, True),
+    "PREFECT_PROFILE picks the profile that does": (
+        PROFILES.format(active="ephemeral"),
+        {"PREFECT_PROFILE": "remote"},
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_cheap_check_agrees_with_prefect_on_the_profile(case, tmp_path):
+    profiles, extra, expected = CASES[case]
+    env = {**_home(tmp_path, profiles), **extra}
+    work = tmp_path / "work"
+    work.mkdir()
+    assert api_url_may_be_configured(env, work) is expected
+    if not expected:  # "no" must be a certainty: Prefect itself finds no API URL either
+        assert _prefect_api_url(env, work, tmp_path) == "None"
+
+
+def test_the_environment_and_the_working_folders_files_count(tmp_path):
+    env = _home(tmp_path, None)
+    work = tmp_path / "work"
+    work.mkdir()
+    assert api_url_may_be_configured({**env, "PREFECT_API_URL": "http://x/api"}, work)
+    (work / "pyproject.toml").write_text('[project]\nname = "x"\n', encoding="utf-8")
+    assert not api_url_may_be_configured(env, work)  # a project file without Prefect's table
+    (work / "pyproject.toml").write_text('[tool.prefect.api]\nurl = "http://x/api"\n')
+    assert api_url_may_be_configured(env, work)
+    (work / "pyproject.toml").unlink()
+    (work / ".env").write_text("PREFECT_API_URL=http://x/api\n", encoding="utf-8")
+    assert api_url_may_be_configured(env, work)
+    (work / ".env").unlink()
+    (work / "prefect.toml").write_text('[api]\nurl = "http://x/api"\n', encoding="utf-8")
+    assert api_url_may_be_configured(env, work)
+
+
+def test_an_unreadable_profiles_file_counts_as_maybe(tmp_path):
+    env = _home(tmp_path, "this is [not toml")
+    assert api_url_may_be_configured(env, tmp_path)
+
+
+def test_a_server_process_started_outside_prefect_is_stopped_with_prefects(tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    own_server(process)
+    try:
+        assert stop_prefect_servers(drain_seconds=0) == 1
+        assert process.poll() is not None
+        assert stop_prefect_servers(drain_seconds=0) == 0  # forgotten once stopped
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
