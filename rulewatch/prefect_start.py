@@ -14,8 +14,9 @@ has itself been imported, which costs seconds more; asking Prefect for its
 server object even imports the whole server API into this process first. The
 process is spawned as soon as the preflight checks pass, before anything heavy
 is imported here, so its start-up overlaps this process's imports on the other
-core. Whether an API is configured is decided without importing Prefect when no
-settings file could name one (:func:`api_url_may_be_configured`); otherwise
+core. Whether Prefect would start that server is decided without importing
+Prefect from the environment and the active profile
+(:func:`temporary_server_certain`); when a settings file leaves it unsure,
 Prefect's settings are asked. The server is stopped when the flow ends, after
 Prefect's queued logs and events are sent, and on every error path and SIGTERM
 (:mod:`rulewatch.stopping` knows it).
@@ -72,58 +73,78 @@ def served_api_url(settings: Settings) -> str | None:
     return url if healthy else None
 
 
-def _mentions(path: Path, needle: str) -> bool:
-    """A settings file that exists and contains ``needle`` (unreadable counts as yes)."""
+_TRUE = {"1", "true", "yes", "on", "t", "y"}
+_EPHEMERAL_KEYS = ("PREFECT_SERVER_EPHEMERAL_ENABLED", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE")
+
+
+def _exists(path: Path) -> bool:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return False
-    except (OSError, UnicodeDecodeError):
+        return path.exists()
+    except OSError:
         return True
-    return needle in text.lower()
 
 
-def _profile_may_set_api(env: dict[str, str]) -> bool:
-    """The active Prefect profile might set ``PREFECT_API_URL`` (unreadable counts as yes)."""
+def _active_profile(env: dict[str, str]) -> dict[str, object] | None:
+    """The settings of Prefect's active profile, chosen as Prefect chooses it; None if unsure."""
     home = Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
     path = Path(env.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
     try:
+        spec = importlib.util.find_spec("prefect")
+        assert spec is not None and spec.origin is not None
+        default = tomllib.loads(
+            (Path(spec.origin).parent / "settings" / "profiles.toml").read_text(encoding="utf-8")
+        )
+        default_profile = default.get("profiles", {}).get(default.get("active", "ephemeral"), {})
+        if not path.exists():
+            return default_profile
         profiles = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return False  # Prefect's default profiles set no API URL
-    except (OSError, tomllib.TOMLDecodeError):
-        return True
-    active = env.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
-    profile = profiles.get("profiles", {}).get(active, {})
-    return not isinstance(profile, dict) or any("API_URL" in str(k).upper() for k in profile)
+    except (OSError, AssertionError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    active = env.get("PREFECT_PROFILE") or profiles.get("active")
+    chosen = profiles.get("profiles", {}).get(active) if active else None
+    profile = default_profile if chosen is None else chosen
+    return profile if isinstance(profile, dict) else None
 
 
-def api_url_may_be_configured(env: dict[str, str] | None = None, cwd: Path | None = None) -> bool:
-    """False only when no source of Prefect's settings can hold an API URL.
+def temporary_server_certain(env: dict[str, str] | None = None, cwd: Path | None = None) -> bool:
+    """Whether Prefect would certainly start its temporary server: no API URL anywhere,
+    ephemeral mode on. Decided without importing Prefect (which takes seconds).
 
-    Cheap (no Prefect import) and conservative: ``PREFECT_API_URL`` in the
-    environment, an active profile naming an API URL, a ``.env`` naming a
-    ``PREFECT_API_*`` variable, a ``prefect.toml`` mentioning an API or a
-    ``pyproject.toml`` with a ``[tool.prefect]`` table in the working folder
-    all count as "maybe", and then Prefect's own settings decide.
+    Conservative: it reads the environment and the active profile (the user's
+    ``profiles.toml`` or Prefect's default one, chosen as Prefect does), and any
+    ``prefect.toml``, ``.env`` naming a ``PREFECT_`` variable or ``pyproject.toml``
+    with a ``[tool.prefect]`` table in the working folder makes it unsure; then
+    Prefect's own settings decide.
     """
     env = dict(os.environ if env is None else env)
     cwd = Path.cwd() if cwd is None else cwd
     if env.get("PREFECT_API_URL"):
-        return True
-    if (
-        _mentions(cwd / ".env", "prefect_api")
-        or _mentions(cwd / "prefect.toml", "api")
-        or _mentions(cwd / "pyproject.toml", "tool.prefect")
-    ):
-        return True
-    return _profile_may_set_api(env)
+        return False
+    if _exists(cwd / "prefect.toml"):
+        return False
+    for name, needle in ((".env", "prefect_"), ("pyproject.toml", "tool.prefect")):
+        try:
+            if needle in (cwd / name).read_text(encoding="utf-8").lower():
+                return False
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError):
+            return False
+    profile = _active_profile(env)
+    if profile is None or any("API_URL" in str(key).upper() for key in profile):
+        return False
+    flags = [env[k] for k in _EPHEMERAL_KEYS if k in env] or [
+        str(profile[k]) for k in _EPHEMERAL_KEYS if k in profile
+    ]
+    return bool(flags) and flags[0].strip().lower() in _TRUE
 
 
-def _configured_api_url() -> str | None:
+def _temporary_server_wanted() -> bool:
+    """Prefect's own answer: no API URL configured, and ephemeral mode on."""
     from prefect.settings import get_current_settings
 
-    return get_current_settings().api.url
+    current = get_current_settings()
+    return current.api.url is None and current.server.ephemeral.enabled
 
 
 def _prefect_app_dir() -> str:
@@ -207,8 +228,8 @@ class EarlyPrefect:
         self.shared_url = served_api_url(settings)
         if self.shared_url is not None:
             return
-        if api_url_may_be_configured() and _configured_api_url() is not None:
-            return  # the profile or a settings file names the API: Prefect uses it
+        if not temporary_server_certain() and not _temporary_server_wanted():
+            return  # the profile or a settings file names the API (or forbids the server)
         with contextlib.suppress(OSError, ModuleNotFoundError):  # else Prefect starts its own
             self.server = TemporaryServer()
 
@@ -217,16 +238,12 @@ class EarlyPrefect:
         """Run the flow inside: the API it records to is up; a temporary one stops after."""
         server, url = self.server, self.shared_url
         if server is not None:
-            if _configured_api_url() is not None:  # a source the cheap check could not see
+            _log.info("Starting temporary server on %s", server.address)
+            if server.wait_healthy(_startup_seconds()):
+                url = server.api_url
+            else:  # left to Prefect, which starts its own server and reports a failure
                 server.stop()
                 server = None
-            else:
-                _log.info("Starting temporary server on %s", server.address)
-                if server.wait_healthy(_startup_seconds()):
-                    url = server.api_url
-                else:  # left to Prefect, which starts its own server and reports a failure
-                    server.stop()
-                    server = None
         if url is None:
             yield
             return

@@ -52,10 +52,10 @@ def check_prefect_api() -> None:
     """A configured Prefect API (``PREFECT_API_URL`` or the profile's) must answer its health check."""
     import requests
 
-    from rulewatch.prefect_start import api_url_may_be_configured
+    from rulewatch.prefect_start import temporary_server_certain
     from rulewatch.serve import configured_api_url
 
-    if not api_url_may_be_configured():  # nothing names one: no need to import Prefect to know
+    if temporary_server_certain():  # nothing names an API: no need to import Prefect to know
         return
     url = configured_api_url()
     if url is None:  # an ephemeral server is started for this run
