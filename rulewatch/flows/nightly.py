@@ -24,7 +24,11 @@ from rulewatch.health import announce_job_failure, health_pass
 from rulewatch.metrics import MetricValue, compute_metrics
 from rulewatch.periods import Period
 from rulewatch.report.provisional import recompute_provisional_history
-from rulewatch.report.tables import ReportTablesRefresh, refresh_report_tables
+from rulewatch.report.tables import (
+    ReportTablesRefresh,
+    refresh_report_tables,
+    report_tables_current,
+)
 from rulewatch.settings import SOURCE_NAMES, Settings, load_settings
 from rulewatch.sources.engine import SourceError
 from rulewatch.sync import MAX_ERROR_TEXT, ProgressCallback, SourceSyncResult, sync_source
@@ -161,15 +165,33 @@ def target_checks_task(job_id: str, as_of: date, quality: QualityRun | None) -> 
 
 
 @task(name="report-tables", cache_policy=NO_CACHE)
-def report_tables_task(job_id: str, as_of: date) -> ReportTablesRefresh:
-    """Refresh the report tables (metrics history, latest statuses, offenders) at as_of."""
+def report_tables_task(
+    job_id: str, as_of: date, quality: QualityRun | None = None
+) -> ReportTablesRefresh:
+    """Refresh the report tables (metrics history, latest statuses, offenders) at as_of,
+    unless they hold that date's figures already and nothing was written since."""
     settings = load_settings()
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         recomputed = recompute_provisional_history(engine, settings)
-        refreshed = refresh_report_tables(engine, settings, as_of, job_id=job_id)
+        with engine.connect() as conn:
+            current = (
+                quality is not None
+                and not (quality.set_aside or quality.released)
+                and not recomputed.ran
+                and report_tables_current(conn, settings, as_of, job_id)
+            )
+        if current:
+            refreshed = ReportTablesRefresh(as_of=as_of)
+        else:
+            refreshed = refresh_report_tables(engine, settings, as_of, job_id=job_id)
     finally:
         engine.dispose()
+    if current:
+        get_run_logger().info(
+            "report tables: already hold %s and nothing was written since; kept", as_of
+        )
+        return refreshed
     if recomputed.ran:
         get_run_logger().info(
             "calendar changed: %d stored (period, as-of) figures and %d statuses recomputed",
@@ -254,7 +276,9 @@ def nightly_sync(
             result.targets = step_task(target_checks_task, settings)(
                 result.job_id, as_of, result.quality
             )
-            result.report_tables = step_task(report_tables_task, settings)(result.job_id, as_of)
+            result.report_tables = step_task(report_tables_task, settings)(
+                result.job_id, as_of, result.quality
+            )
             result.alerts = step_task(alerts_task, settings)(as_of, result.targets.check_run_id)
     except WarehouseError as exc:  # busy, unreachable, read-only: one line, no traceback
         return Failed(message=str(exc), data=exc)

@@ -39,7 +39,13 @@ from rulewatch.metrics import (
 )
 from rulewatch.periods import Period
 from rulewatch.settings import Settings
-from rulewatch.warehouse.schema import report_metric, report_offender, report_target_status
+from rulewatch.warehouse.schema import (
+    CORE_TABLES,
+    report_metric,
+    report_offender,
+    report_target_status,
+    sync_run,
+)
 
 
 @dataclass
@@ -354,3 +360,59 @@ def metric_history(
     for metric, day, value, status in rows:
         history[metric].append((day, value, status))
     return history
+
+
+def report_tables_current(conn: Connection, settings: Settings, as_of: date, job_id: str) -> bool:
+    """Whether the report tables already hold what a refresh at ``as_of`` would write.
+
+    So a quiet night recomputes nothing that is stored: true only when the newest
+    refresh (any but a backfill's) was at ``as_of``, no sync of another job started
+    since (one that crashed before its own refresh may have written rows), job
+    ``job_id``'s syncs wrote no core row (new, changed, deleted or set aside all
+    carry its sync run), and the stored targets and severities are the configured
+    ones. The caller also rules out rows the data-quality step set aside or
+    released and a recomputed calendar. The statuses then keep the check they
+    came from: the previous one, of the same data, date and targets.
+    """
+    newest = conn.execute(
+        select(report_metric.c.as_of, report_metric.c.computed_at)
+        .where(report_metric.c.computed_by != "backfill")
+        .order_by(report_metric.c.computed_at.desc())
+        .limit(1)
+    ).first()
+    if newest is None or newest.as_of != as_of:
+        return False
+    later_sync = conn.execute(
+        select(sync_run.c.sync_run_id)
+        .where(sync_run.c.started_at > newest.computed_at, sync_run.c.job_id != job_id)
+        .limit(1)
+    ).first()
+    if later_sync is not None:
+        return False
+    runs = select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job_id).scalar_subquery()
+    for table in CORE_TABLES.values():
+        if conn.execute(
+            select(table.c.sync_run_id).where(table.c.sync_run_id.in_(runs)).limit(1)
+        ).first():
+            return False
+    year = str(as_of.year)
+    stored_targets = dict(
+        conn.execute(
+            select(report_metric.c.metric, report_metric.c.target).where(
+                report_metric.c.period == year,
+                report_metric.c.as_of == as_of,
+                report_metric.c.target.is_not(None),
+            )
+        ).all()
+    )
+    severities = dict(
+        conn.execute(
+            select(report_target_status.c.metric, report_target_status.c.severity).where(
+                report_target_status.c.period == year
+            )
+        ).all()
+    )
+    configured = settings.targets
+    return {m: t.target for m, t in configured.items()} == stored_targets and all(
+        severities.get(m, t.severity) == t.severity for m, t in configured.items()
+    )
