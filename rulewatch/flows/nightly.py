@@ -165,9 +165,7 @@ def target_checks_task(job_id: str, as_of: date, quality: QualityRun | None) -> 
 
 
 @task(name="report-tables", cache_policy=NO_CACHE)
-def report_tables_task(
-    job_id: str, as_of: date, quality: QualityRun | None = None
-) -> ReportTablesRefresh:
+def report_tables_task(job_id: str, as_of: date) -> ReportTablesRefresh:
     """Refresh the report tables (metrics history, latest statuses, offenders) at as_of,
     unless they hold that date's figures already and nothing was written since."""
     settings = load_settings()
@@ -175,12 +173,7 @@ def report_tables_task(
     try:
         recomputed = recompute_provisional_history(engine, settings)
         with engine.connect() as conn:
-            current = (
-                quality is not None
-                and not (quality.set_aside or quality.released)
-                and not recomputed.ran
-                and report_tables_current(conn, settings, as_of, job_id)
-            )
+            current = not recomputed.ran and report_tables_current(conn, settings, as_of, job_id)
         if current:
             refreshed = ReportTablesRefresh(as_of=as_of)
         else:
@@ -276,9 +269,7 @@ def nightly_sync(
             result.targets = step_task(target_checks_task, settings)(
                 result.job_id, as_of, result.quality
             )
-            result.report_tables = step_task(report_tables_task, settings)(
-                result.job_id, as_of, result.quality
-            )
+            result.report_tables = step_task(report_tables_task, settings)(result.job_id, as_of)
             result.alerts = step_task(alerts_task, settings)(as_of, result.targets.check_run_id)
     except WarehouseError as exc:  # busy, unreachable, read-only: one line, no traceback
         return Failed(message=str(exc), data=exc)

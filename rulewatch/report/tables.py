@@ -30,6 +30,7 @@ from rulewatch.checks.results import (
     offender_query,
     slipped_run_start,
 )
+from rulewatch.checks.targets import job_changed_nothing
 from rulewatch.metric_ids import METRICS
 from rulewatch.metrics import (
     MetricValue,
@@ -40,7 +41,6 @@ from rulewatch.metrics import (
 from rulewatch.periods import Period
 from rulewatch.settings import Settings
 from rulewatch.warehouse.schema import (
-    CORE_TABLES,
     report_metric,
     report_offender,
     report_target_status,
@@ -368,11 +368,10 @@ def report_tables_current(conn: Connection, settings: Settings, as_of: date, job
     So a quiet night recomputes nothing that is stored: true only when the newest
     refresh (any but a backfill's) was at ``as_of``, no sync of another job started
     since (one that crashed before its own refresh may have written rows), job
-    ``job_id``'s syncs wrote no core row (new, changed, deleted or set aside all
-    carry its sync run), and the stored targets and severities are the configured
-    ones. The caller also rules out rows the data-quality step set aside or
-    released and a recomputed calendar. The statuses then keep the check they
-    came from: the previous one, of the same data, date and targets.
+    ``job_id`` changed no row (:func:`job_changed_nothing`), and the stored targets
+    and severities are the configured ones. The caller also rules out a recomputed
+    calendar. The statuses then keep the check they came from: the previous one,
+    of the same data, date and targets.
     """
     newest = conn.execute(
         select(report_metric.c.as_of, report_metric.c.computed_at)
@@ -387,14 +386,8 @@ def report_tables_current(conn: Connection, settings: Settings, as_of: date, job
         .where(sync_run.c.started_at > newest.computed_at, sync_run.c.job_id != job_id)
         .limit(1)
     ).first()
-    if later_sync is not None:
+    if later_sync is not None or not job_changed_nothing(conn, job_id):
         return False
-    runs = select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job_id).scalar_subquery()
-    for table in CORE_TABLES.values():
-        if conn.execute(
-            select(table.c.sync_run_id).where(table.c.sync_run_id.in_(runs)).limit(1)
-        ).first():
-            return False
     year = str(as_of.year)
     stored_targets = dict(
         conn.execute(
