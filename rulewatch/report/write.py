@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
-from multiprocessing import get_context
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -22,7 +20,7 @@ from rulewatch.report.draft import draft_en, draft_markdown, draft_zh
 from rulewatch.report.exports import write_csvs, write_xlsx
 from rulewatch.report.html import render_html
 from rulewatch.settings import Settings
-from rulewatch.warehouse.db import make_engine, redact
+from rulewatch.warehouse.db import redact
 from rulewatch.warehouse.runs import snapshot
 
 
@@ -97,20 +95,7 @@ def write_demo_reports(engine: Engine, settings: Settings, as_of: date) -> list[
     backfill_history(engine, settings, date(as_of.year - 1, 1, 1), as_of)
     refresh_report_tables(engine, settings, as_of, computed_by="demo")  # slipped since, from it
     folder = settings.data_dir / "reports"
-    last_year, this_year = Period.parse(str(as_of.year - 1)), Period.parse(str(as_of.year))
-    # Two reports are mostly matplotlib drawing, which holds the GIL: last year's is
-    # drawn in a forked process while this one draws this year's, on the other core.
-    engine.dispose()  # no pooled connection is shared with the forked process
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork")) as pool:
-        earlier = pool.submit(_report_html, settings, last_year, as_of, folder)
-        later = write_report(engine, settings, this_year, as_of, folder).html
-        return [earlier.result(), later]
-
-
-def _report_html(settings: Settings, period: Period, as_of: date, out_dir: Path) -> Path:
-    """:func:`write_report` in a process of its own, on an engine of its own: its HTML file."""
-    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
-    try:
-        return write_report(engine, settings, period, as_of, out_dir).html
-    finally:
-        engine.dispose()
+    return [
+        write_report(engine, settings, Period.parse(str(year)), as_of, folder).html
+        for year in (as_of.year - 1, as_of.year)
+    ]
