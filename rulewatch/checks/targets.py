@@ -278,7 +278,7 @@ def run_target_checks(
     return run
 
 
-def _job_changed_nothing(conn: Connection, job_id: str) -> bool:
+def job_changed_nothing(conn: Connection, job_id: str) -> bool:
     """No core row carries one of the job's sync runs, and its data quality moved no row."""
     runs = select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job_id).scalar_subquery()
     for table in CORE_TABLES.values():
@@ -313,7 +313,7 @@ def _unchanged_outcomes(
     as-of date (which Great Expectations validated), those are the outcomes and
     GX need not run again. None when anything differs: GX checks everything.
     """
-    if job_id is None or not _job_changed_nothing(conn, job_id):
+    if job_id is None or not job_changed_nothing(conn, job_id):
         return None
     outcomes: dict[str, list[Outcome]] = {}
     for name, (metric, period, population) in populations.items():

@@ -72,10 +72,9 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             print(f"rulewatch: error: {exc}", file=sys.stderr)
             raise typer.Exit(EXIT_USAGE) from None
         except (JobFailed, SourceError, WarehouseError, PreflightFailed) as exc:
-            if "prefect" in sys.modules:  # its server's goodbye must not follow our last line
-                from rulewatch.common.stopping import stop_prefect_servers
+            from rulewatch.common.stopping import stop_prefect_servers
 
-                stop_prefect_servers()
+            stop_prefect_servers()  # a server's goodbye must not follow our last line
             print(f"rulewatch: failed: {exc}", file=sys.stderr)
             raise typer.Exit(EXIT_FAILED) from None
 

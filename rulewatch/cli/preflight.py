@@ -52,8 +52,11 @@ def check_prefect_api() -> None:
     """A configured Prefect API (``PREFECT_API_URL`` or the profile's) must answer its health check."""
     import requests
 
+    from rulewatch.flows.prefect_start import temporary_server_certain
     from rulewatch.flows.serve import configured_api_url
 
+    if temporary_server_certain():  # nothing names an API: no need to import Prefect to know
+        return
     url = configured_api_url()
     if url is None:  # an ephemeral server is started for this run
         return

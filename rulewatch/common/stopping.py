@@ -14,10 +14,12 @@ lock), and rows a source had committed stay: the next sync carries on.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 from types import FrameType
 
@@ -28,6 +30,9 @@ SERVER_STOP_SECONDS = 3.0
 EXIT_STOPPED = 1
 
 _stopping = threading.Lock()
+_owned: list[subprocess.Popen] = []  # Prefect servers started outside Prefect
+_owned_lock = threading.Lock()
+_owned_at_exit: list[bool] = []
 _job = ["command"]
 
 
@@ -41,33 +46,69 @@ def _drain_prefect_workers(timeout: float) -> None:
             worker.drain_all(timeout=timeout)
 
 
+def own_server(process: subprocess.Popen) -> None:
+    """A Prefect server process this process started itself: stopped with Prefect's own."""
+    with _owned_lock:
+        if not _owned_at_exit:  # a path that never reached its stop: nothing outlives us
+            atexit.register(stop_prefect_servers, drain_seconds=0)
+            _owned_at_exit.append(True)
+        _owned.append(process)
+
+
+def forget_server(process: subprocess.Popen) -> None:
+    """A server process that is gone (or stopped): nothing left to stop."""
+    with _owned_lock, contextlib.suppress(ValueError):
+        _owned.remove(process)
+
+
+def _terminate(process: subprocess.Popen) -> bool:
+    """SIGTERM, then SIGKILL if it lingers; True if it was still running."""
+    if process.poll() is not None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+        try:
+            process.wait(SERVER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(SERVER_STOP_SECONDS)
+    return True
+
+
+def stop_server(process: subprocess.Popen, drain_seconds: float = 5.0) -> None:
+    """Stop one server this process owns, after Prefect's queued logs and events are sent."""
+    if process.poll() is None and drain_seconds > 0 and "prefect" in sys.modules:
+        _drain_prefect_workers(drain_seconds)
+    _terminate(process)
+    forget_server(process)
+
+
 def stop_prefect_servers(drain_seconds: float = 5.0) -> int:
-    """Stop every ephemeral Prefect server this process started; how many there were.
+    """Stop every Prefect server this process started (its own or Prefect's); how many.
 
     Prefect's queued logs and events are sent first (up to ``drain_seconds``),
-    so no "Error logging to API" follows once the server is gone.
+    so no "Error logging to API" follows once the server is gone. Prefect's
+    server module is looked at only if it was imported: importing it here
+    would cost seconds on the way out.
     """
-    try:
-        from prefect.server.api.server import SubprocessASGIServer
-    except Exception:  # noqa: BLE001 - Prefect not importable: nothing was started
-        return 0
-    servers = list(getattr(SubprocessASGIServer, "_instances", {}).values())
-    if any(getattr(s, "server_process", None) is not None for s in servers) and drain_seconds > 0:
-        _drain_prefect_workers(drain_seconds)
-    stopped = 0
+    module = sys.modules.get("prefect.server.api.server")
+    servers = list(
+        getattr(getattr(module, "SubprocessASGIServer", None), "_instances", {}).values()
+    )
+    with _owned_lock:
+        owned = list(_owned)
+    processes = [p for p in owned if p.poll() is None]
     for server in servers:
         process: subprocess.Popen | None = getattr(server, "server_process", None)
-        if process is None or process.poll() is not None:
-            continue
-        stopped += 1
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-            try:
-                process.wait(SERVER_STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(SERVER_STOP_SECONDS)
+        if process is not None and process.poll() is None:
+            processes.append(process)
+    if processes and drain_seconds > 0 and "prefect" in sys.modules:
+        _drain_prefect_workers(drain_seconds)
+    stopped = sum(_terminate(process) for process in processes)
+    for server in servers:
         server.server_process, server.running = None, False  # Prefect's atexit: nothing left
+    for process in owned:
+        forget_server(process)
     return stopped
 
 

@@ -28,7 +28,11 @@ from rulewatch.extract.engine import SourceError
 from rulewatch.flows.limits import source_task, step_task
 from rulewatch.metrics.compute import MetricValue, compute_metrics
 from rulewatch.report.provisional import recompute_provisional_history
-from rulewatch.report.tables import ReportTablesRefresh, refresh_report_tables
+from rulewatch.report.tables import (
+    ReportTablesRefresh,
+    refresh_report_tables,
+    report_tables_current,
+)
 from rulewatch.warehouse.db import WarehouseError, ensure_calendar, make_engine, open_warehouse
 from rulewatch.warehouse.lock import job_lock
 from rulewatch.warehouse.runs import heal_runs
@@ -162,14 +166,25 @@ def target_checks_task(job_id: str, as_of: date, quality: QualityRun | None) -> 
 
 @task(name="report-tables", cache_policy=NO_CACHE)
 def report_tables_task(job_id: str, as_of: date) -> ReportTablesRefresh:
-    """Refresh the report tables (metrics history, latest statuses, offenders) at as_of."""
+    """Refresh the report tables (metrics history, latest statuses, offenders) at as_of,
+    unless they hold that date's figures already and nothing was written since."""
     settings = load_settings()
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         recomputed = recompute_provisional_history(engine, settings)
-        refreshed = refresh_report_tables(engine, settings, as_of, job_id=job_id)
+        with engine.connect() as conn:
+            current = not recomputed.ran and report_tables_current(conn, settings, as_of, job_id)
+        if current:
+            refreshed = ReportTablesRefresh(as_of=as_of)
+        else:
+            refreshed = refresh_report_tables(engine, settings, as_of, job_id=job_id)
     finally:
         engine.dispose()
+    if current:
+        get_run_logger().info(
+            "report tables: already hold %s and nothing was written since; kept", as_of
+        )
+        return refreshed
     if recomputed.ran:
         get_run_logger().info(
             "calendar changed: %d stored (period, as-of) figures recomputed, %d re-checked, "

@@ -4,28 +4,53 @@ A run records itself in Prefect. In order of preference it uses the API that
 is configured (``PREFECT_API_URL`` or the Prefect profile: nothing to start),
 the server that ``rulewatch serve`` runs for the same data folder (its URL is in
 ``<data dir>/prefect/api-url`` while it is up and healthy: nothing to start, and
-the run shows in that server's UI), or else Prefect's temporary server. That
-one takes seconds to come up (a uvicorn process importing Prefect's whole API),
-so it is started in a background thread as soon as the preflight checks pass,
-while this process goes on importing the flow and its libraries on the other
-core; the flow waits for it only when it starts. It is Prefect's own server
-object, so Prefect, SIGTERM and the error paths stop it as before.
+the run shows in that server's UI), or else a temporary server: the process
+Prefect itself would start (uvicorn serving ``prefect.server.api.server:create_app``
+in ephemeral mode, over Prefect's own database), launched by this module.
+
+Why launch it here rather than let Prefect do it: the server takes seconds to
+come up (it imports Prefect's whole API), and Prefect starts it only once it
+has itself been imported, which costs seconds more; asking Prefect for its
+server object even imports the whole server API into this process first. The
+process is spawned as soon as the preflight checks pass, before anything heavy
+is imported here, so its start-up overlaps this process's imports on the other
+core. Whether Prefect would start that server is decided without importing
+Prefect from the environment and the active profile
+(:func:`temporary_server_certain`); when a settings file leaves it unsure,
+Prefect's settings are asked. The server is stopped when the flow ends, after
+Prefect's queued logs and events are sent, and on every error path and SIGTERM
+(:mod:`rulewatch.common.stopping` knows it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import logging
 import os
-import threading
+import subprocess
+import sys
+import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import requests
 
+from rulewatch.common.stopping import forget_server, own_server, stop_server
 from rulewatch.config.settings import Settings
+from rulewatch.flows.serve import _die_with_parent, free_port
 
 API_URL_FILE = "api-url"
 HEALTH_TIMEOUT_SECONDS = 2.0
+#: How often the waiting flow polls the temporary server's health endpoint.
+HEALTH_POLL_SECONDS = 0.05
+#: A port taken between choosing it and binding it: worth a new port, this many times.
+PORT_ATTEMPTS = 3
+#: Prefect's own default for PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.
+DEFAULT_STARTUP_SECONDS = 20.0
+#: Prefect's logger for its temporary server's lines, so they read as before.
+_log = logging.getLogger("prefect")
 
 
 def served_api_file(settings: Settings) -> Path:
@@ -48,10 +73,148 @@ def served_api_url(settings: Settings) -> str | None:
     return url if healthy else None
 
 
-def _configured_api_url() -> str | None:
+_TRUE = {"1", "true", "yes", "on", "t", "y"}
+_EPHEMERAL_KEYS = ("PREFECT_SERVER_EPHEMERAL_ENABLED", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return True
+
+
+def _active_profile(env: dict[str, str]) -> dict[str, object] | None:
+    """The settings of Prefect's active profile, chosen as Prefect chooses it; None if unsure."""
+    home = Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    path = Path(env.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        spec = importlib.util.find_spec("prefect")
+        assert spec is not None and spec.origin is not None
+        default = tomllib.loads(
+            (Path(spec.origin).parent / "settings" / "profiles.toml").read_text(encoding="utf-8")
+        )
+        default_profile = default.get("profiles", {}).get(default.get("active", "ephemeral"), {})
+        if not path.exists():
+            return default_profile
+        profiles = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, AssertionError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    active = env.get("PREFECT_PROFILE") or profiles.get("active")
+    chosen = profiles.get("profiles", {}).get(active) if active else None
+    profile = default_profile if chosen is None else chosen
+    return profile if isinstance(profile, dict) else None
+
+
+def temporary_server_certain(env: dict[str, str] | None = None, cwd: Path | None = None) -> bool:
+    """Whether Prefect would certainly start its temporary server: no API URL anywhere,
+    ephemeral mode on. Decided without importing Prefect (which takes seconds).
+
+    Conservative: it reads the environment and the active profile (the user's
+    ``profiles.toml`` or Prefect's default one, chosen as Prefect does), and any
+    ``prefect.toml``, ``.env`` naming a ``PREFECT_`` variable or ``pyproject.toml``
+    with a ``[tool.prefect]`` table in the working folder makes it unsure; then
+    Prefect's own settings decide.
+    """
+    env = dict(os.environ if env is None else env)
+    cwd = Path.cwd() if cwd is None else cwd
+    if env.get("PREFECT_API_URL"):
+        return False
+    if _exists(cwd / "prefect.toml"):
+        return False
+    for name, needle in ((".env", "prefect_"), ("pyproject.toml", "tool.prefect")):
+        try:
+            if needle in (cwd / name).read_text(encoding="utf-8").lower():
+                return False
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError):
+            return False
+    profile = _active_profile(env)
+    if profile is None or any("API_URL" in str(key).upper() for key in profile):
+        return False
+    flags = [env[k] for k in _EPHEMERAL_KEYS if k in env] or [
+        str(profile[k]) for k in _EPHEMERAL_KEYS if k in profile
+    ]
+    return bool(flags) and flags[0].strip().lower() in _TRUE
+
+
+def _temporary_server_wanted() -> bool:
+    """Prefect's own answer: no API URL configured, and ephemeral mode on."""
     from prefect.settings import get_current_settings
 
-    return get_current_settings().api.url
+    current = get_current_settings()
+    return current.api.url is None and current.server.ephemeral.enabled
+
+
+def _prefect_app_dir() -> str:
+    """The folder holding the ``prefect`` package (uvicorn's ``--app-dir``), without importing it."""
+    spec = importlib.util.find_spec("prefect")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("prefect")
+    return str(Path(spec.origin).parent.parent)
+
+
+def _startup_seconds() -> float:
+    try:
+        return float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", ""))
+    except ValueError:
+        return DEFAULT_STARTUP_SECONDS
+
+
+class TemporaryServer:
+    """Prefect's temporary API server, as Prefect would run it, owned by this process."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process = self._spawn()
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.address}/api"
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RULEWATCH_")}
+        env.update(PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1", PREFECT__SERVER_FINAL="1")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", _prefect_app_dir()]
+            + ["--factory", "prefect.server.api.server:create_app"]
+            + ["--host", "127.0.0.1", "--port", str(self.port)]
+            + ["--log-level", "error", "--lifespan", "on"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        own_server(process)
+        return process
+
+    def wait_healthy(self, timeout: float) -> bool:
+        """True once its health check answers; a process that exited (its port taken
+        meanwhile) is started again on another port. False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        attempts = 1
+        with requests.Session() as session:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    forget_server(self.process)
+                    if attempts >= PORT_ATTEMPTS:
+                        return False
+                    attempts += 1
+                    self.port = free_port()
+                    self.process = self._spawn()
+                with contextlib.suppress(requests.RequestException):
+                    if session.get(f"{self.api_url}/health", timeout=HEALTH_TIMEOUT_SECONDS).ok:
+                        return True
+                time.sleep(HEALTH_POLL_SECONDS)
+        return False
+
+    def stop(self) -> None:
+        """Prefect's queued logs and events sent, then the process stopped."""
+        stop_server(self.process)
 
 
 class EarlyPrefect:
@@ -59,45 +222,45 @@ class EarlyPrefect:
 
     def __init__(self, settings: Settings) -> None:
         self.shared_url: str | None = None
-        self._thread: threading.Thread | None = None
-        if _configured_api_url() is not None:
-            return
+        self.server: TemporaryServer | None = None
+        if os.environ.get("PREFECT_API_URL"):
+            return  # configured: check_prefect_api made sure it answers
         self.shared_url = served_api_url(settings)
-        if self.shared_url is None:
-            self._thread = threading.Thread(
-                target=self._start_temporary, name="prefect-server-start", daemon=True
-            )
-            self._thread.start()
-
-    @staticmethod
-    def _start_temporary() -> None:
-        """Prefect's own temporary server (the instance its client uses), started now.
-
-        A failure is left to Prefect, which tries again when the flow starts and
-        reports it there.
-        """
-        from prefect.server.api.server import SubprocessASGIServer
-
-        with contextlib.suppress(Exception):
-            SubprocessASGIServer().start()
+        if self.shared_url is not None:
+            return
+        if not temporary_server_certain() and not _temporary_server_wanted():
+            return  # the profile or a settings file names the API (or forbids the server)
+        with contextlib.suppress(OSError, ModuleNotFoundError):  # else Prefect starts its own
+            self.server = TemporaryServer()
 
     @contextlib.contextmanager
     def ready(self) -> Iterator[None]:
-        """Run the flow inside: the temporary server is up, or serve's API is the one used."""
-        if self._thread is not None:
-            self._thread.join()
-        if self.shared_url is None:
+        """Run the flow inside: the API it records to is up; a temporary one stops after."""
+        server, url = self.server, self.shared_url
+        if server is not None:
+            _log.info("Starting temporary server on %s", server.address)
+            if server.wait_healthy(_startup_seconds()):
+                url = server.api_url
+            else:  # left to Prefect, which starts its own server and reports a failure
+                server.stop()
+                server = None
+        if url is None:
             yield
             return
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
         previous = os.environ.get("PREFECT_API_URL")
-        os.environ["PREFECT_API_URL"] = self.shared_url
+        os.environ["PREFECT_API_URL"] = url
+        # a temporary server has no UI to link to, and is gone after the run
+        ui = {PREFECT_UI_URL: ""} if server is not None else {}
         try:
-            with temporary_settings({PREFECT_API_URL: self.shared_url}):
+            with temporary_settings({PREFECT_API_URL: url, **ui}):
                 yield
         finally:
             if previous is None:
                 os.environ.pop("PREFECT_API_URL", None)
             else:
                 os.environ["PREFECT_API_URL"] = previous
+            if server is not None:
+                _log.info("Stopping temporary server on %s", server.address)
+                server.stop()

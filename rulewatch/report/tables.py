@@ -29,12 +29,21 @@ from rulewatch.checks.results import (
     latest_target_statuses,
     now_utc,
 )
-from rulewatch.checks.targets import check_history, ensure_target_checks
+from rulewatch.checks.targets import check_history, ensure_target_checks, job_changed_nothing
 from rulewatch.common.metric_ids import METRICS
 from rulewatch.common.periods import Period
 from rulewatch.config.settings import Settings
-from rulewatch.metrics.compute import MetricValue, compute_metrics, compute_metrics_history
-from rulewatch.warehouse.schema import report_metric, report_offender, report_target_status
+from rulewatch.metrics.compute import (
+    MetricValue,
+    compute_metrics,
+    compute_metrics_history,
+)
+from rulewatch.warehouse.schema import (
+    report_metric,
+    report_offender,
+    report_target_status,
+    sync_run,
+)
 
 
 @dataclass
@@ -262,3 +271,52 @@ def backfill_history(engine: Engine, settings: Settings, start: date, end: date)
             )
         check_history(engine, settings, period, unchecked, metrics=history)
     return written
+
+
+def report_tables_current(conn: Connection, settings: Settings, as_of: date, job_id: str) -> bool:
+    """Whether the report tables already hold what a refresh at ``as_of`` would write.
+
+    So a quiet night recomputes nothing that is stored: true only when the newest
+    refresh (any but a backfill's) was at ``as_of``, no sync of another job started
+    since (one that crashed before its own refresh may have written rows), job
+    ``job_id`` changed no row (:func:`job_changed_nothing`), and the stored targets
+    and severities are the configured ones. The caller also rules out a recomputed
+    calendar. The statuses then keep the check they came from: the previous one,
+    of the same data, date and targets.
+    """
+    newest = conn.execute(
+        select(report_metric.c.as_of, report_metric.c.computed_at)
+        .where(report_metric.c.computed_by != "backfill")
+        .order_by(report_metric.c.computed_at.desc())
+        .limit(1)
+    ).first()
+    if newest is None or newest.as_of != as_of:
+        return False
+    later_sync = conn.execute(
+        select(sync_run.c.sync_run_id)
+        .where(sync_run.c.started_at > newest.computed_at, sync_run.c.job_id != job_id)
+        .limit(1)
+    ).first()
+    if later_sync is not None or not job_changed_nothing(conn, job_id):
+        return False
+    year = str(as_of.year)
+    stored_targets = dict(
+        conn.execute(
+            select(report_metric.c.metric, report_metric.c.target).where(
+                report_metric.c.period == year,
+                report_metric.c.as_of == as_of,
+                report_metric.c.target.is_not(None),
+            )
+        ).all()
+    )
+    severities = dict(
+        conn.execute(
+            select(report_target_status.c.metric, report_target_status.c.severity).where(
+                report_target_status.c.period == year
+            )
+        ).all()
+    )
+    configured = settings.targets
+    return {m: t.target for m, t in configured.items()} == stored_targets and all(
+        severities.get(m, t.severity) == t.severity for m, t in configured.items()
+    )

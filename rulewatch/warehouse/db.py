@@ -188,8 +188,9 @@ def migrate(engine: Engine, calendar: WorkingCalendar | None = None) -> None:
             state, revision, head = schema_state(conn)
             if state == "newer":
                 raise newer_schema_error(engine, revision, head)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            if state != "current":  # at head already: no need to run Alembic's environment
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
             if calendar is not None:
                 refresh_calendar(conn, calendar)
     except DBAPIError as exc:

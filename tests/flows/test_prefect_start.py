@@ -1,0 +1,114 @@
+"""Prefect's API for a command-line run: known without importing Prefect, started early, stopped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from flows_support import child_env
+
+from rulewatch.common.stopping import own_server, stop_prefect_servers
+from rulewatch.flows.prefect_start import temporary_server_certain
+
+PROFILES = """
+active = "{active}"
+
+[profiles.ephemeral]
+PREFECT_SERVER_ALLOW_EPHEMERAL_MODE = "true"
+
+[profiles.remote]
+PREFECT_API_URL = "http://127.0.0.1:9/api"
+
+[profiles.bare]
+PREFECT_LOGGING_LEVEL = "INFO"
+"""
+
+
+def _home(tmp_path: Path, profiles: str | None) -> dict[str, str]:
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    if profiles is not None:
+        (home / "profiles.toml").write_text(profiles, encoding="utf-8")
+    return {"PREFECT_HOME": str(home)}
+
+
+def _prefect_starts_a_server(env: dict[str, str], cwd: Path, tmp_path: Path) -> bool:
+    """Prefect's own answer, in a fresh process with ``env`` in ``cwd``: no API URL and
+    ephemeral mode on."""
+    code = (
+        "from prefect.settings import get_current_settings as s; c = s(); "
+        "print(c.api.url is None and c.server.ephemeral.enabled)"
+    )
+    full = {**child_env(tmp_path), **env}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=full, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1] == "True"
+
+
+CASES = {
+    "no profiles file: Prefect's default profile": (None, {}, True),
+    "the active profile allows the server": (PROFILES.format(active="ephemeral"), {}, True),
+    "the active profile sets the API": (PROFILES.format(active="remote"), {}, False),
+    "PREFECT_PROFILE picks the profile that does": (
+        PROFILES.format(active="ephemeral"),
+        {"PREFECT_PROFILE": "remote"},
+        False,
+    ),
+    "a profile that does not allow the server": (PROFILES.format(active="bare"), {}, False),
+    "an active profile the file lacks: the default": (PROFILES.format(active="gone"), {}, True),
+    "the environment turns the server off": (
+        None,
+        {"PREFECT_SERVER_EPHEMERAL_ENABLED": "false"},
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_cheap_answer_is_prefects_own(case, tmp_path):
+    profiles, extra, expected = CASES[case]
+    env = {**_home(tmp_path, profiles), **extra}
+    work = tmp_path / "work"
+    work.mkdir()
+    assert temporary_server_certain(env, work) is expected
+    assert _prefect_starts_a_server(env, work, tmp_path) is expected
+
+
+def test_the_environment_and_the_working_folders_files_make_it_unsure(tmp_path):
+    env = _home(tmp_path, None)
+    work = tmp_path / "work"
+    work.mkdir()
+    assert temporary_server_certain(env, work)
+    assert not temporary_server_certain({**env, "PREFECT_API_URL": "http://x/api"}, work)
+    (work / "pyproject.toml").write_text('[project]\nname = "x"\n', encoding="utf-8")
+    assert temporary_server_certain(env, work)  # a project file without Prefect's table
+    (work / "pyproject.toml").write_text('[tool.prefect.api]\nurl = "http://x/api"\n')
+    assert not temporary_server_certain(env, work)
+    (work / "pyproject.toml").unlink()
+    (work / ".env").write_text("PREFECT_API_URL=http://x/api\n", encoding="utf-8")
+    assert not temporary_server_certain(env, work)
+    (work / ".env").unlink()
+    (work / "prefect.toml").write_text('[api]\nurl = "http://x/api"\n', encoding="utf-8")
+    assert not temporary_server_certain(env, work)
+
+
+def test_an_unreadable_profiles_file_makes_it_unsure(tmp_path):
+    env = _home(tmp_path, "this is [not toml")
+    assert not temporary_server_certain(env, tmp_path)
+
+
+def test_a_server_process_started_outside_prefect_is_stopped_with_prefects(tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    own_server(process)
+    try:
+        assert stop_prefect_servers(drain_seconds=0) == 1
+        assert process.poll() is not None
+        assert stop_prefect_servers(drain_seconds=0) == 0  # forgotten once stopped
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
