@@ -645,6 +645,20 @@ def print_tables(rows: list[dict], checks: list[dict], meta: dict[str, Any]) -> 
     )
 
 
+def show(path: Path) -> None:
+    """Print the tables of a saved run (also a cut one: its targets from the steps it has)."""
+    body = json.loads(path.read_text())
+    rows = body["results"]
+    scales = sorted({r["scale"] for r in rows if r["scale"]})
+    dbs = [d for d in ("sqlite", "postgresql") if any(r["db"] == d for r in rows if r["scale"])]
+    targets = ratios(rows, scales, dbs)
+    print_tables(rows, targets, body)
+    print()
+    print(markdown_targets(targets, dbs, scales))
+    if not body.get("complete"):
+        console.print(f"[yellow]{path} is a cut run: only the steps it finished are shown")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -666,7 +680,13 @@ def main() -> None:
     parser.add_argument(
         "--no-once", action="store_true", help="leave out the demo and Prefect start-up timings"
     )
+    parser.add_argument(
+        "--show", type=Path, help="print the tables of a saved results file (measure nothing)"
+    )
     args = parser.parse_args()
+    if args.show:
+        show(args.show)
+        return
     scales = [int(s.replace("_", "")) for s in args.scale.split(",")]
     dbs = [d.strip() for d in args.db.split(",")]
     if set(dbs) - {"sqlite", "postgresql"}:
