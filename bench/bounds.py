@@ -139,15 +139,16 @@ def _config(folder: Path, source_timeout: float, **schedule: str) -> Path:
 
 
 def _env(work: Path, config: Path, **values: str) -> dict[str, str]:
-    return clean_env(
-        RULEWATCH_DATA_DIR=str(work / "data"),
-        RULEWATCH_WAREHOUSE_URL=f"sqlite:///{work / 'wh.db'}",
-        RULEWATCH_CONFIG_DIR=str(config),
-        PREFECT_HOME=str(work / "prefect"),
-        RULEWATCH_PII_KEY="bench",
-        RULEWATCH_PERMITS_TOKEN="t",
-        **values,
-    )
+    """A clean environment for one ``rulewatch`` run in ``work``; ``values`` win."""
+    defaults = {
+        "RULEWATCH_DATA_DIR": str(work / "data"),
+        "RULEWATCH_WAREHOUSE_URL": f"sqlite:///{work / 'wh.db'}",
+        "RULEWATCH_CONFIG_DIR": str(config),
+        "PREFECT_HOME": str(work / "prefect"),
+        "RULEWATCH_PII_KEY": "bench",
+        "RULEWATCH_PERMITS_TOKEN": "t",
+    }
+    return clean_env(**{**defaults, **values})
 
 
 def _last_line(err: Path) -> str:

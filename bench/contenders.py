@@ -237,7 +237,7 @@ def rulewatch_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
         state = nightly_sync(as_of=AS_OF, return_state=True)
         wall = time.perf_counter() - started
         result = state.result(raise_on_failure=False)
-        if not isinstance(result, NightlyResult):
+        if not isinstance(result, NightlyResult) or result.failed:
             raise SystemExit(f"the nightly flow did not complete: {state.message}")
         phases = _phases(state.state_details.flow_run_id, wall)
     finally:

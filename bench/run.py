@@ -106,8 +106,14 @@ def start_servers(scale: int, log: Path) -> Servers:
     return Servers(process, json.loads(line)["env"])
 
 
+#: Databases of this run are named ``bench_<pid>_...``: two runs on one server (several
+#: people benchmarking on one machine) must never drop each other's databases.
+RUN_TAG = f"bench_{os.getpid()}"
+
+
 def fresh_database(db: str, name: str, work: Path) -> str:
-    """An empty database for one contender, as a SQLAlchemy URL."""
+    """An empty database for one contender, as a SQLAlchemy URL (``name`` is this
+    run's: see ``RUN_TAG``)."""
     if db == "sqlite":
         path = work / f"{name}.db"
         # dlt's SQLite destination keeps each dataset in an attached file beside the main one
@@ -121,6 +127,20 @@ def fresh_database(db: str, name: str, work: Path) -> str:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_databases(dbs: list[str]) -> None:
+    """Remove this run's databases (its SQLite files stay in the scratch folder)."""
+    if "postgresql" not in dbs:
+        return
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        names = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{RUN_TAG}\\_%",)
+        ).fetchall()
+        for (name,) in names:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def run_step(step: str, work: Path, label: str, timeout: float, **opts: Any) -> dict[str, Any]:
@@ -289,12 +309,12 @@ def bench_scale(
         run_dlt = with_dlt and scale <= dlt_max
         urls: dict[str, dict[str, str]] = {}
         for db in dbs:
-            url = fresh_database(db, "bench_floor", work)
+            url = fresh_database(db, f"{RUN_TAG}_floor", work)
             step(db, "floor", "bulk insert", "insert", f"{db}-insert", db=url, rows_file=rows_file)
-            urls[db] = {"rulewatch": fresh_database(db, f"bench_rw_{db}", work)}
+            urls[db] = {"rulewatch": fresh_database(db, f"{RUN_TAG}_rw_{db}", work)}
             step(db, "rulewatch", "full", "rulewatch", f"{db}-rw-full", db=urls[db]["rulewatch"])
             if run_dlt:
-                urls[db]["dlt"] = fresh_database(db, f"bench_dlt_{db}", work)
+                urls[db]["dlt"] = fresh_database(db, f"{RUN_TAG}_dlt_{db}", work)
                 shutil.rmtree(work / f"dlt-{db}", ignore_errors=True)
                 step(
                     db,
@@ -726,6 +746,7 @@ def main() -> None:
         run()
         results.targets = ratios(results.rows, scales, dbs)
         results.save()
+    drop_databases(dbs)
     meta["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     meta["finished_at"] = datetime.now().isoformat(timespec="seconds")
     results.complete = True
