@@ -18,7 +18,6 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,9 @@ from typing import Any
 import requests
 
 AS_OF = date(2024, 5, 20)  # the demo's own "today"
+#: How long Prefect's temporary server may take to come up on a busy machine (its own
+#: default, 20 s, is too short for a first start with a new database under load).
+STARTUP_TIMEOUT_S = 300
 SYSTEM_STREAMS = {
     "permits": ("permits.applications", "application_id", "updated_at"),
     "enforcement": ("enforcement.inspections", "inspection_no", "modified"),
@@ -171,95 +173,96 @@ def insert_floor(db_url: str, rows_file: Path) -> dict[str, Any]:
 # --- rulewatch ----------------------------------------------------------------------------
 
 
-def rulewatch_step(env: dict[str, str], db_url: str, step: str) -> dict[str, Any]:
-    """One nightly job without Prefect: sync every source concurrently, checks, metrics.
+#: The nightly flow's tasks, by the start of their names, and the phase each one is.
+TASK_PHASES = {
+    "sync-": "extract_load_s",
+    "data-quality": "quality_s",
+    "compute-metrics": "metrics_s",
+    "target-checks": "targets_s",
+    "report-tables": "report_tables_s",
+    "alerts": "alerts_s",
+}
 
-    The same plain functions the Prefect flow's tasks call, in the same order, so
-    the figure is rulewatch's own work; Prefect's start-up is reported apart.
+
+def _phases(flow_run_id: Any, wall: float) -> dict[str, float]:
+    """Per-phase seconds of one flow run, from the task runs Prefect recorded.
+
+    The sources run concurrently, so extract+load is the span from the first
+    source task's start to the last one's end. ``other_s`` is the rest of the
+    flow's wall time: the job lock, opening the warehouse, and Prefect's own
+    work between the tasks.
     """
-    import uuid
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from rulewatch.checks.config import load_checks_config
-    from rulewatch.checks.quality import run_quality_checks
-    from rulewatch.checks.targets import nightly_periods, run_target_checks
-    from rulewatch.common.periods import Period
-    from rulewatch.config.settings import SOURCE_NAMES, load_settings
-    from rulewatch.flows.nightly import calendar_of
-    from rulewatch.metrics.compute import compute_metrics
-    from rulewatch.report.tables import refresh_report_tables
-    from rulewatch.warehouse.db import open_warehouse
-    from rulewatch.warehouse.sync import sync_source
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    spans: dict[str, tuple[float, float]] = {}
+    for run in runs:
+        phase = next((p for k, p in TASK_PHASES.items() if run.name.startswith(k)), None)
+        if phase is None or run.start_time is None or run.end_time is None:
+            continue
+        begin, end = run.start_time.timestamp(), run.end_time.timestamp()
+        if phase in spans:
+            begin, end = min(begin, spans[phase][0]), max(end, spans[phase][1])
+        spans[phase] = (begin, end)
+    phases = {p: round(spans[p][1] - spans[p][0], 3) for p in TASK_PHASES.values() if p in spans}
+    phases["other_s"] = round(wall - sum(phases.values()), 3)
+    return phases
 
+
+def rulewatch_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
+    """The whole nightly job: the real Prefect flow, its server already up.
+
+    Prefect's temporary server is the one its client would start for the flow
+    (the same object); here it is started first and timed on its own
+    (``prefect_start_s``), so the job's wall time is the flow alone: the job
+    lock, the three sources concurrently, data quality, metrics, target checks,
+    report tables and alerts, with Prefect recording every task. Per-phase
+    times come from the task runs Prefect recorded. Imports are not timed.
+    """
     os.environ["RULEWATCH_WAREHOUSE_URL"] = db_url
-    settings = load_settings()
-    job_id = str(uuid.uuid4())
-    phases: dict[str, float] = {}
+    from prefect.server.api.server import SubprocessASGIServer
+
+    from rulewatch.flows.nightly import NightlyResult, nightly_sync
+
     started = time.perf_counter()
-    engine = open_warehouse(settings.warehouse_url, calendar_of(settings))
-    phases["open_s"] = time.perf_counter() - started
-
-    t = time.perf_counter()
-    with ThreadPoolExecutor(len(SOURCE_NAMES)) as pool:
-        futures = [
-            pool.submit(sync_source, engine, settings, name, job_id=job_id) for name in SOURCE_NAMES
-        ]
-        results = [f.result() for f in futures]
-    phases["extract_load_s"] = time.perf_counter() - t
-    load_rss_mb = peak_rss_mb()  # before the checks: the sync's own peak
-
-    t = time.perf_counter()
-    checks = load_checks_config(settings)
-    quality = run_quality_checks(engine, settings, job_id=job_id, as_of=AS_OF, checks=checks)
-    phases["quality_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    with engine.connect() as conn:  # the nightly year to date, and a year of the bulk data
-        metrics = compute_metrics(conn, Period.parse(str(AS_OF.year)), AS_OF, settings.targets)
-        metrics += compute_metrics(conn, Period.parse("2019"), AS_OF, settings.targets)
-    phases["metrics_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    periods = nightly_periods(AS_OF, checks.target_periods)
-    targets = run_target_checks(engine, settings, periods, AS_OF, job_id=job_id, checks=checks)
-    phases["targets_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    refresh_report_tables(engine, settings, AS_OF, job_id=job_id)
-    phases["report_tables_s"] = time.perf_counter() - t
-    wall = time.perf_counter() - started
-    engine.dispose()
+    server = SubprocessASGIServer()
+    server.start(timeout=STARTUP_TIMEOUT_S)
+    prefect_start = time.perf_counter() - started
+    try:
+        started = time.perf_counter()
+        state = nightly_sync(as_of=AS_OF, return_state=True)
+        wall = time.perf_counter() - started
+        result = state.result(raise_on_failure=False)
+        if not isinstance(result, NightlyResult) or result.failed:
+            raise SystemExit(f"the nightly flow did not complete: {state.message}")
+        phases = _phases(state.state_details.flow_run_id, wall)
+    finally:
+        server.stop()
+    sources = result.sources.values()
     return {
         "wall_s": wall,
-        "rows": sum(r.records_read for r in results),
-        "requests": sum(r.requests for r in results),
+        "prefect_start_s": prefect_start,
+        "rows": sum(r.records_read for r in sources),
+        "requests": sum(r.requests for r in sources),
         "phases": phases,
-        "peak_rss_extract_load_mb": load_rss_mb,
-        "set_aside": sum(r.records_set_aside for r in results),
-        "metrics": len(metrics),
-        "quality_rows": quality.rows_checked,
-        "target_checks": len(targets.checks),
+        "set_aside": sum(r.records_set_aside for r in sources),
+        "metrics": len(result.metrics),
+        "quality_rows": result.quality.rows_checked if result.quality else None,
+        "target_checks": len(result.targets.checks) if result.targets else None,
+        "alerts_planned": len(result.alerts.planned) if result.alerts else None,
     }
 
 
-def prefect_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
-    """The real nightly flow (Prefect, ephemeral API): its wall time, start-up included."""
-    os.environ["RULEWATCH_WAREHOUSE_URL"] = db_url
-    started = time.perf_counter()
-    from rulewatch.flows.nightly import nightly_sync
-
-    result = nightly_sync(as_of=AS_OF)
-    wall = time.perf_counter() - started
-    sources = getattr(result, "sources", {})
-    return {
-        "wall_s": wall,
-        "rows": sum(r.records_read for r in sources.values()),
-        "requests": sum(r.requests for r in sources.values()),
-    }
-
-
-def sync_process_step(env: dict[str, str], db_url: str, work_dir: Path) -> dict[str, Any]:
-    """``rulewatch sync`` as an operator runs it: the whole process, Prefect included."""
+def sync_process_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
+    """``rulewatch sync`` as an operator runs it: the whole process, Prefect included
+    (data folder, Prefect home and PII key: the ones ``bench/run.py`` gives every step)."""
     import subprocess
 
     child = {**os.environ, **env, "RULEWATCH_WAREHOUSE_URL": db_url}
-    child["RULEWATCH_DATA_DIR"] = str(work_dir)
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "rulewatch.cli.main", "sync", "--as-of", AS_OF.isoformat()],
@@ -275,13 +278,15 @@ def sync_process_step(env: dict[str, str], db_url: str, work_dir: Path) -> dict[
 
 
 def demo_step(work_dir: Path) -> dict[str, Any]:
-    """``rulewatch demo`` on a first run: a fresh data folder, Prefect's temporary server."""
+    """``rulewatch demo`` on a first run: a fresh data folder and Prefect home, Prefect's
+    temporary server."""
     import shutil
     import subprocess
 
     shutil.rmtree(work_dir, ignore_errors=True)
     child = {k: v for k, v in os.environ.items() if not k.startswith("RULEWATCH_")}
     child["RULEWATCH_DATA_DIR"] = str(work_dir)
+    child["PREFECT_HOME"] = str(work_dir / "prefect")  # no Prefect database yet either
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "rulewatch.cli.main", "demo"],
@@ -302,7 +307,7 @@ def prefect_start_step() -> dict[str, Any]:
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()
-    server.start()
+    server.start(timeout=STARTUP_TIMEOUT_S)
     wall = time.perf_counter() - started
     server.stop()
     return {"wall_s": wall, "rows": 0}
@@ -471,7 +476,6 @@ def main() -> None:
             "dump-rows",
             "insert",
             "rulewatch",
-            "prefect",
             "dlt",
             "sync-process",
             "demo",
@@ -494,11 +498,9 @@ def main() -> None:
     elif args.step == "insert":
         out = insert_floor(args.db, args.rows_file)
     elif args.step == "rulewatch":
-        out = rulewatch_step(env, args.db, args.step)
-    elif args.step == "prefect":
-        out = prefect_step(env, args.db)
+        out = rulewatch_step(env, args.db)
     elif args.step == "sync-process":
-        out = sync_process_step(env, args.db, args.work_dir)
+        out = sync_process_step(env, args.db)
     elif args.step == "demo":
         out = demo_step(args.work_dir)
     elif args.step == "prefect-start":

@@ -258,24 +258,23 @@ def test_version(tmp_path):
 
 
 @pytest.mark.postgres
-def test_a_warehouse_host_that_never_answers_ends_within_the_connect_timeout(tmp_path):
+def test_a_warehouse_host_that_never_answers_ends_at_the_connect_timeout(tmp_path):
+    """Without the connect timeout the command would wait for the host forever: it must
+    end by itself (120 s only keeps a broken guard from hanging the suite; the time
+    it takes is in ``bench/bounds.py``)."""
     schedule = (PACKAGE_CONFIG_DIR / "schedule.yaml").read_text(encoding="utf-8")
     schedule = schedule.replace("warehouse_connect_seconds: 15", "warehouse_connect_seconds: 2")
     folder = config(tmp_path, schedule=schedule)
     with SilentServer() as silent:
         url = f"postgresql+psycopg://root@127.0.0.1:{silent.port}/test"
-        started = time.monotonic()
         res = run(
             tmp_path,
             ["kpis", "--period", "2023"],
             {"RULEWATCH_WAREHOUSE_URL": url, "RULEWATCH_CONFIG_DIR": folder},
             timeout=120,
         )
-        elapsed = time.monotonic() - started
         assert silent.accepted.is_set()
     assert_one_line(res, 1, f"127.0.0.1:{silent.port}", "timeout")
-    assert elapsed < 30, f"kpis took {elapsed:.1f}s against a silent warehouse host"
-    print(f"kpis against a silent warehouse host, connect timeout 2 s: {elapsed:.1f}s")
 
 
 def _children(pid: int) -> set[int]:
@@ -318,6 +317,9 @@ def _start_sync(tmp_path: Path, extra: dict[str, str]) -> tuple[subprocess.Popen
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_sigterm_stops_a_blocked_sync_and_its_prefect_server(tmp_path):
+    """The source would block for its 600 s timeout: the sync must end on SIGTERM long
+    before (the 60 s wait only keeps a broken handler from hanging the suite; the time
+    from SIGTERM to exit is in ``bench/bounds.py``)."""
     with SilentServer() as silent:
         proc, err = _start_sync(
             tmp_path,
@@ -330,10 +332,8 @@ def test_sigterm_stops_a_blocked_sync_and_its_prefect_server(tmp_path):
             assert silent.accepted.wait(240), err.read_text()  # the source task is now blocked
             children = _children(proc.pid)
             assert children, "the ephemeral Prefect server should be a child process"
-            started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(60)
-            elapsed = time.monotonic() - started
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -342,16 +342,17 @@ def test_sigterm_stops_a_blocked_sync_and_its_prefect_server(tmp_path):
     assert text.strip().splitlines()[-1].startswith("rulewatch: failed: stopped by SIGTERM")
     assert text.count("rulewatch:") == 1, text
     assert "Traceback" not in text
-    assert elapsed < 20, f"{elapsed:.1f}s from SIGTERM to exit"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 10  # children are reaped after the parent: a moment
     while any(_alive(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [c for c in children if _alive(c)], "a child process outlived the sync"
-    print(f"SIGTERM to exit: {elapsed:.1f}s")
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_a_run_past_the_flow_timeout_is_stopped(tmp_path):
+    """The source would block for its 600 s timeout: the 20 s flow timeout must end the
+    run by itself (120 s only keeps a broken timeout from hanging the suite; when it
+    stops is in ``bench/bounds.py``)."""
     folder = quick_source_config(tmp_path, timeout=600)
     schedule = (Path(folder) / "schedule.yaml").read_text(encoding="utf-8")
     (Path(folder) / "schedule.yaml").write_text(
@@ -371,8 +372,8 @@ def test_a_run_past_the_flow_timeout_is_stopped(tmp_path):
             while proc.poll() is None and time.monotonic() - started < 120:
                 children |= _children(proc.pid)
                 time.sleep(0.2)
-            code = proc.wait(1)
-            elapsed = time.monotonic() - started
+            assert proc.poll() is not None, "the run outlived its flow timeout"
+            code = proc.wait()
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -381,10 +382,8 @@ def test_a_run_past_the_flow_timeout_is_stopped(tmp_path):
     last = text.strip().splitlines()[-1]
     assert last.startswith("rulewatch: failed: the nightly run overstayed its 20 s"), text
     assert "timeouts.flow_seconds" in last
-    assert elapsed < 20 + 20, f"{elapsed:.1f}s for a 20 s flow timeout"
     time.sleep(0.5)
     assert not [c for c in children if _alive(c)], "a child process outlived the sync"
-    print(f"flow timeout 20 s: stopped after {elapsed:.1f}s")
 
 
 # --- logs -------------------------------------------------------------------------------
@@ -472,13 +471,13 @@ def test_a_postgresql_statement_is_cut_at_the_statement_timeout(pg_url):
             assert (
                 conn.execute(text("SELECT current_schema()")).scalar().startswith("t_")
             )  # URL kept
-            started = time.monotonic()
-            with pytest.raises(OperationalError, match="statement timeout"):
+            # PostgreSQL itself cancels the 30 s sleep at the 1 s timeout it was given
+            with pytest.raises(
+                OperationalError, match="canceling statement due to statement timeout"
+            ):
                 conn.execute(text("SELECT pg_sleep(30)"))
-            elapsed = time.monotonic() - started
     finally:
         engine.dispose()
-    assert elapsed < 10, f"a 1 s statement timeout took {elapsed:.1f}s"
 
 
 def test_a_source_that_keeps_failing_ends_in_one_line_without_log_noise(tmp_path):

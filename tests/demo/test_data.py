@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections import Counter
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -250,11 +249,3 @@ def test_synthetic_change_times_match_the_wire():
     modified = json.loads(inspections.payload(3))["modified"]
     moment = datetime.strptime(modified, "%Y-%m-%d %H:%M:%S").replace(tzinfo=SHANGHAI)
     assert data.to_ms(moment) == inspections.instant_ms(3)
-
-
-def test_synthetic_generation_is_fast():
-    synthetic = data.SyntheticPermits(500_000)
-    started = time.perf_counter()
-    for i in range(0, 500_000, 25):
-        synthetic.payload(i)
-    assert time.perf_counter() - started < 2.0  # 20k records; about 5 us each

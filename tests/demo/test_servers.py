@@ -105,10 +105,8 @@ def roster(handle: DemoSources) -> list[dict]:
 # --- start, stop, environment ------------------------------------------------------------
 
 
-def test_start_is_quick_and_stop_frees_ports_and_threads():
-    started = time.perf_counter()
-    handle = start_demo_sources()
-    assert time.perf_counter() - started < 1.0
+def test_start_answers_and_stop_frees_ports_and_threads():
+    handle = start_demo_sources()  # how long it takes is in bench/bounds.py
     ports = list(handle.ports.values())
     assert len(set(ports)) == 3 and all(p > 0 for p in ports)
     assert get(handle, "permits", limit=1).status_code == 200
@@ -558,10 +556,8 @@ def test_touch_over_http_for_a_benchmark_in_another_process():
 # --- scale --------------------------------------------------------------------------------
 
 
-def test_scale_adds_fast_well_formed_records_outside_the_seed_years(contract):
-    started = time.perf_counter()
+def test_scale_adds_well_formed_records_outside_the_seed_years(contract):
     with start_demo_sources(scale=20_000) as handle:
-        assert time.perf_counter() - started < 2.0
         permits, requests_made = all_permits(handle, limit=500)
         assert len(permits) == 10_000 + 1_383 and requests_made == 23
         synthetic = permits[:10_000]
@@ -573,7 +569,6 @@ def test_scale_adds_fast_well_formed_records_outside_the_seed_years(contract):
         documents, _ = all_documents(handle, per_page=100)
         assert len(documents) == 4_000 + len(data.current_records("docreview.documents"))
         assert all(d["issued_on"] < "2022" for d in documents[:4_000])
-    assert time.perf_counter() - started < 10.0
 
 
 def test_serve_demo_sources_runs_until_sigterm(tmp_path):
