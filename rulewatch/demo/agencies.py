@@ -30,7 +30,6 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from types import TracebackType
 from typing import Any
 
 import yaml
@@ -41,6 +40,7 @@ from rulewatch.demo.servers import (
     SYSTEMS,
     Faults,
     Receive,
+    RunningServers,
     Scope,
     Send,
     SourceApp,
@@ -228,7 +228,7 @@ class AgencyRouter:
 
 
 @dataclass
-class AgencySources:
+class AgencySources(RunningServers):
     """Running demo systems for N agencies: base URLs, credentials, worlds, and the config."""
 
     host: str
@@ -312,27 +312,6 @@ class AgencySources:
             "RULEWATCH_DOCREVIEW_USER": agency.credentials["docreview"]["user"],
             "RULEWATCH_DOCREVIEW_PASSWORD": agency.credentials["docreview"]["password"],
         }
-
-    def stop(self) -> None:
-        """Stop the servers, close their ports and join their threads."""
-        if self.stopped:
-            return
-        self.stopped = True
-        for server in self._servers:
-            server.signal_stop()
-        for server in self._servers:
-            server.join(5.0)
-
-    def __enter__(self) -> AgencySources:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_agency_sources(

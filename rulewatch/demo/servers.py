@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlencode
 
 import requests
@@ -499,8 +499,36 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class RunningServers:
+    """Servers on their threads, stopped once: by :meth:`stop` or by leaving a ``with``."""
+
+    _servers: list[_ServerThread]
+    stopped: bool
+
+    def stop(self) -> None:
+        """Stop the servers, close their ports and join their threads."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for server in self._servers:
+            server.signal_stop()
+        for server in self._servers:
+            server.join(5.0)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 @dataclass
-class DemoSources:
+class DemoSources(RunningServers):
     """A running set of demo source systems: URLs, credentials, counts and mutations.
 
     Use as a context manager, or call :meth:`stop`. Mutations go straight to the
@@ -594,27 +622,6 @@ class DemoSources:
         return self.world.touch_fraction(system, fraction)
 
     # lifecycle --------------------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Stop the servers, close their ports and join their threads."""
-        if self.stopped:
-            return
-        self.stopped = True
-        for server in self._servers:
-            server.signal_stop()
-        for server in self._servers:
-            server.join(5.0)
-
-    def __enter__(self) -> DemoSources:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_demo_sources(
