@@ -34,10 +34,13 @@ SYSTEM_STREAMS = {
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set of this process and its children, in MB (Linux: KiB units)."""
+    """Peak resident set of this process plus its largest child, in MB (Linux: KiB units).
+
+    The sum, not the larger: rulewatch's Great Expectations process runs beside the job.
+    """
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(own, kids) / 1024, 1)
+    return round((own + kids) / 1024, 1)
 
 
 # --- the floor: fetch ---------------------------------------------------------------------
@@ -180,6 +183,7 @@ def rulewatch_step(env: dict[str, str], db_url: str, step: str) -> dict[str, Any
     import uuid
 
     from rulewatch.checks.config import load_checks_config
+    from rulewatch.checks.gx_runner import Recorder
     from rulewatch.checks.quality import run_quality_checks
     from rulewatch.checks.targets import nightly_periods, run_target_checks
     from rulewatch.flows.nightly import calendar_of
@@ -208,8 +212,11 @@ def rulewatch_step(env: dict[str, str], db_url: str, step: str) -> dict[str, Any
     load_rss_mb = peak_rss_mb()  # before the checks: the sync's own peak
 
     t = time.perf_counter()
+    recorder = Recorder()  # as the nightly flow does: GX imports in its process meanwhile
     checks = load_checks_config(settings)
-    quality = run_quality_checks(engine, settings, job_id=job_id, as_of=AS_OF, checks=checks)
+    quality = run_quality_checks(
+        engine, settings, job_id=job_id, as_of=AS_OF, checks=checks, recorder=recorder
+    )
     phases["quality_s"] = time.perf_counter() - t
     t = time.perf_counter()
     with engine.connect() as conn:  # the nightly year to date, and a year of the bulk data
@@ -218,11 +225,16 @@ def rulewatch_step(env: dict[str, str], db_url: str, step: str) -> dict[str, Any
     phases["metrics_s"] = time.perf_counter() - t
     t = time.perf_counter()
     periods = nightly_periods(AS_OF, checks.target_periods)
-    targets = run_target_checks(engine, settings, periods, AS_OF, job_id=job_id, checks=checks)
+    targets = run_target_checks(
+        engine, settings, periods, AS_OF, job_id=job_id, checks=checks, recorder=recorder
+    )
     phases["targets_s"] = time.perf_counter() - t
     t = time.perf_counter()
     refresh_report_tables(engine, settings, AS_OF, job_id=job_id)
     phases["report_tables_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    recorder.finish()  # the job ends when GX has written its results and Data Docs
+    phases["gx_record_wait_s"] = time.perf_counter() - t
     wall = time.perf_counter() - started
     engine.dispose()
     return {

@@ -19,9 +19,14 @@ needs it.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
+import os
+import pickle
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -364,3 +369,119 @@ def record_validations(
     run.docs_seconds = time.perf_counter() - began
     run.data_docs = data_docs_dir / "index.html"
     return run
+
+
+# --- GX in a process of its own --------------------------------------------------------------
+
+
+class RecordError(RuntimeError):
+    """Great Expectations could not record a check run (its process says why)."""
+
+
+class Recorder:
+    """Great Expectations in a process of its own, imported while the job does other work.
+
+    Importing GX costs seconds of CPU, more than deciding every check of a
+    million rows in SQL. Started when the sync is done, the import runs on
+    another core while the checks decide in the warehouse (started before the
+    sync, it slowed the sync, on two cores, by more than it saved); :meth:`record`
+    hands the process a checkpoint run (plain data: the expectations and what the
+    checks found) and returns at once, so metrics and reports go on while GX
+    writes its results and Data Docs; :meth:`finish` waits for every record and
+    raises :class:`RecordError` if one failed. The process writes nothing to the
+    terminal.
+    """
+
+    def __init__(self) -> None:
+        package_root = str(Path(__file__).resolve().parents[2])
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, path]))}
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "rulewatch.checks.gx_runner"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        self._sent = 0
+        self._outcomes: list[RunOutcome] | None = None
+
+    def record(self, validations: list[Validation], **options: Any) -> None:
+        """Queue one checkpoint run's record (``record_validations``' keyword options)."""
+        if not validations:
+            return
+        assert self._process.stdin is not None and self._outcomes is None
+        try:
+            pickle.dump((validations, options), self._process.stdin)
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            self.finish()  # raises with the process' own reason
+            raise RecordError("the Great Expectations process stopped") from None
+        self._sent += 1
+
+    def finish(self) -> list[RunOutcome]:
+        """Wait for every queued record (and Data Docs); what each cost, in order."""
+        if self._outcomes is not None:
+            return self._outcomes
+        if not self._sent:  # nothing to record: no need to wait for the import
+            self.close()
+            self._outcomes = []
+            return self._outcomes
+        assert self._process.stdin is not None and self._process.stdout is not None
+        with contextlib.suppress(BrokenPipeError):
+            self._process.stdin.close()
+        replies: list[Any] = []
+        with contextlib.suppress(EOFError):
+            while True:
+                replies.append(pickle.load(self._process.stdout))
+        code = self._process.wait()
+        errors = [r for r in replies if isinstance(r, str)]
+        if errors or code != 0 or len(replies) != self._sent:
+            reason = errors[0] if errors else f"its process ended with code {code}"
+            raise RecordError(f"Great Expectations could not record the checks: {reason}")
+        self._outcomes = replies
+        return replies
+
+    def close(self) -> None:
+        """Stop the process if it still runs (a job that ends early records nothing more)."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    pipe.close()
+
+
+def _serve() -> None:
+    """The recorder process: import GX, then record each run read from standard input.
+
+    Replies on standard output, one pickle per run: its :class:`RunOutcome`, or
+    the error's one line (and then it stops).
+    """
+    replies = sys.stdout.buffer
+    sys.stdout = sys.stderr  # whatever GX prints must not corrupt the replies
+    import great_expectations  # noqa: F401 - the import is the point: it runs while the job works
+
+    while True:
+        try:
+            validations, options = pickle.load(sys.stdin.buffer)
+        except EOFError:
+            return
+        try:
+            outcome: RunOutcome | str = record_validations(validations, **options)
+        except Exception as exc:  # noqa: BLE001 - the parent turns it into one line
+            lines = str(exc).strip().splitlines()
+            outcome = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        pickle.dump(outcome, replies)
+        replies.flush()
+        if isinstance(outcome, str):
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    # this file runs as __main__: serve from the module itself, so that what is
+    # pickled back names rulewatch.checks.gx_runner's classes
+    from rulewatch.checks.gx_runner import _serve as serve
+
+    serve()

@@ -74,6 +74,7 @@ from rulewatch.checks.gx_runner import (
     PARTIAL_LIMIT,
     Expect,
     Outcome,
+    Recorder,
     Validation,
     map_outcome,
     record_validations,
@@ -474,12 +475,14 @@ def run_quality_checks(
     sync_run_ids: Sequence[str] | None = None,
     as_of: date | None = None,
     checks: ChecksConfig | None = None,
+    recorder: Recorder | None = None,
 ) -> QualityRun:
     """Run each stream's suite once over the rows of the given sync runs (or job).
 
     Stores every result with all offenders, sets aside the rows that fail a
-    critical expectation, releases rows no longer failing one, and builds Data
-    Docs. Returns what it did.
+    critical expectation, releases rows no longer failing one, and records the
+    run with GX (Data Docs), here or, given a ``recorder``, in its process (its
+    ``finish`` waits for it). Returns what it did.
     """
     started = time.perf_counter()
     checks = checks or load_checks_config(settings)
@@ -528,16 +531,20 @@ def run_quality_checks(
                     )
                 )
     run.sql_seconds = time.perf_counter() - started
-    gx = record_validations(
-        validations,
-        checkpoint="quality",
-        run_name=run.check_run_id,
-        data_docs_dir=checks.data_docs_dir,
-        validations_dir=checks.validations_dir,
-        keep_days=checks.data_docs_keep_days,
-    )
-    run.gx_seconds = gx.seconds
-    run.data_docs = gx.data_docs
+    began = time.perf_counter()
+    record = {
+        "checkpoint": "quality",
+        "run_name": run.check_run_id,
+        "data_docs_dir": checks.data_docs_dir,
+        "validations_dir": checks.validations_dir,
+        "keep_days": checks.data_docs_keep_days,
+    }
+    if recorder is None:
+        run.data_docs = record_validations(validations, **record).data_docs
+    else:  # GX writes the record in its own process while the job goes on
+        recorder.record(validations, **record)
+        run.data_docs = checks.data_docs_index if validations else None
+    run.gx_seconds = time.perf_counter() - began
     with engine.begin() as conn:
         for stream, findings in found.items():
             _apply(conn, run.streams[stream], findings, as_of)

@@ -48,6 +48,7 @@ from rulewatch.checks.gx_runner import (
     PARTIAL_LIMIT,
     Expect,
     Outcome,
+    Recorder,
     Validation,
     map_outcome,
     record_validations,
@@ -148,8 +149,12 @@ def run_target_checks(
     *,
     job_id: str | None = None,
     checks: ChecksConfig | None = None,
+    recorder: Recorder | None = None,
 ) -> TargetRun:
-    """Check every target for each period cut at ``as_of``; store and return the results."""
+    """Check every target for each period cut at ``as_of``; store and return the results.
+
+    GX records the run (Data Docs) here or, given a ``recorder``, in its process.
+    """
     started = time.perf_counter()
     checks = checks or load_checks_config(settings)
     targets: dict[str, TargetOptions] = {**settings.targets, **checks.custom_targets()}
@@ -210,16 +215,20 @@ def run_target_checks(
                     )
                 )
     run.sql_seconds = time.perf_counter() - started
-    gx = record_validations(
-        validations,
-        checkpoint="targets",
-        run_name=check_run_id,
-        data_docs_dir=checks.data_docs_dir,
-        validations_dir=checks.validations_dir,
-        keep_days=checks.data_docs_keep_days,
-    )
-    run.gx_seconds = gx.seconds
-    run.data_docs = gx.data_docs
+    began = time.perf_counter()
+    record = {
+        "checkpoint": "targets",
+        "run_name": check_run_id,
+        "data_docs_dir": checks.data_docs_dir,
+        "validations_dir": checks.validations_dir,
+        "keep_days": checks.data_docs_keep_days,
+    }
+    if recorder is None:
+        run.data_docs = record_validations(validations, **record).data_docs
+    else:  # GX writes the record in its own process while the job goes on
+        recorder.record(validations, **record)
+        run.data_docs = checks.data_docs_index if validations else None
+    run.gx_seconds = time.perf_counter() - began
     if carried is not None:
         found = carried
     results: list[CheckResult] = []

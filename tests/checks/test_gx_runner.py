@@ -128,3 +128,54 @@ def test_dates_in_unexpected_values_are_stored(tmp_path):  # noqa: ANN001
     (stored,) = (tmp_path / "gx").rglob("*.json")
     result = json.loads(stored.read_text())["results"][0]["result"]
     assert result["partial_unexpected_list"] == [["2024-01-01", "2024-02-01"]]
+
+
+def test_the_recorder_process_writes_the_same_record(tmp_path):  # noqa: ANN001
+    from rulewatch.checks.gx_runner import Recorder
+
+    o = map_outcome(IN_SET, "quality.p", element_count=1, unexpected_count=0, missing_count=0)
+    recorder = Recorder()
+    try:
+        recorder.record(
+            [Validation("quality.p", "SELECT 1", (IN_SET,), (o,))],
+            checkpoint="quality",
+            run_name="run-9",
+            data_docs_dir=tmp_path / "docs",
+            validations_dir=tmp_path / "gx",
+        )
+        (done,) = recorder.finish()
+    finally:
+        recorder.close()
+    assert done.data_docs == tmp_path / "docs" / "index.html" and done.data_docs.exists()
+    (stored,) = (tmp_path / "gx").rglob("*.json")
+    assert json.loads(stored.read_text())["meta"]["run_id"]["run_name"] == "run-9"
+
+
+def test_a_record_that_fails_says_why_in_one_line(tmp_path):  # noqa: ANN001
+    import pytest
+
+    from rulewatch.checks.gx_runner import Recorder, RecordError
+
+    (tmp_path / "docs").write_text("a file where the Data Docs folder goes")
+    o = map_outcome(IN_SET, "quality.p", element_count=1, unexpected_count=0, missing_count=0)
+    recorder = Recorder()
+    try:
+        recorder.record(
+            [Validation("quality.p", "SELECT 1", (IN_SET,), (o,))],
+            checkpoint="quality",
+            run_name="run-9",
+            data_docs_dir=tmp_path / "docs",
+            validations_dir=tmp_path / "gx",
+        )
+        with pytest.raises(RecordError, match=r"could not record the checks: FileExistsError") as e:
+            recorder.finish()
+    finally:
+        recorder.close()
+    assert "\n" not in str(e.value)
+
+
+def test_a_recorder_given_nothing_does_not_wait_for_the_import():
+    from rulewatch.checks.gx_runner import Recorder
+
+    recorder = Recorder()
+    assert recorder.finish() == [] and recorder._process.poll() is not None
