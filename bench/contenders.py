@@ -181,6 +181,7 @@ TASK_PHASES = {
     "target-checks": "targets_s",
     "report-tables": "report_tables_s",
     "alerts": "alerts_s",
+    "gx-record": "gx_record_wait_s",
 }
 
 

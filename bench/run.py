@@ -458,7 +458,11 @@ def ratios(rows: list[dict], scales: list[int], dbs: list[str]) -> list[dict[str
                         "<= 1.0",
                         v <= 1.0,
                     )
-                v = (phases.get("quality_s", 0) + phases.get("targets_s", 0)) / el
+                v = (
+                    phases.get("quality_s", 0)
+                    + phases.get("targets_s", 0)
+                    + phases.get("gx_record_wait_s", 0)
+                ) / el
                 add(
                     "2",
                     scale,

@@ -1,22 +1,17 @@
-"""Great Expectations 1.x on the warehouse: one ephemeral context per check run.
+"""Great Expectations 1.x on the warehouse: the record of every check run.
 
-The checks describe what to validate as plain data (:class:`Validation`: a SQL
-batch query and the expectations to run on it); this module is the only one
-that talks to GX. Per run it makes an ephemeral context (nothing global, no
-``gx/`` project folder, no connection string written anywhere), one SQL data
-source on the warehouse URL, one query asset, batch definition, suite and
-validation definition per :class:`Validation`, one checkpoint that runs them
-all, pushed down to SQL, then one Data Docs build. Validation results are kept
-as JSON under the configured folder so Data Docs keep their history (pruned
-after ``data_docs_keep_days``).
-
-What this version of GX does and does not give (1.24, checked on SQLite and
-PostgreSQL): ``UnexpectedRowsExpectation`` returns at most 200 rows
-(``MAX_RESULT_RECORDS``) though it counts them all; a column-map expectation's
-``unexpected_index_list`` stops at ``partial_unexpected_count`` and its
-``unexpected_index_query`` on a query asset is not valid SQL. So GX decides and
-counts, and the checks read every offender themselves with the same condition.
-``row_condition`` is not used.
+The checks decide in SQL, in as few passes as the suites allow (one aggregate
+scan per data-quality batch, one per target population): GX's own validation
+runs one or more queries per expectation over the whole batch, which took most
+of the job at a million rows. This module turns what they found into GX's
+record: the same expectation classes and suites, one
+``ExpectationSuiteValidationResult`` per batch in GX's shape (element, missing
+and unexpected counts, a partial list of unexpected values, the unexpected
+rows of an ``UnexpectedRowsExpectation``, capped at 200 as GX caps them), kept
+as JSON under the configured folder, then one Data Docs build. Per run it makes
+an ephemeral context (nothing global, no ``gx/`` project folder, no connection
+string written anywhere). Validation results are pruned after
+``data_docs_keep_days`` so Data Docs keep a bounded history.
 
 GX is imported here, lazily: importing it takes seconds, and ``kpis`` never
 needs it.
@@ -24,10 +19,19 @@ needs it.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
+import os
+import pickle
+import re
+import subprocess
+import sys
 import time
-from dataclasses import dataclass, field
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,12 @@ log = logging.getLogger("rulewatch.checks")
 META_KEY = "rulewatch_check"
 #: Validation results the Data Docs index lists (newest first); it reads each one.
 INDEX_LIMIT = 300
+#: Unexpected values a result lists, as GX's SUMMARY result format lists them.
+PARTIAL_LIMIT = 20
+#: Unexpected rows an ``UnexpectedRowsExpectation`` result lists (GX's MAX_RESULT_RECORDS).
+ROWS_LIMIT = 200
+#: The data source and connector names GX gives a fluent SQL batch (shown in Data Docs).
+DATASOURCE = "warehouse"
 
 
 @dataclass(frozen=True)
@@ -47,19 +57,15 @@ class Expect:
     gx_class: str  # e.g. "ExpectColumnValuesToBeInSet"
     kwargs: dict[str, Any]
 
-
-@dataclass(frozen=True)
-class Validation:
-    """A batch (one SQL query on the warehouse) and the suite run on it."""
-
-    name: str  # the suite, asset and validation definition name
-    query: str  # SELECT ...; compiled with literal values
-    expectations: tuple[Expect, ...]
+    @property
+    def expectation_type(self) -> str:
+        """GX's name for the expectation type, e.g. ``expect_column_values_to_be_in_set``."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.gx_class).lower()
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What Great Expectations said about one expectation."""
+    """What the checks found for one expectation, as GX records it."""
 
     check: str
     validation: str
@@ -68,33 +74,114 @@ class Outcome:
     element_count: int | None = None
     unexpected_count: int | None = None
     unexpected_rows: list[dict[str, Any]] | None = None  # UnexpectedRowsExpectation (capped)
-    error: str | None = None  # the expectation could not be evaluated
+    missing_count: int | None = None  # rows the expectation ignores (a null value)
+    partial_unexpected: tuple[Any, ...] = ()  # the first unexpected values, in key order
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A batch (one SQL query on the warehouse), the suite checked on it and what was found."""
+
+    name: str  # the suite and data asset name
+    query: str  # SELECT ...; compiled with literal values (the batch, as Data Docs show it)
+    expectations: tuple[Expect, ...]
+    outcomes: tuple[Outcome, ...]  # one per expectation, in the same order
 
 
 @dataclass
 class RunOutcome:
-    """All outcomes of one checkpoint run, and what it cost."""
+    """What recording one checkpoint run cost."""
 
-    outcomes: list[Outcome] = field(default_factory=list)
-    setup_seconds: float = 0.0
-    validate_seconds: float = 0.0
+    setup_seconds: float = 0.0  # importing GX and making the context
+    store_seconds: float = 0.0  # building and storing the validation results
     docs_seconds: float = 0.0
     data_docs: Path | None = None
 
-    def by_validation(self) -> dict[str, list[Outcome]]:
-        grouped: dict[str, list[Outcome]] = {}
-        for o in self.outcomes:
-            grouped.setdefault(o.validation, []).append(o)
-        return grouped
+    @property
+    def seconds(self) -> float:
+        return self.setup_seconds + self.store_seconds + self.docs_seconds
 
 
-def sql_for_gx(sql: str) -> str:
-    """SQL made safe for GX, which wraps query assets in ``sqlalchemy.text``.
+def map_outcome(
+    expect: Expect,
+    validation: str,
+    *,
+    element_count: int,
+    unexpected_count: int,
+    missing_count: int | None = None,
+    partial_unexpected: tuple[Any, ...] = (),
+) -> Outcome:
+    """A column-map expectation's outcome, decided as GX decides it.
 
-    ``text`` reads ``:word`` as a bind parameter even inside a string literal;
-    a backslash keeps the colon literal.
+    Null values are not checked (``missing_count``); the expectation passes when
+    the share of checked values that are expected reaches ``mostly`` (1 unless
+    given); a batch with no checked value passes.
     """
-    return sql.replace(":", r"\:")
+    checked = element_count - (missing_count or 0)
+    mostly = float(expect.kwargs.get("mostly", 1.0))
+    success = checked == 0 or (checked - unexpected_count) / checked >= mostly
+    return Outcome(
+        expect.check,
+        validation,
+        expect.expectation_type,
+        success,
+        element_count=element_count,
+        unexpected_count=unexpected_count,
+        missing_count=missing_count,
+        partial_unexpected=tuple(partial_unexpected[:PARTIAL_LIMIT]),
+    )
+
+
+def rows_outcome(
+    expect: Expect, validation: str, *, count: int, rows: list[dict[str, Any]]
+) -> Outcome:
+    """An ``UnexpectedRowsExpectation``'s outcome: passes when no row is unexpected."""
+    return Outcome(
+        expect.check,
+        validation,
+        expect.expectation_type,
+        count == 0,
+        unexpected_count=count,
+        unexpected_rows=rows[:ROWS_LIMIT],
+    )
+
+
+def result_of(outcome: Outcome) -> dict[str, Any]:
+    """The ``result`` GX stores for an outcome (the SUMMARY format of its expectation type)."""
+    if outcome.expectation_type == "unexpected_rows_expectation":
+        return {
+            "observed_value": outcome.unexpected_count,
+            "details": {"unexpected_rows": list(outcome.unexpected_rows or [])},
+        }
+    element = outcome.element_count or 0
+    unexpected = outcome.unexpected_count or 0
+    partial = list(outcome.partial_unexpected)
+    counts = Counter(repr(v) for v in partial)
+    firsts = {repr(v): v for v in reversed(partial)}
+    result: dict[str, Any] = {
+        "element_count": element,
+        "unexpected_count": unexpected,
+        "partial_unexpected_list": partial,
+        "partial_unexpected_counts": [
+            {"value": firsts[k], "count": n} for k, n in counts.most_common()
+        ],
+    }
+    if outcome.missing_count is None:  # not_null: every row is checked
+        result["unexpected_percent"] = _percent(unexpected, element)
+        return result
+    checked = element - outcome.missing_count
+    result.update(
+        missing_count=outcome.missing_count,
+        missing_percent=_percent(outcome.missing_count, element),
+        unexpected_percent=_percent(unexpected, checked),
+        unexpected_percent_nonmissing=_percent(unexpected, checked),
+        unexpected_percent_total=_percent(unexpected, element),
+    )
+    return result
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return None if whole == 0 else 100.0 * part / whole
 
 
 def escape_values(value: Any) -> Any:
@@ -177,28 +264,16 @@ def _context(data_docs_dir: Path, validations_dir: Path) -> Any:
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-def _datasource(context: Any, warehouse_url: str) -> Any:
-    if warehouse_url.startswith("sqlite"):
-        return context.data_sources.add_sqlite(
-            "warehouse", connection_string=warehouse_url, kwargs={"connect_args": {"timeout": 60}}
-        )
-    if warehouse_url.startswith("postgresql"):
-        return context.data_sources.add_postgres("warehouse", connection_string=warehouse_url)
-    return context.data_sources.add_sql("warehouse", connection_string=warehouse_url)
-
-
-def run_validations(
-    warehouse_url: str,
+def record_validations(
     validations: list[Validation],
     *,
     checkpoint: str,
     run_name: str,
     data_docs_dir: Path,
     validations_dir: Path,
-    result_format: str = "SUMMARY",
     keep_days: int = 0,
 ) -> RunOutcome:
-    """Run every validation in one GX checkpoint and update Data Docs.
+    """Store each validation as a GX suite validation result and update Data Docs once.
 
     Validation results (and their pages) older than ``keep_days`` are removed
     first, so the nightly run does not slow down as history grows; 0 keeps all.
@@ -208,7 +283,15 @@ def run_validations(
     if not validations:  # before the import: GX alone takes seconds to import
         return run
     import great_expectations as gx
+    from great_expectations.core import (
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
+    )
     from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
 
     data_docs_dir.mkdir(parents=True, exist_ok=True)
     validations_dir.mkdir(parents=True, exist_ok=True)
@@ -217,87 +300,188 @@ def run_validations(
         prune(validations_dir, cutoff)
         prune(data_docs_dir / "validations", cutoff)
     context = _context(data_docs_dir, validations_dir)
-    source = _datasource(context, warehouse_url)
-    try:
-        definitions = []
-        for v in validations:
-            asset = source.add_query_asset(v.name, query=sql_for_gx(v.query))
-            batch = asset.add_batch_definition_whole_table("batch")
-            suite = context.suites.add(gx.ExpectationSuite(name=v.name))
-            for e in v.expectations:
-                cls = getattr(gx.expectations, e.gx_class)
-                suite.add_expectation(cls(**e.kwargs, meta={META_KEY: e.check}))
-            definitions.append(
-                context.validation_definitions.add(
-                    gx.ValidationDefinition(name=v.name, data=batch, suite=suite)
+    run.setup_seconds = time.perf_counter() - started
+    began = time.perf_counter()
+    run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
+    checkpoint_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"rulewatch:checkpoint:{checkpoint}"))
+    store = context.validation_results_store
+    identifiers = []
+    for v in validations:
+        batch_id = f"{DATASOURCE}-{v.name}"
+        suite = context.suites.add(gx.ExpectationSuite(name=v.name))
+        results = []
+        for e, o in zip(v.expectations, v.outcomes, strict=True):
+            cls = getattr(gx.expectations, e.gx_class)
+            config = suite.add_expectation(cls(**e.kwargs, meta={META_KEY: e.check})).configuration
+            config.kwargs["batch_id"] = batch_id
+            # Data Docs render result values into HTML unescaped: store them escaped.
+            results.append(
+                ExpectationValidationResult(
+                    success=o.success,
+                    expectation_config=config,
+                    result=escape_values(result_of(o)),
+                    exception_info={
+                        "raised_exception": False,
+                        "exception_message": None,
+                        "exception_traceback": None,
+                    },
                 )
             )
-        point = context.checkpoints.add(
-            gx.Checkpoint(
-                name=checkpoint,
-                validation_definitions=definitions,
-                actions=[],
-                result_format={"result_format": result_format},
-            )
+        passed = sum(r.success for r in results)
+        identifier = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=v.name),
+            run_id=run_id,
+            batch_identifier=batch_id,
         )
-        run.setup_seconds = time.perf_counter() - started
-        began = time.perf_counter()
-        result = point.run(run_id=RunIdentifier(run_name=run_name))
-        run.validate_seconds = time.perf_counter() - began
-        for suite_result in result.run_results.values():
-            for r in suite_result.results:
-                run.outcomes.append(_outcome(suite_result.suite_name, r))
-        # Data Docs render result values into HTML unescaped: store them escaped first.
-        store = context.validation_results_store
-        for identifier, suite_result in result.run_results.items():
-            for r in suite_result.results:
-                r.result = escape_values(r.result)
-                r.exception_info = escape_values(r.exception_info)
-            store.set(identifier, suite_result)
-        # One Data Docs build for the whole run (the checkpoint action builds once per
-        # validation definition, and the site index each time).
-        began = time.perf_counter()
-        context.build_data_docs(
-            site_names=["rulewatch"], resource_identifiers=list(result.run_results)
+        store.set(
+            identifier,
+            ExpectationSuiteValidationResult(
+                success=passed == len(results),
+                results=results,
+                suite_name=v.name,
+                statistics={
+                    "evaluated_expectations": len(results),
+                    "successful_expectations": passed,
+                    "unsuccessful_expectations": len(results) - passed,
+                    "success_percent": _percent(passed, len(results)),
+                },
+                meta={
+                    "active_batch_definition": {
+                        "datasource_name": DATASOURCE,
+                        "data_connector_name": "fluent",
+                        "data_asset_name": v.name,
+                        "batch_identifiers": {},
+                    },
+                    "batch_spec": {"data_asset_name": v.name, "query": escape_values(v.query)},
+                    "batch_parameters": None,
+                    "checkpoint_id": checkpoint_id,
+                    "great_expectations_version": gx.__version__,
+                    "run_id": run_id.to_json_dict(),
+                    "validation_time": run_id.run_time.isoformat(),
+                },
+                batch_id=batch_id,
+            ),
         )
-        run.docs_seconds = time.perf_counter() - began
-    finally:
-        source.get_engine().dispose()
+        identifiers.append(identifier)
+    run.store_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    context.build_data_docs(site_names=["rulewatch"], resource_identifiers=identifiers)
+    run.docs_seconds = time.perf_counter() - began
     run.data_docs = data_docs_dir / "index.html"
     return run
 
 
-def _outcome(validation: str, r: Any) -> Outcome:
-    config = r.expectation_config
-    check = (config.meta or {}).get(META_KEY, config.type)
-    info = r.exception_info or {}
-    raised = info.get("raised_exception") or any(
-        isinstance(v, dict) and v.get("raised_exception") for v in info.values()
-    )
-    if raised:
-        message = info.get("exception_message") or next(
-            (v.get("exception_message") for v in info.values() if isinstance(v, dict)), "error"
+# --- GX in a process of its own --------------------------------------------------------------
+
+
+class RecordError(RuntimeError):
+    """Great Expectations could not record a check run (its process says why)."""
+
+
+class Recorder:
+    """Great Expectations in a process of its own, imported while the job does other work.
+
+    Importing GX costs seconds of CPU, more than deciding every check of a
+    million rows in SQL. Started when the sync is done, the import runs on
+    another core while the checks decide in the warehouse (started before the
+    sync, it slowed the sync, on two cores, by more than it saved); :meth:`record`
+    hands the process a checkpoint run (plain data: the expectations and what the
+    checks found) and returns at once, so metrics and reports go on while GX
+    writes its results and Data Docs; :meth:`finish` waits for every record and
+    raises :class:`RecordError` if one failed. The process writes nothing to the
+    terminal.
+    """
+
+    def __init__(self) -> None:
+        package_root = str(Path(__file__).resolve().parents[2])
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, path]))}
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "rulewatch.checks.gx_runner"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
         )
-        return Outcome(check, validation, config.type, False, error=str(message).strip())
-    result = dict(r.result or {})
-    if config.type == "unexpected_rows_expectation":
-        rows = result.get("details", {}).get("unexpected_rows")
-        count = result.get("observed_value")
-        return Outcome(
-            check,
-            validation,
-            config.type,
-            bool(r.success),
-            unexpected_count=None if count is None else int(count),
-            unexpected_rows=None if rows is None else list(rows),
-        )
-    element = result.get("element_count")
-    unexpected = result.get("unexpected_count")
-    return Outcome(
-        check,
-        validation,
-        config.type,
-        bool(r.success),
-        element_count=None if element is None else int(element),
-        unexpected_count=None if unexpected is None else int(unexpected),
-    )
+        self._sent = 0
+        self._outcomes: list[RunOutcome] | None = None
+
+    def record(self, validations: list[Validation], **options: Any) -> None:
+        """Queue one checkpoint run's record (``record_validations``' keyword options)."""
+        if not validations:
+            return
+        assert self._process.stdin is not None and self._outcomes is None
+        try:
+            pickle.dump((validations, options), self._process.stdin)
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            self.finish()  # raises with the process' own reason
+            raise RecordError("the Great Expectations process stopped") from None
+        self._sent += 1
+
+    def finish(self) -> list[RunOutcome]:
+        """Wait for every queued record (and Data Docs); what each cost, in order."""
+        if self._outcomes is not None:
+            return self._outcomes
+        if not self._sent:  # nothing to record: no need to wait for the import
+            self.close()
+            self._outcomes = []
+            return self._outcomes
+        assert self._process.stdin is not None and self._process.stdout is not None
+        with contextlib.suppress(BrokenPipeError):
+            self._process.stdin.close()
+        replies: list[Any] = []
+        with contextlib.suppress(EOFError):
+            while True:
+                replies.append(pickle.load(self._process.stdout))
+        code = self._process.wait()
+        errors = [r for r in replies if isinstance(r, str)]
+        if errors or code != 0 or len(replies) != self._sent:
+            reason = errors[0] if errors else f"its process ended with code {code}"
+            raise RecordError(f"Great Expectations could not record the checks: {reason}")
+        self._outcomes = replies
+        return replies
+
+    def close(self) -> None:
+        """Stop the process if it still runs (a job that ends early records nothing more)."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    pipe.close()
+
+
+def _serve() -> None:
+    """The recorder process: import GX, then record each run read from standard input.
+
+    Replies on standard output, one pickle per run: its :class:`RunOutcome`, or
+    the error's one line (and then it stops).
+    """
+    replies = sys.stdout.buffer
+    sys.stdout = sys.stderr  # whatever GX prints must not corrupt the replies
+    import great_expectations  # noqa: F401 - the import is the point: it runs while the job works
+
+    while True:
+        try:
+            validations, options = pickle.load(sys.stdin.buffer)
+        except EOFError:
+            return
+        try:
+            outcome: RunOutcome | str = record_validations(validations, **options)
+        except Exception as exc:  # noqa: BLE001 - the parent turns it into one line
+            lines = str(exc).strip().splitlines()
+            outcome = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        pickle.dump(outcome, replies)
+        replies.flush()
+        if isinstance(outcome, str):
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    # this file runs as __main__: serve from the module itself, so that what is
+    # pickled back names rulewatch.checks.gx_runner's classes
+    from rulewatch.checks.gx_runner import _serve as serve
+
+    serve()

@@ -3,19 +3,22 @@
 The batch of a stream is, in SQL, its core rows written by the job's sync runs
 (``sync_run_id``) that count (not set aside, not deleted, on the roster), plus
 the rows an earlier data-quality run set aside (so that a row is released once
-its expectation is no longer critical). Great Expectations validates every
-batch in the warehouse; no row is pulled into Python.
+its expectation is no longer critical). Every rule of a suite is decided in the
+warehouse in one aggregate pass over the batch (the failing and ignored rows
+per rule, counted with the conditions the offenders are read with); no row is
+pulled into Python unless it fails. Great Expectations records the outcome:
+the suite of GX expectations, its validation result and Data Docs.
 
 For each failed expectation the offending records are read in full with the
-same condition in SQL (GX only returns a capped sample). Rows failing a
-``critical`` expectation are set aside: a ``quarantined_record`` row naming the
-expectation, and the core row's ``is_set_aside`` / ``set_aside_reason``, so
-they count nowhere. ``warning`` expectations are reported and stored only.
+same condition in SQL. Rows failing a ``critical`` expectation are set aside: a
+``quarantined_record`` row naming the expectation, and the core row's
+``is_set_aside`` / ``set_aside_reason``, so they count nowhere. ``warning``
+expectations are reported and stored only.
 
-A stream whose sync wrote no row is not validated (GX costs seconds even for an
-empty batch) unless its suite changed since it last ran: the rows it holds were
-checked by that same suite and only a fresh version can change them.
-"""
+A stream whose sync wrote no row is not checked (GX's record costs seconds
+even for an empty batch) unless its suite changed since it last ran: the rows
+it holds were checked by that same suite and only a fresh version can change
+them."""
 
 from __future__ import annotations
 
@@ -39,7 +42,9 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     cast,
+    distinct,
     func,
     literal,
     or_,
@@ -50,6 +55,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from rulewatch.checks.config import (
     Between,
@@ -64,7 +70,16 @@ from rulewatch.checks.config import (
     check_name,
     load_checks_config,
 )
-from rulewatch.checks.gx_runner import Expect, Outcome, Validation, run_validations
+from rulewatch.checks.gx_runner import (
+    PARTIAL_LIMIT,
+    Expect,
+    Outcome,
+    Recorder,
+    Validation,
+    map_outcome,
+    record_validations,
+    rows_outcome,
+)
 from rulewatch.checks.results import (
     CheckResult,
     Offender,
@@ -112,7 +127,8 @@ class QualityRun:
     streams: dict[str, StreamQuality] = field(default_factory=dict)
     data_docs: Path | None = None
     seconds: float = 0.0
-    gx_seconds: float = 0.0
+    sql_seconds: float = 0.0  # deciding every rule in the warehouse
+    gx_seconds: float = 0.0  # recording the results with Great Expectations, Data Docs
 
     @property
     def results(self) -> list[CheckResult]:
@@ -195,8 +211,10 @@ def _fingerprint_key(stream: str) -> str:
     return f"quality_suite:{stream}"
 
 
-def _count(conn: Connection, query: Batch) -> int:
-    return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
+def _any(conn: Connection, query: Batch) -> bool:
+    return (
+        conn.execute(select(literal(1)).select_from(query.limit(1).subquery())).first() is not None
+    )
 
 
 def compile_sql(conn_or_engine: Connection | Engine, statement: Any) -> str:
@@ -268,8 +286,11 @@ def expectation_for(stream: str, rule: Rule) -> Expect:
     return Expect(name, "UnexpectedRowsExpectation", {"unexpected_rows_query": query, **common})
 
 
-def offending(rule: Rule, batch: Subquery, duplicates: Subquery) -> tuple[ColumnElement, Any]:
-    """(condition, reason) in SQL for the rows of ``batch`` that fail ``rule``."""
+def offending(
+    rule: Rule, batch: Subquery, duplicates: Subquery | None
+) -> tuple[ColumnElement, Any]:
+    """(condition, reason) in SQL for the rows of ``batch`` that fail ``rule``; a ``unique``
+    rule looks for repeats in ``duplicates`` (the batch again)."""
     if isinstance(rule, Sql):
         return text(f"({rule.unexpected})"), literal(rule.reason, String)
     if isinstance(rule, Ordered):
@@ -280,6 +301,7 @@ def offending(rule: Rule, batch: Subquery, duplicates: Subquery) -> tuple[Column
     if isinstance(rule, NotNull):
         return col.is_(None), literal(f"{rule.column} missing", String)
     if isinstance(rule, Unique):
+        assert duplicates is not None
         dup = duplicates.c[rule.column]
         doubled = select(dup).where(dup.is_not(None)).group_by(dup).having(func.count() > 1)
         return col.in_(doubled), literal(f"{rule.column} not unique in the batch", String)
@@ -305,13 +327,134 @@ def offending(rule: Rule, batch: Subquery, duplicates: Subquery) -> tuple[Column
     return and_(col.is_not(None), or_(*outside)), reason
 
 
-def read_offenders(conn: Connection, stream: str, rule: Rule, batch_query: Batch) -> list[Offender]:
-    """Every row of the batch that fails the rule, ordered by natural key."""
+def unexpected_values(rule: Rule, batch: Subquery) -> list[ColumnElement]:
+    """The values GX lists for a row failing the rule (a pair for ``ordered``; none for SQL)."""
+    if isinstance(rule, Sql):
+        return []
+    if isinstance(rule, Ordered):
+        return [batch.c[rule.later], batch.c[rule.earlier]]  # column_A, column_B
+    return [batch.c[rule.column]]
+
+
+def ignored_rows(rule: Rule, batch: Subquery) -> ColumnElement | None:
+    """The rows a rule does not check (a null value), as GX counts them missing; None when
+    it checks every row (``not_null`` and ``sql``)."""
+    if isinstance(rule, NotNull | Sql):
+        return None
+    if isinstance(rule, Ordered):
+        return or_(batch.c[rule.earlier].is_(None), batch.c[rule.later].is_(None))
+    return batch.c[rule.column].is_(None)
+
+
+def read_offenders(
+    conn: Connection, stream: str, rule: Rule, batch_query: Batch
+) -> tuple[list[Offender], list[Any]]:
+    """Every row of the batch that fails the rule, ordered by natural key, and the first
+    unexpected values (what GX lists in a result)."""
     batch = batch_query.subquery("batch")
     condition, reason = offending(rule, batch, batch_query.subquery("dup"))
     key = batch.c[natural_key_column(CORE_TABLES[stream]).name]
-    rows = conn.execute(select(key, reason).select_from(batch).where(condition).order_by(key)).all()
-    return [Offender(str(k), r) for k, r in rows]
+    values = unexpected_values(rule, batch)
+    rows = conn.execute(
+        select(key, reason, *values).select_from(batch).where(condition).order_by(key)
+    ).all()
+    offenders = [Offender(str(r[0]), r[1]) for r in rows]
+    shown = rows[:PARTIAL_LIMIT]
+    partial = [list(r[2:]) if len(values) > 1 else r[2] for r in shown] if values else []
+    return offenders, partial
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule's verdict on a batch: GX's outcome and every offending row."""
+
+    rule: Rule
+    outcome: Outcome
+    offenders: list[Offender]
+
+
+def _key_is_unique(stream: str, rule: Rule) -> bool:
+    """A ``unique`` rule on the table's own key: the batch holds each core row at most once
+    (fresh rows are not set aside, held rows are), so the key cannot repeat in it."""
+    return isinstance(rule, Unique) and rule.column == natural_key_column(CORE_TABLES[stream]).name
+
+
+def evaluate_suite(
+    conn: Connection, checks: ChecksConfig, stream: str, batch_query: Batch, validation: str
+) -> tuple[int, list[Finding]]:
+    """Every rule of the stream's suite over its batch in one aggregate pass, then the
+    offending rows of the rules that fail (one query each). Returns (rows, findings).
+
+    The pass counts, per rule, the rows that fail it and the rows it ignores, with the
+    same SQL conditions the offenders are read with; a ``unique`` rule counts repeated
+    values (``count - count distinct``) and its offenders give the exact number. An
+    ``sql`` condition the warehouse cannot run is a config error naming the rule.
+    """
+    rules = checks.suites[stream]
+    batch = batch_query.subquery("batch")
+    columns: list[ColumnElement] = [func.count().label("rows")]
+    for i, rule in enumerate(rules):
+        if isinstance(rule, Unique):
+            col = batch.c[rule.column]
+            repeats = (
+                literal(0)
+                if _key_is_unique(stream, rule)
+                else func.count(col) - func.count(distinct(col))
+            )
+            columns.append(repeats.label(f"u{i}"))
+        else:
+            condition, _ = offending(rule, batch, None)
+            columns.append(func.sum(case((condition, 1), else_=0)).label(f"u{i}"))
+        missing = ignored_rows(rule, batch)
+        if missing is not None:
+            columns.append(func.sum(case((missing, 1), else_=0)).label(f"m{i}"))
+    try:
+        counts = conn.execute(select(*columns).select_from(batch)).one()._mapping
+    except DBAPIError:
+        conn.rollback()
+        _raise_for_sql(conn, checks, stream, batch)
+        raise
+    rows = int(counts["rows"])
+    key = natural_key_column(CORE_TABLES[stream]).name
+    findings = []
+    for i, rule in enumerate(rules):
+        expect = expectation_for(stream, rule)
+        offenders: list[Offender] = []
+        partial: list[Any] = []
+        if counts[f"u{i}"]:
+            offenders, partial = read_offenders(conn, stream, rule, batch_query)
+        if isinstance(rule, Sql):
+            keys = [{key: o.natural_key} for o in offenders]
+            outcome = rows_outcome(expect, validation, count=len(offenders), rows=keys)
+        else:
+            missing = counts.get(f"m{i}")
+            outcome = map_outcome(
+                expect,
+                validation,
+                element_count=rows,
+                unexpected_count=len(offenders),
+                missing_count=None if missing is None else int(missing or 0),
+                partial_unexpected=tuple(partial),
+            )
+        findings.append(Finding(rule, outcome, offenders))
+    return rows, findings
+
+
+def _raise_for_sql(conn: Connection, checks: ChecksConfig, stream: str, batch: Subquery) -> None:
+    """Raise a ConfigError naming the first ``sql`` rule whose condition the warehouse
+    cannot run (each tried alone); return if they all run."""
+    for i, rule in enumerate(checks.suites[stream]):
+        if not isinstance(rule, Sql):
+            continue
+        condition, _ = offending(rule, batch, None)
+        try:
+            conn.execute(select(literal(1)).select_from(batch).where(condition).limit(1)).all()
+        except DBAPIError as exc:
+            conn.rollback()
+            first = str(exc.orig).strip().splitlines()[0]
+            raise ConfigError(
+                f"{checks.path}: suites.{stream}.{i}: {rule.name} cannot run: {first}"
+            ) from None
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -332,12 +475,14 @@ def run_quality_checks(
     sync_run_ids: Sequence[str] | None = None,
     as_of: date | None = None,
     checks: ChecksConfig | None = None,
+    recorder: Recorder | None = None,
 ) -> QualityRun:
     """Run each stream's suite once over the rows of the given sync runs (or job).
 
     Stores every result with all offenders, sets aside the rows that fail a
-    critical expectation, releases rows no longer failing one, and builds Data
-    Docs. Returns what it did.
+    critical expectation, releases rows no longer failing one, and records the
+    run with GX (Data Docs), here or, given a ``recorder``, in its process (its
+    ``finish`` waits for it). Returns what it did.
     """
     started = time.perf_counter()
     checks = checks or load_checks_config(settings)
@@ -347,7 +492,7 @@ def run_quality_checks(
                 raise ValueError("give the job_id or the sync_run_ids to check")
             sync_run_ids = job_sync_runs(conn, job_id)
         run = QualityRun(start_check_run(conn, "data_quality", job_id=job_id, as_of=as_of))
-    batches: dict[str, Batch] = {}
+    found: dict[str, list[Finding]] = {}
     validations: list[Validation] = []
     fingerprints: dict[str, str] = {}
     with engine.connect() as conn:
@@ -362,39 +507,49 @@ def run_quality_checks(
             if not rules:
                 continue
             fingerprints[stream] = suite_fingerprint(rules)
-            query = batch_rows(stream, sync_run_ids)
-            fresh = _count(conn, fresh_rows(stream, sync_run_ids))
+            run.streams[stream] = StreamQuality(stream)
             # Nothing new: rows held by a check were checked by this very suite and
-            # cannot have changed (a change arrives as a fresh row), so GX is skipped.
+            # cannot have changed (a change arrives as a fresh row), so nothing is run.
             # When the suite changed, they are checked again and released if they pass.
-            if fresh or checked.get(_fingerprint_key(stream)) != fingerprints[stream]:
-                rows = fresh + _count(conn, held_rows(stream))
-            else:
-                rows = 0
-            run.streams[stream] = StreamQuality(stream, rows_checked=rows)
+            if (
+                not _any(conn, fresh_rows(stream, sync_run_ids))
+                and checked.get(_fingerprint_key(stream)) == fingerprints[stream]
+            ):
+                continue
+            name = f"quality.{stream}"
+            query = batch_rows(stream, sync_run_ids)
+            rows, findings = evaluate_suite(conn, checks, stream, query, name)
+            run.streams[stream].rows_checked = rows
             if rows:
-                batches[stream] = query
-                expectations = tuple(expectation_for(stream, r) for r in rules)
+                found[stream] = findings
                 validations.append(
-                    Validation(f"quality.{stream}", compile_sql(conn, query), expectations)
+                    Validation(
+                        name,
+                        compile_sql(conn, query),
+                        tuple(expectation_for(stream, r) for r in rules),
+                        tuple(f.outcome for f in findings),
+                    )
                 )
-    gx = run_validations(
-        settings.warehouse_url,
-        validations,
-        checkpoint="quality",
-        run_name=run.check_run_id,
-        data_docs_dir=checks.data_docs_dir,
-        validations_dir=checks.validations_dir,
-        keep_days=checks.data_docs_keep_days,
-    )
-    run.gx_seconds = gx.setup_seconds + gx.validate_seconds + gx.docs_seconds
-    run.data_docs = gx.data_docs
-    outcomes = gx.by_validation()
+    run.sql_seconds = time.perf_counter() - started
+    began = time.perf_counter()
+    record = {
+        "checkpoint": "quality",
+        "run_name": run.check_run_id,
+        "data_docs_dir": checks.data_docs_dir,
+        "validations_dir": checks.validations_dir,
+        "keep_days": checks.data_docs_keep_days,
+    }
+    if recorder is None:
+        run.data_docs = record_validations(validations, **record).data_docs
+    else:  # GX writes the record in its own process while the job goes on
+        recorder.record(validations, **record)
+        run.data_docs = checks.data_docs_index if validations else None
+    run.gx_seconds = time.perf_counter() - began
     with engine.begin() as conn:
-        for stream, query in batches.items():
-            _apply(conn, checks, run.streams[stream], query, outcomes[f"quality.{stream}"], as_of)
+        for stream, findings in found.items():
+            _apply(conn, run.streams[stream], findings, as_of)
             store_results(conn, run.check_run_id, run.streams[stream].results)
-        _remember_suites(conn, {s: fingerprints[s] for s in batches})
+        _remember_suites(conn, {s: fingerprints[s] for s in found})
         run.seconds = time.perf_counter() - started
         finish_check_run(
             conn,
@@ -431,56 +586,36 @@ def _remember_suites(conn: Connection, fingerprints: dict[str, str]) -> None:
 
 
 def _apply(
-    conn: Connection,
-    checks: ChecksConfig,
-    sq: StreamQuality,
-    query: Batch,
-    outcomes: list[Outcome],
-    as_of: date | None,
+    conn: Connection, sq: StreamQuality, findings: list[Finding], as_of: date | None
 ) -> None:
-    """Turn GX outcomes into results with all offenders; set aside what fails a critical one."""
+    """Turn findings into results with all offenders; set aside what fails a critical rule."""
     stream = sq.stream
-    by_check = {o.check: o for o in outcomes}
     failing: dict[str, list[tuple[str, str | None]]] = {}
-    for i, rule in enumerate(checks.suites[stream]):
-        name = check_name(stream, rule.name)
-        outcome = by_check[name]
-        if outcome.error:  # e.g. an `sql` condition the warehouse cannot run
-            raise ConfigError(
-                f"{checks.path}: suites.{stream}.{i}: {rule.name} cannot run: "
-                f"{outcome.error.splitlines()[0]}"
-            )
-        offenders = [] if outcome.success else read_offenders(conn, stream, rule, query)
-        if outcome.unexpected_count is not None and outcome.unexpected_count != len(offenders):
-            log.warning(
-                "%s: Great Expectations counts %d unexpected rows, SQL finds %d",
-                name,
-                outcome.unexpected_count,
-                len(offenders),
-            )
-        total = outcome.element_count if outcome.element_count is not None else sq.rows_checked
-        passing = total - len(offenders)
-        critical = rule.severity == "critical"
+    for f in findings:
+        name = check_name(stream, f.rule.name)
+        total = sq.rows_checked
+        passing = total - len(f.offenders)
+        critical = f.rule.severity == "critical"
         if critical:
-            for o in offenders:
+            for o in f.offenders:
                 failing.setdefault(o.natural_key, []).append((name, o.reason))
         sq.results.append(
             CheckResult(
                 suite=f"quality.{stream}",
                 expectation=name,
-                expectation_type=outcome.expectation_type,
-                severity=rule.severity,
-                status="passed" if not offenders else "failed",
+                expectation_type=f.outcome.expectation_type,
+                severity=f.rule.severity,
+                status="passed" if not f.offenders else "failed",
                 stream=stream,
                 as_of=as_of,
                 value=passing / total if total else None,
                 numerator=passing,
                 denominator=total,
                 target=1.0,
-                is_success=outcome.success,
-                offender_count=len(offenders),
-                set_aside=len(offenders) if critical else 0,
-                offenders=offenders,
+                is_success=f.outcome.success,
+                offender_count=len(f.offenders),
+                set_aside=len(f.offenders) if critical else 0,
+                offenders=f.offenders,
             )
         )
     sq.set_aside, sq.released = _set_aside(conn, stream, failing)

@@ -1,24 +1,23 @@
-"""Target checks: every rate with a target, checked by Great Expectations in SQL.
+"""Target checks: every rate with a target, decided in SQL and recorded by Great Expectations.
 
 A rate's batch is its record-level population from :func:`rulewatch.metrics.compute.rate_population`
 (one row per record of the denominator: ``natural_key, passes, reason``), so the
-checked value is, by construction, the figure ``rulewatch kpis`` shows. Two
-expectations run on it:
+checked value is, by construction, the figure ``rulewatch kpis`` shows. One
+count over the population decides it, and when records fail, one query reads
+every one of them with its reason. GX records two expectations on the batch:
 
 - ``ExpectColumnValuesToBeInSet(passes, [True], mostly=target)``: the check
   itself ("filed is true, mostly = target"); its element and unexpected counts
-  give the denominator and numerator;
+  are the denominator and numerator;
 - ``UnexpectedRowsExpectation``: the failing records with their reasons, shown
-  in Data Docs. GX caps those rows at 200; when there are more, all of them
-  are read with the same query, so a result always carries every offender.
+  in Data Docs (the first 200, as GX caps them); the stored result carries
+  every offender.
 
 Targets come from ``targets.yaml`` (threshold, severity) and the custom rates of
-``checks.yaml``; which periods the nightly run checks is ``target_periods``.
-"""
+``checks.yaml``; which periods the nightly run checks is ``target_periods``."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    not_,
     null,
     select,
     true,
@@ -47,7 +47,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from rulewatch.checks.config import ChecksConfig, CustomRate, load_checks_config
-from rulewatch.checks.gx_runner import Expect, Outcome, Validation, run_validations
+from rulewatch.checks.gx_runner import (
+    PARTIAL_LIMIT,
+    Expect,
+    Outcome,
+    Recorder,
+    Validation,
+    map_outcome,
+    record_validations,
+    rows_outcome,
+)
 from rulewatch.checks.page import latest_quality, write_checks_page
 from rulewatch.checks.quality import compile_sql, counting_rows, natural_key_column
 from rulewatch.checks.results import (
@@ -77,8 +86,6 @@ from rulewatch.metrics.compute import (
 )
 from rulewatch.warehouse.schema import CORE_TABLES, check_result, check_run, sync_run
 
-log = logging.getLogger("rulewatch.checks")
-
 CHECK_TYPE = "expect_column_values_to_be_in_set"
 _OFFENDERS_QUERY = "SELECT natural_key, reason FROM {batch} WHERE NOT passes"
 
@@ -94,7 +101,8 @@ class TargetRun:
     data_docs: Path | None = None
     checks_page: Path | None = None  # the offline page rulewatch points operators to
     seconds: float = 0.0
-    gx_seconds: float = 0.0
+    sql_seconds: float = 0.0  # deciding every target in the warehouse
+    gx_seconds: float = 0.0  # recording the results with Great Expectations, Data Docs
 
     @property
     def slipped(self) -> list[TargetCheck]:
@@ -175,8 +183,12 @@ def run_target_checks(
     *,
     job_id: str | None = None,
     checks: ChecksConfig | None = None,
+    recorder: Recorder | None = None,
 ) -> TargetRun:
-    """Check every target for each period cut at ``as_of``; store and return the results."""
+    """Check every target for each period cut at ``as_of``; store and return the results.
+
+    GX records the run (Data Docs) here or, given a ``recorder``, in its process.
+    """
     started = time.perf_counter()
     checks = checks or load_checks_config(settings)
     targets: dict[str, TargetOptions] = {**settings.targets, **checks.custom_targets()}
@@ -191,7 +203,7 @@ def run_target_checks(
         )
     run = TargetRun(check_run_id, as_of, labels)
     populations: dict[str, tuple[str, Period, Select]] = {}
-    validations: list[Validation] = []
+    expectations: dict[str, tuple[Expect, Expect]] = {}
     provisional: dict[str, frozenset[str]] = {}
     with engine.connect() as conn:
         for period in periods:
@@ -204,7 +216,7 @@ def run_target_checks(
                     population = rate_population(metric, period, as_of)
                 name = f"targets.{metric}.{period.label}"
                 populations[name] = (metric, period, population)
-                expectations = (
+                expectations[name] = (
                     Expect(
                         metric,
                         "ExpectColumnValuesToBeInSet",
@@ -224,28 +236,41 @@ def run_target_checks(
                         },
                     ),
                 )
-                validations.append(Validation(name, compile_sql(conn, population), expectations))
         carried = _unchanged_outcomes(conn, job_id, populations, targets, as_of)
-    if carried is not None:  # the same figures GX validated before: no GX run
-        validations = []
-    gx = run_validations(
-        settings.warehouse_url,
-        validations,
-        checkpoint="targets",
-        run_name=check_run_id,
-        data_docs_dir=checks.data_docs_dir,
-        validations_dir=checks.validations_dir,
-        keep_days=checks.data_docs_keep_days,
-        result_format="COMPLETE",
-    )
-    run.gx_seconds = gx.setup_seconds + gx.validate_seconds + gx.docs_seconds
-    run.data_docs = gx.data_docs
-    outcomes = carried if carried is not None else gx.by_validation()
+        validations: list[Validation] = []
+        found: dict[str, tuple[list[Outcome], list[Offender]]] = {}
+        if carried is None:  # else the same figures were checked and recorded before
+            for name, (_, _, population) in populations.items():
+                outcomes, offenders = _evaluate(conn, name, population, expectations[name])
+                found[name] = (outcomes, offenders)
+                validations.append(
+                    Validation(
+                        name, compile_sql(conn, population), expectations[name], tuple(outcomes)
+                    )
+                )
+    run.sql_seconds = time.perf_counter() - started
+    began = time.perf_counter()
+    record = {
+        "checkpoint": "targets",
+        "run_name": check_run_id,
+        "data_docs_dir": checks.data_docs_dir,
+        "validations_dir": checks.validations_dir,
+        "keep_days": checks.data_docs_keep_days,
+    }
+    if recorder is None:
+        run.data_docs = record_validations(validations, **record).data_docs
+    else:  # GX writes the record in its own process while the job goes on
+        recorder.record(validations, **record)
+        run.data_docs = checks.data_docs_index if validations else None
+    run.gx_seconds = time.perf_counter() - began
+    if carried is not None:
+        found = carried
     results: list[CheckResult] = []
     with engine.begin() as conn:
-        for name, (metric, period, population) in populations.items():
+        for name, (metric, period, _population) in populations.items():
+            outcomes, offenders = found[name]
             check, result = _target_check(
-                conn, metric, period, as_of, targets[metric], population, outcomes[name]
+                metric, period, as_of, targets[metric], outcomes, offenders
             )
             if metric in provisional[period.label]:
                 check = replace(check, provisional=True)
@@ -305,7 +330,7 @@ def _unchanged_outcomes(
     populations: dict[str, tuple[str, Period, Select]],
     targets: dict[str, TargetOptions],
     as_of: date,
-) -> dict[str, list[Outcome]] | None:
+) -> dict[str, tuple[list[Outcome], list[Offender]]] | None:
     """For a nightly job that changed no row: the outcomes, if all are as last checked.
 
     Each population is counted in SQL, and its offenders read; when every figure
@@ -315,7 +340,7 @@ def _unchanged_outcomes(
     """
     if job_id is None or not job_changed_nothing(conn, job_id):
         return None
-    outcomes: dict[str, list[Outcome]] = {}
+    outcomes: dict[str, tuple[list[Outcome], list[Offender]]] = {}
     for name, (metric, period, population) in populations.items():
         batch = population.subquery("batch")
         denominator = conn.execute(select(func.count()).select_from(batch)).scalar_one()
@@ -342,25 +367,26 @@ def _unchanged_outcomes(
             or offenders_of(conn, last.check_result_id) != offenders
         ):
             return None
-        rows = [{"natural_key": k, "reason": r} for k, r in offenders]
-        outcomes[name] = [
-            Outcome(
-                metric,
-                name,
-                CHECK_TYPE,
-                bool(last.is_success),
-                element_count=denominator,
-                unexpected_count=len(offenders),
-            ),
-            Outcome(
-                f"{metric}#offenders",
-                name,
-                "unexpected_rows_expectation",
-                not offenders,
-                unexpected_count=len(offenders),
-                unexpected_rows=rows,
-            ),
-        ]
+        outcomes[name] = (
+            [
+                Outcome(
+                    metric,
+                    name,
+                    CHECK_TYPE,
+                    bool(last.is_success),
+                    element_count=denominator,
+                    unexpected_count=len(offenders),
+                ),
+                Outcome(
+                    f"{metric}#offenders",
+                    name,
+                    "unexpected_rows_expectation",
+                    not offenders,
+                    unexpected_count=len(offenders),
+                ),
+            ],
+            offenders,
+        )
     return outcomes
 
 
@@ -374,46 +400,48 @@ def _try_custom(conn: Connection, checks: ChecksConfig, metric: str, population:
         raise ConfigError(f"{checks.path}: custom_rates.{metric}: SQL fails: {first}") from None
 
 
+def _evaluate(
+    conn: Connection, name: str, population: Select, expectations: tuple[Expect, Expect]
+) -> tuple[list[Outcome], list[Offender]]:
+    """A target's two expectations over its population: one count, and the offenders
+    (every failing record, by natural key) when there are any."""
+    batch = population.order_by(None).subquery("batch")
+    total, failing = conn.execute(
+        select(func.count(), func.sum(case((not_(batch.c.passes), 1), else_=0))).select_from(batch)
+    ).one()
+    offenders = (
+        [Offender(str(k), reason) for k, reason in conn.execute(offender_query(population))]
+        if failing
+        else []
+    )
+    rate, listed = expectations
+    rows = [{"natural_key": o.natural_key, "reason": o.reason} for o in offenders]
+    return [
+        map_outcome(
+            rate,
+            name,
+            element_count=int(total),
+            unexpected_count=len(offenders),
+            missing_count=0,  # passes is true or false for every record
+            partial_unexpected=(False,) * min(len(offenders), PARTIAL_LIMIT),
+        ),
+        rows_outcome(listed, name, count=len(offenders), rows=rows),
+    ], offenders
+
+
 def _target_check(
-    conn: Connection,
     metric: str,
     period: Period,
     as_of: date,
     options: TargetOptions,
-    population: Select,
     outcomes: list[Outcome],
+    offenders: list[Offender],
 ) -> tuple[TargetCheck, CheckResult]:
-    """What Great Expectations counted and listed, decided by :func:`_decide`."""
-    by_check = {o.check: o for o in outcomes}
-    rate, listed = by_check[metric], by_check[f"{metric}#offenders"]
-    for o in (rate, listed):
-        if o.error:
-            raise RuntimeError(f"target check {metric} {period.label}: {o.error}")
+    """What the SQL counted and listed (the one offender query), decided by :func:`_decide`."""
+    rate = next(o for o in outcomes if o.check == metric)
     denominator = rate.element_count or 0
-    numerator = denominator - (rate.unexpected_count or 0)
-    rows = listed.unexpected_rows or []
-    if listed.unexpected_count is not None and len(rows) >= listed.unexpected_count:
-        offenders = [Offender(str(r["natural_key"]), r["reason"]) for r in rows]
-    else:  # GX returned a capped sample: read every offender with the same query
-        offenders = [
-            Offender(str(k), reason) for k, reason in conn.execute(offender_query(population))
-        ]
-    if len(offenders) != denominator - numerator:
-        log.warning(
-            "%s %s: %d offenders listed, %d unexpected counted",
-            metric,
-            period.label,
-            len(offenders),
-            denominator - numerator,
-        )
-    check, result = _decide(
-        metric, period, as_of, options, numerator, denominator, offenders, rate.success
-    )
-    if check.value is not None and (check.status == "met") != rate.success:
-        log.warning(
-            "%s %s: GX says success=%s, value %s", metric, period.label, rate.success, check.value
-        )
-    return check, result
+    numerator = denominator - len(offenders)
+    return _decide(metric, period, as_of, options, numerator, denominator, offenders, rate.success)
 
 
 def _decide(

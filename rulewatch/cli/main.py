@@ -62,6 +62,7 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rulewatch.checks.gx_runner import RecordError
         from rulewatch.cli.preflight import PreflightFailed
         from rulewatch.extract.engine import SourceError
         from rulewatch.warehouse.db import WarehouseError
@@ -71,7 +72,7 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (ConfigError, PeriodError) as exc:
             print(f"rulewatch: error: {exc}", file=sys.stderr)
             raise typer.Exit(EXIT_USAGE) from None
-        except (JobFailed, SourceError, WarehouseError, PreflightFailed) as exc:
+        except (JobFailed, SourceError, WarehouseError, PreflightFailed, RecordError) as exc:
             from rulewatch.common.stopping import stop_prefect_servers
 
             stop_prefect_servers()  # a server's goodbye must not follow our last line

@@ -18,6 +18,7 @@ from prefect.states import Failed, State
 
 from rulewatch.alerts.announce import AlertRun, run_alerting
 from rulewatch.alerts.health import announce_job_failure, health_pass
+from rulewatch.checks.gx_runner import Recorder, RecordError
 from rulewatch.checks.quality import QualityRun, run_quality_checks
 from rulewatch.checks.targets import TargetRun, nightly_periods, run_target_checks
 from rulewatch.common.periods import Period
@@ -40,6 +41,8 @@ from rulewatch.warehouse.sync import MAX_ERROR_TEXT, ProgressCallback, SourceSyn
 
 #: Set by the CLI to show live progress; tasks run in threads of this process.
 _PROGRESS_SINK: list[ProgressCallback | None] = [None]
+#: Each running job's Great Expectations process, by job id (tasks run in threads of this one).
+_RECORDERS: dict[str, Recorder] = {}
 
 
 @dataclass
@@ -119,7 +122,9 @@ def quality_task(job_id: str, as_of: date) -> QualityRun:
     settings = load_settings()
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
-        run = run_quality_checks(engine, settings, job_id=job_id, as_of=as_of)
+        run = run_quality_checks(
+            engine, settings, job_id=job_id, as_of=as_of, recorder=_RECORDERS.get(job_id)
+        )
     finally:
         engine.dispose()
     get_run_logger().info(
@@ -144,7 +149,15 @@ def target_checks_task(job_id: str, as_of: date, quality: QualityRun | None) -> 
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         periods = nightly_periods(as_of, checks.target_periods)
-        run = run_target_checks(engine, settings, periods, as_of, job_id=job_id, checks=checks)
+        run = run_target_checks(
+            engine,
+            settings,
+            periods,
+            as_of,
+            job_id=job_id,
+            checks=checks,
+            recorder=_RECORDERS.get(job_id),
+        )
     finally:
         engine.dispose()
     publish_artifacts(run, quality, checks.listed_offenders)
@@ -203,6 +216,14 @@ def report_tables_task(job_id: str, as_of: date) -> ReportTablesRefresh:
     return refreshed
 
 
+@task(name="gx-record", cache_policy=NO_CACHE)
+def gx_record_task(job_id: str) -> None:
+    """Wait for Great Expectations to write this job's validation results and Data Docs
+    (it records in its own process while the job goes on); its own step, so the wait
+    shows in Prefect and in the benchmark."""
+    _RECORDERS[job_id].finish()
+
+
 @task(name="alerts", cache_policy=NO_CACHE)
 def alerts_task(as_of: date, check_run_id: str | None = None) -> AlertRun:
     """Announce slips, recoveries, reminders and early warnings of the target checks
@@ -248,6 +269,7 @@ def nightly_sync(
         settings.source(name)  # a missing URL or credential fails before any work
     as_of = as_of or today_in(settings)
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
+    recorder: Recorder | None = None
     try:
         with job_lock(engine, "sync", wait_seconds=lock_wait_seconds):
             open_warehouse(
@@ -265,6 +287,10 @@ def nightly_sync(
                 else:
                     # a crash's message quotes its exception, which may quote a server
                     result.failed[name] = server_text(state.message or "failed", MAX_ERROR_TEXT)
+            # GX imports in its own process while the checks decide in SQL, then writes
+            # their results and Data Docs while the job goes on; the job waits for it last.
+            # (Started during the sync, its import slowed the sync by more than it saved.)
+            recorder = _RECORDERS[result.job_id] = Recorder()
             ensure_calendar(engine, calendar_of(settings))  # the years the new data needs
             result.quality = step_task(quality_task, settings)(result.job_id, as_of)
             result.metrics = step_task(metrics_task, settings)(str(as_of.year), as_of)
@@ -273,9 +299,13 @@ def nightly_sync(
             )
             result.report_tables = step_task(report_tables_task, settings)(result.job_id, as_of)
             result.alerts = step_task(alerts_task, settings)(as_of, result.targets.check_run_id)
-    except WarehouseError as exc:  # busy, unreachable, read-only: one line, no traceback
+            step_task(gx_record_task, settings)(result.job_id)
+    except (WarehouseError, RecordError) as exc:  # busy, unreachable, GX failed: one line
         return Failed(message=str(exc), data=exc)
     finally:
+        if recorder is not None:
+            _RECORDERS.pop(result.job_id, None)
+            recorder.close()
         engine.dispose()
     if result.failed:  # the run ends failed, naming the sources; no traceback to show
         return Failed(message=str(SourcesFailed(result)), data=result)

@@ -1,11 +1,25 @@
-"""The GX runner's own helpers: history pruning and SQL that survives `sqlalchemy.text`."""
+"""The GX record: outcomes decided as GX decides them, stored in GX's shape, and pruning."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from datetime import date
 
-from rulewatch.checks.gx_runner import prune, sql_for_gx
+from rulewatch.checks.gx_runner import (
+    Expect,
+    Validation,
+    map_outcome,
+    prune,
+    record_validations,
+    result_of,
+    rows_outcome,
+)
+
+IN_SET = Expect(
+    "s.status_known", "ExpectColumnValuesToBeInSet", {"column": "status", "value_set": ["a"]}
+)
 
 
 def test_prune_removes_old_results_and_empty_folders(tmp_path):  # noqa: ANN001
@@ -22,8 +36,146 @@ def test_prune_removes_old_results_and_empty_folders(tmp_path):  # noqa: ANN001
     assert not old.parent.exists() and new.exists() and marker.exists()
 
 
-def test_colons_in_literals_are_kept():
-    from sqlalchemy import text
+def test_a_map_outcome_ignores_nulls_and_honours_mostly():
+    failed = map_outcome(IN_SET, "v", element_count=10, unexpected_count=1, missing_count=2)
+    assert not failed.success and failed.expectation_type == "expect_column_values_to_be_in_set"
+    assert result_of(failed)["unexpected_percent"] == 12.5  # 1 of the 8 values checked
+    assert result_of(failed)["unexpected_percent_total"] == 10.0
+    mostly = Expect(
+        "m", "ExpectColumnValuesToBeInSet", {"column": "p", "value_set": [True], "mostly": 0.75}
+    )
+    assert map_outcome(mostly, "v", element_count=4, unexpected_count=1, missing_count=0).success
+    assert not map_outcome(
+        mostly, "v", element_count=4, unexpected_count=2, missing_count=0
+    ).success
+    empty = map_outcome(IN_SET, "v", element_count=3, unexpected_count=0, missing_count=3)
+    assert empty.success and result_of(empty)["unexpected_percent"] is None
 
-    sql = sql_for_gx("SELECT 'a:b' AS reason")
-    assert str(text(sql).compile()) == "SELECT 'a:b' AS reason"
+
+def test_partial_values_are_counted_as_gx_counts_them():
+    o = map_outcome(
+        IN_SET,
+        "v",
+        element_count=5,
+        unexpected_count=3,
+        missing_count=0,
+        partial_unexpected=("x", "y", "x"),
+    )
+    assert result_of(o)["partial_unexpected_counts"] == [
+        {"value": "x", "count": 2},
+        {"value": "y", "count": 1},
+    ]
+
+
+def test_results_and_data_docs_are_gx_records_with_values_escaped(tmp_path):  # noqa: ANN001
+    rows = Expect(
+        "s.rows", "UnexpectedRowsExpectation", {"unexpected_rows_query": "SELECT k FROM {batch}"}
+    )
+    bad = map_outcome(
+        IN_SET,
+        "quality.s",
+        element_count=2,
+        unexpected_count=1,
+        missing_count=0,
+        partial_unexpected=("<i>rw-evil</i>",),
+    )
+    listed = rows_outcome(rows, "quality.s", count=250, rows=[{"k": f"K{i}"} for i in range(250)])
+    validation = Validation("quality.s", "SELECT 1 WHERE 1 < 2", (IN_SET, rows), (bad, listed))
+    run = record_validations(
+        [validation],
+        checkpoint="quality",
+        run_name="run-1",
+        data_docs_dir=tmp_path / "docs",
+        validations_dir=tmp_path / "gx",
+    )
+    assert run.data_docs is not None and run.data_docs.exists()
+    (stored,) = (tmp_path / "gx").rglob("*.json")
+    record = json.loads(stored.read_text())
+    assert record["suite_name"] == "quality.s" and record["success"] is False
+    assert record["statistics"]["unsuccessful_expectations"] == 2
+    first, second = record["results"]
+    assert first["expectation_config"]["type"] == "expect_column_values_to_be_in_set"
+    assert first["expectation_config"]["meta"] == {"rulewatch_check": "s.status_known"}
+    assert first["result"]["partial_unexpected_list"] == ["&lt;i&gt;rw-evil&lt;/i&gt;"]
+    assert second["result"]["observed_value"] == 250
+    assert len(second["result"]["details"]["unexpected_rows"]) == 200  # GX's own cap
+    pages = list((tmp_path / "docs" / "validations").rglob("*.html"))
+    assert pages and "<i>rw-evil" not in pages[0].read_text()
+    assert "rw-evil" in pages[0].read_text()
+
+
+def test_dates_in_unexpected_values_are_stored(tmp_path):  # noqa: ANN001
+    pair = Expect(
+        "s.ordered",
+        "ExpectColumnPairValuesAToBeGreaterThanB",
+        {"column_A": "b", "column_B": "a", "or_equal": True},
+    )
+    o = map_outcome(
+        pair,
+        "quality.d",
+        element_count=1,
+        unexpected_count=1,
+        missing_count=0,
+        partial_unexpected=([date(2024, 1, 1), date(2024, 2, 1)],),
+    )
+    record_validations(
+        [Validation("quality.d", "SELECT 1", (pair,), (o,))],
+        checkpoint="quality",
+        run_name="run-1",
+        data_docs_dir=tmp_path / "docs",
+        validations_dir=tmp_path / "gx",
+    )
+    (stored,) = (tmp_path / "gx").rglob("*.json")
+    result = json.loads(stored.read_text())["results"][0]["result"]
+    assert result["partial_unexpected_list"] == [["2024-01-01", "2024-02-01"]]
+
+
+def test_the_recorder_process_writes_the_same_record(tmp_path):  # noqa: ANN001
+    from rulewatch.checks.gx_runner import Recorder
+
+    o = map_outcome(IN_SET, "quality.p", element_count=1, unexpected_count=0, missing_count=0)
+    recorder = Recorder()
+    try:
+        recorder.record(
+            [Validation("quality.p", "SELECT 1", (IN_SET,), (o,))],
+            checkpoint="quality",
+            run_name="run-9",
+            data_docs_dir=tmp_path / "docs",
+            validations_dir=tmp_path / "gx",
+        )
+        (done,) = recorder.finish()
+    finally:
+        recorder.close()
+    assert done.data_docs == tmp_path / "docs" / "index.html" and done.data_docs.exists()
+    (stored,) = (tmp_path / "gx").rglob("*.json")
+    assert json.loads(stored.read_text())["meta"]["run_id"]["run_name"] == "run-9"
+
+
+def test_a_record_that_fails_says_why_in_one_line(tmp_path):  # noqa: ANN001
+    import pytest
+
+    from rulewatch.checks.gx_runner import Recorder, RecordError
+
+    (tmp_path / "docs").write_text("a file where the Data Docs folder goes")
+    o = map_outcome(IN_SET, "quality.p", element_count=1, unexpected_count=0, missing_count=0)
+    recorder = Recorder()
+    try:
+        recorder.record(
+            [Validation("quality.p", "SELECT 1", (IN_SET,), (o,))],
+            checkpoint="quality",
+            run_name="run-9",
+            data_docs_dir=tmp_path / "docs",
+            validations_dir=tmp_path / "gx",
+        )
+        with pytest.raises(RecordError, match=r"could not record the checks: FileExistsError") as e:
+            recorder.finish()
+    finally:
+        recorder.close()
+    assert "\n" not in str(e.value)
+
+
+def test_a_recorder_given_nothing_does_not_wait_for_the_import():
+    from rulewatch.checks.gx_runner import Recorder
+
+    recorder = Recorder()
+    assert recorder.finish() == [] and recorder._process.poll() is not None

@@ -268,13 +268,13 @@ def test_a_sync_that_wrote_nothing_skips_gx_unless_the_suite_changed(tmp_path, m
         first = run_quality_checks(engine, settings, sync_run_ids=["run-1"], as_of=AS_OF)
         assert first.set_aside == 1  # A2 is held
         validated: list[list[str]] = []
-        real = quality.run_validations
+        real = quality.record_validations
 
-        def spy(url, validations, **kw):  # noqa: ANN001, ANN003, ANN202
+        def spy(validations, **kw):  # noqa: ANN001, ANN003, ANN202
             validated.append([v.name for v in validations])
-            return real(url, validations, **kw)
+            return real(validations, **kw)
 
-        monkeypatch.setattr(quality, "run_validations", spy)
+        monkeypatch.setattr(quality, "record_validations", spy)
         idle = run_quality_checks(engine, settings, sync_run_ids=["run-2"], as_of=AS_OF)
         assert validated == [[]] and idle.rows_checked == 0 and idle.released == 0
         # the suite changes: the held row is checked again (and released)

@@ -216,13 +216,13 @@ def test_a_job_that_changed_nothing_carries_the_last_figures_without_gx(tmp_path
         periods = [Period.parse("2024")]
         first = run_target_checks(engine, settings, periods, AS_OF, job_id="job-1")
         validated: list[int] = []
-        real = targets.run_validations
+        real = targets.record_validations
 
-        def spy(url, validations, **kw):  # noqa: ANN001, ANN003, ANN202
+        def spy(validations, **kw):  # noqa: ANN001, ANN003, ANN202
             validated.append(len(validations))
-            return real(url, validations, **kw)
+            return real(validations, **kw)
 
-        monkeypatch.setattr(targets, "run_validations", spy)
+        monkeypatch.setattr(targets, "record_validations", spy)
         idle = run_target_checks(engine, settings, periods, AS_OF, job_id="job-2")
         assert validated == [0]
         assert [(_figures(c), c.offenders) for c in idle.checks] == [
