@@ -10,7 +10,6 @@ read, and the one before it to tell a server that repeats itself).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import json
 import logging
@@ -84,7 +83,7 @@ class ParseContext:
 @lru_cache(maxsize=4096)  # scrubbing and parsing a record ask for the same one
 def _pseudonym(key: bytes, value: str) -> str:
     normalised = value.strip().upper().encode("utf-8")
-    return hmac.new(key, normalised, hashlib.sha256).hexdigest()
+    return hmac.digest(key, normalised, "sha256").hex()  # OpenSSL's one-shot HMAC
 
 
 @dataclass(frozen=True)
