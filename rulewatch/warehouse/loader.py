@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
@@ -265,11 +265,11 @@ def _compile_sqlite(dialect: Any, write: _Write) -> tuple[str, _SqliteParameters
     missing = [n for n in order if n not in write.columns]
     if missing:  # SQLAlchemy would fill in a column default the rows do not carry
         raise ValueError(f"{write.table.name}: rows lack {missing}")
-    types = [write.table.c[n].type for n in order]
+    types = [write.table.c[n].type for n in write.columns]
     return compiled.string, _SqliteParameters(
         positions=tuple(write.columns.index(n) for n in order),
-        datetimes=tuple(i for i, t in enumerate(types) if isinstance(t, DateTime)),
-        dates=tuple(i for i, t in enumerate(types) if isinstance(t, Date)),
+        datetimes=frozenset(i for i, t in enumerate(types) if isinstance(t, DateTime)),
+        dates=frozenset(i for i, t in enumerate(types) if isinstance(t, Date)),
     )
 
 
@@ -279,29 +279,25 @@ class _SqliteParameters:
     statement: in its order, dates and times as the text SQLAlchemy stores there.
 
     Column by column rather than row by row (``zip`` turns rows into columns and
-    back in C): on SQLite this runs for every row loaded.
+    back in C, and only the date and time columns are converted): on SQLite this
+    runs for every row loaded.
     """
 
     positions: tuple[int, ...]  # for each parameter, its column in the rows
-    datetimes: tuple[int, ...]  # parameters that are DateTime columns
-    dates: tuple[int, ...]  # parameters that are Date columns
+    datetimes: frozenset[int]  # columns (in the rows) of DateTime type
+    dates: frozenset[int]  # columns (in the rows) of Date type
 
     def __call__(self, rows: list[tuple]) -> list[tuple]:
-        columns = [list(map(itemgetter(i), rows)) for i in self.positions]
-        for i in self.datetimes:
-            columns[i] = list(map(_sqlite_datetime, columns[i]))
+        if not rows:
+            return []
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for i in self.datetimes:  # SQLAlchemy's SQLite text: always with microseconds
+            columns[i] = [
+                None if v is None else v.isoformat(" ", "microseconds") for v in columns[i]
+            ]
         for i in self.dates:
-            columns[i] = list(map(_sqlite_date, columns[i]))
-        return list(zip(*columns, strict=True))
-
-
-def _sqlite_datetime(value: datetime | None) -> str | None:
-    """SQLAlchemy's SQLite text of a DateTime: always with microseconds."""
-    return None if value is None else value.isoformat(" ", "microseconds")
-
-
-def _sqlite_date(value: date | None) -> str | None:
-    return None if value is None else value.isoformat()
+            columns[i] = [None if v is None else v.isoformat() for v in columns[i]]
+        return list(zip(*[columns[i] for i in self.positions], strict=True))
 
 
 def load_page(
