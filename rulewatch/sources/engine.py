@@ -117,6 +117,17 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+def canonical_json_bytes(value: Any) -> bytes:
+    """:func:`canonical_json` as UTF-8, without a round trip through ``str`` on the
+    fast path; UnicodeEncodeError when the text holds a lone surrogate."""
+    if orjson is not None and not _has_float(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            pass  # an integer beyond 64 bits, a lone surrogate: json writes it
+    return canonical_json(value).encode("utf-8")
+
+
 def _has_float(value: Any) -> bool:
     """Floats are the one JSON type the two libraries may write differently (1e+16).
 

@@ -123,7 +123,7 @@ def iso_datetime(
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise Malformed(f"{field}: {value!r} is not a valid date-time") from None
-    return parsed.astimezone(UTC)
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 
 def local_datetime(record: Mapping[str, Any], field: str, zone: ZoneInfo) -> datetime:

@@ -39,7 +39,7 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from rulewatch.sources.engine import ParsedRecord, Stream
+from rulewatch.sources.engine import ParsedRecord, Stream, canonical_json_bytes
 from rulewatch.sources.fields import naive_utc
 from rulewatch.warehouse.schema import CORE_TABLES, landed_record, quarantined_record, sync_state
 
@@ -504,13 +504,12 @@ def storable_json(value: Any) -> str:
 def _payload_and_hash(rec: ParsedRecord) -> tuple[str, str]:
     """The payload as stored and its hash: canonical JSON, or its ASCII form when it
     is not valid UTF-8 (a lone surrogate)."""
-    text = rec.payload_json()
     try:
-        data = text.encode("utf-8")
+        data = canonical_json_bytes(rec.payload)
     except UnicodeEncodeError:
         text = storable_json(rec.payload)
-        data = text.encode("ascii")
-    return text, hashlib.sha256(data).hexdigest()
+        return text, hashlib.sha256(text.encode("ascii")).hexdigest()
+    return data.decode("utf-8"), hashlib.sha256(data).hexdigest()
 
 
 def _known_fault(rec: ParsedRecord, table: Table, dialect: str) -> str | None:
