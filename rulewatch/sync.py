@@ -4,10 +4,10 @@ Page by page: fetch (a thread per stream reads a couple of pages ahead), parse
 (malformed records set aside with their reason); then pages are committed in
 batches: one transaction lands a batch, merges it into current state and moves
 the stream's watermark (on SQLite the sources take turns, one writer at a time).
-A batch starts at one page and doubles up to :data:`MAX_ROWS_PER_TRANSACTION` rows, so the first
-pages show up at once and a long sync pays for few commits. A sync can be
-killed at any point and re-run: the watermark only covers committed rows, and
-re-read rows are idempotent.
+A batch starts at one page and doubles up to :data:`MAX_ROWS_PER_TRANSACTION`
+rows, so the first pages show up at once and a long sync pays for few commits.
+A sync can be killed at any point and re-run: the watermark only covers
+committed rows, and re-read rows are idempotent.
 """
 
 from __future__ import annotations
