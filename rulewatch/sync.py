@@ -17,11 +17,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from queue import Full, Queue
-from typing import Any
 
 from sqlalchemy import Engine, insert, update
 
@@ -255,70 +253,12 @@ def _count_page(
             present_keys.add(p.natural_key)
 
 
-#: Pages a stream's fetcher reads ahead of the page being parsed and loaded.
-READ_AHEAD_PAGES = 2
-
-
 def _parsed_pages(
     client: SourceClient, stream: Stream, since: datetime | None
 ) -> Iterator[list[ParsedRecord]]:
-    """The stream's pages, parsed here while a fetcher thread reads the next ones, so
-    the wait for the server overlaps parsing and loading instead of adding to it."""
     ctx = client.parse_context
-    raw_pages = _read_ahead(stream.paginator.pages(client, stream, since), stream.name)
-    try:
-        for raw_page in raw_pages:
-            yield [stream.parse_record(raw, ctx) for raw in raw_page]
-    finally:
-        raw_pages.close()
-
-
-def _read_ahead(pages: Iterator[list], name: str) -> Generator[list, None, None]:
-    """``pages``, read by a thread of their own up to :data:`READ_AHEAD_PAGES` ahead.
-
-    A failure to read (a :class:`SourceError`) comes after the pages read before it,
-    in order. Closing this generator stops the reader after its current request and
-    waits for it, so the source's client is never used after the sync is done.
-    """
-    queue: Queue[tuple[str, Any]] = Queue(READ_AHEAD_PAGES)
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                queue.put(item, timeout=0.1)
-                return True
-            except Full:
-                continue
-        return False
-
-    def read() -> None:
-        try:
-            for page in pages:
-                if not put(("page", page)):
-                    return
-            put(("end", None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
-            put(("error", exc))
-        finally:
-            close = getattr(pages, "close", None)
-            if close is not None:
-                close()
-
-    reader = threading.Thread(target=read, name=f"rulewatch-fetch-{name}", daemon=True)
-    reader.start()
-    try:
-        while True:
-            kind, item = queue.get()
-            if kind == "page":
-                yield item
-            elif kind == "error":
-                raise item
-            else:
-                return
-    finally:
-        stop.set()
-        reader.join()
+    for raw_page in stream.paginator.pages(client, stream, since):
+        yield [stream.parse_record(raw, ctx) for raw in raw_page]
 
 
 def _finish_run(engine: Engine, result: SourceSyncResult) -> None:
