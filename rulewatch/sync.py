@@ -1,7 +1,7 @@
 """Extract and load one source: the plain function behind each flow task.
 
-Page by page: fetch (a thread per stream reads a couple of pages ahead), parse
-(malformed records set aside with their reason); then pages are committed in
+Page by page: fetch, parse (malformed records set aside with their reason);
+then pages are committed in
 batches: one transaction lands a batch, merges it into current state and moves
 the stream's watermark (on SQLite the sources take turns, one writer at a time).
 A batch starts at one page and doubles up to :data:`MAX_ROWS_PER_TRANSACTION`
