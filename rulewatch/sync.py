@@ -1,9 +1,9 @@
 """Extract and load one source: the plain function behind each flow task.
 
 Page by page: fetch, parse (malformed records set aside with their reason);
-then pages are committed in
-batches: one transaction lands a batch, merges it into current state and moves
-the stream's watermark (on SQLite the sources take turns, one writer at a time).
+then pages are committed in batches: one transaction lands a batch, merges it
+into current state and moves the stream's watermark (on SQLite the sources take
+turns, one writer at a time).
 A batch starts at one page and doubles up to :data:`MAX_ROWS_PER_TRANSACTION`
 rows, so the first pages show up at once and a long sync pays for few commits.
 A sync can be killed at any point and re-run: the watermark only covers
