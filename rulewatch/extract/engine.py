@@ -10,7 +10,6 @@ read, and the one before it to tell a server that repeats itself).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import json
 import logging
@@ -84,7 +83,7 @@ class ParseContext:
 @lru_cache(maxsize=4096)  # scrubbing and parsing a record ask for the same one
 def _pseudonym(key: bytes, value: str) -> str:
     normalised = value.strip().upper().encode("utf-8")
-    return hmac.new(key, normalised, hashlib.sha256).hexdigest()
+    return hmac.digest(key, normalised, "sha256").hex()  # OpenSSL's one-shot HMAC
 
 
 @dataclass(frozen=True)
@@ -116,6 +115,17 @@ def canonical_json(value: Any) -> str:
         except (TypeError, orjson.JSONEncodeError):
             pass  # e.g. an integer beyond 64 bits: json writes it
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def canonical_json_bytes(value: Any) -> bytes:
+    """:func:`canonical_json` as UTF-8, without a round trip through ``str`` on the
+    fast path; UnicodeEncodeError when the text holds a lone surrogate."""
+    if orjson is not None and not _has_float(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            pass  # an integer beyond 64 bits, a lone surrogate: json writes it
+    return canonical_json(value).encode("utf-8")
 
 
 def _has_float(value: Any) -> bool:

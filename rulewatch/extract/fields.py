@@ -30,6 +30,8 @@ class Malformed(ValueError):
 
 
 def _get(record: Mapping[str, Any], field: str) -> Any:
+    if type(record) is dict:  # what a JSON parser makes: skips the ABC check per field
+        return record.get(field, _MISSING)
     return record.get(field, _MISSING) if isinstance(record, Mapping) else _MISSING
 
 
@@ -121,7 +123,7 @@ def iso_datetime(
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise Malformed(f"{field}: {value!r} is not a valid date-time") from None
-    return parsed.astimezone(UTC)
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 
 def local_datetime(record: Mapping[str, Any], field: str, zone: ZoneInfo) -> datetime:
@@ -132,10 +134,17 @@ def local_datetime(record: Mapping[str, Any], field: str, zone: ZoneInfo) -> dat
     if not isinstance(value, str) or not _LOCAL_DATETIME.match(value):
         raise Malformed(f"{field}: {value!r} is not YYYY-MM-DD HH:MM:SS")
     try:
-        naive = datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+        naive = datetime.fromisoformat(value)  # the regex left only this format
+    except ValueError:
+        naive = _strptime(field, value)  # digits other than ASCII's, which it refuses
+    return naive.replace(tzinfo=zone).astimezone(UTC)
+
+
+def _strptime(field: str, value: str) -> datetime:
+    try:
+        return datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
     except ValueError:
         raise Malformed(f"{field}: {value!r} is not a valid date-time") from None
-    return naive.replace(tzinfo=zone).astimezone(UTC)
 
 
 def epoch_ms(record: Mapping[str, Any], field: str) -> datetime:
@@ -149,7 +158,11 @@ def epoch_ms(record: Mapping[str, Any], field: str) -> datetime:
 
 def naive_utc(moment: datetime | None) -> datetime | None:
     """Aware datetime -> naive UTC, the warehouse's storage form."""
-    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
+    if moment is None:
+        return None
+    if moment.tzinfo is not UTC:  # the readers above return UTC already
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None)
 
 
 def local_day(moment: datetime | None, zone: ZoneInfo) -> date | None:

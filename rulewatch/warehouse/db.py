@@ -50,12 +50,28 @@ def make_engine(url: str, timeouts: TimeoutsSection | None = None) -> Engine:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:" and not path.startswith("file:"):
                 _make_parent(Path(path))
-            engine = create_engine(url, connect_args={"timeout": timeouts.sqlite_busy_seconds})
+            pool: dict[str, object] = {}
+            if _sqlite_file(url):
+                # LIFO: the sources' writes take turns (one writer at a time), so they
+                # reuse one connection and its page cache, instead of each filling a
+                # cache of its own (SQLITE_CACHE_KIB each: the memory grew with the data)
+                pool["pool_use_lifo"] = True
+            engine = create_engine(
+                url, connect_args={"timeout": timeouts.sqlite_busy_seconds}, **pool
+            )
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
         return create_engine(url, pool_pre_ping=True, connect_args=_pg_bounds(url, timeouts))
     except (ArgumentError, ModuleNotFoundError) as exc:
         raise ConfigError(f"RULEWATCH_WAREHOUSE_URL: cannot use {redact(url)}: {exc}") from None
+
+
+def _sqlite_file(url: str) -> bool:
+    """A SQLite database in a file (pooled), not in memory (one connection per thread)."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    return database not in (None, "", ":memory:") and "mode=memory" not in url
 
 
 def _pg_bounds(url: str, timeouts: TimeoutsSection) -> dict[str, object]:
@@ -88,7 +104,9 @@ def _make_parent(path: Path) -> None:
 
 #: SQLite page cache per connection (KiB): the unique index on record hashes takes
 #: inserts at random places, and the default 2 MB cache re-reads its pages from disk.
-SQLITE_CACHE_KIB = 64 * 1024
+#: Bounded, since each connection fills its own: 32 MB holds that index up to ~300k
+#: records; beyond, most inserts miss any cache that stays flat in memory.
+SQLITE_CACHE_KIB = 32 * 1024
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types

@@ -39,7 +39,7 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from rulewatch.extract.engine import ParsedRecord, Stream
+from rulewatch.extract.engine import ParsedRecord, Stream, canonical_json_bytes
 from rulewatch.extract.fields import naive_utc
 from rulewatch.warehouse.schema import CORE_TABLES, landed_record, quarantined_record, sync_state
 
@@ -108,6 +108,36 @@ def _newer(stmt, table: Table, snapshot: bool):  # noqa: ANN001, ANN202 - SQLAlc
     )
 
 
+@dataclass(frozen=True)
+class _Write:
+    """One set-based write: rows of ``columns`` into ``table``, and what a conflict does.
+
+    ``upsert`` False appends versions not seen before (``stream``, ``record_hash`` is
+    unique); True merges into current state, the newest version winning per natural
+    key (:func:`_newer`), with the ``keep`` columns left as the existing row has them.
+    """
+
+    table: Table
+    columns: tuple[str, ...]
+    upsert: bool
+    keep: tuple[str, ...] = ()
+    snapshot: bool = False
+
+    def statement(self, dialect_name: str, staged: str | None = None):  # noqa: ANN201 - dialect Insert
+        """``INSERT .. ON CONFLICT`` of the columns: VALUES, or SELECT from the ``staged`` table."""
+        stmt = _insert_for(dialect_name, self.table)
+        if staged is not None:
+            source = table_clause(staged, *[column(c) for c in self.columns])
+            stmt = stmt.from_select(list(self.columns), select(*source.c))
+        if not self.upsert:
+            return stmt.on_conflict_do_nothing(index_elements=["stream", "record_hash"])
+        pk = [c.name for c in self.table.primary_key.columns]
+        set_ = {k: stmt.excluded[k] for k in self.columns if k not in self.keep}
+        return stmt.on_conflict_do_update(
+            index_elements=pk, set_=set_, where=_newer(stmt, self.table, self.snapshot)
+        )
+
+
 def _upsert(
     conn: Connection,
     table: Table,
@@ -119,33 +149,67 @@ def _upsert(
     """Newest version wins per natural key (``_newer``); ``insert_only`` columns stay."""
     if rows:
         pk = {c.name for c in table.primary_key.columns}
-        kind = ("upsert", tuple(sorted(pk | set(insert_only))), snapshot)
-        _write(conn, table, columns, rows, kind)
+        keep = tuple(sorted(pk | set(insert_only)))
+        _write(conn, _Write(table, columns, upsert=True, keep=keep, snapshot=snapshot), rows)
 
 
 def _append(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
     """Insert versions not seen before (``stream``, ``record_hash`` is unique)."""
     if rows:
-        _write(conn, table, columns, rows, ("append",))
+        _write(conn, _Write(table, columns, upsert=False), rows)
 
 
-def _statement(dialect: Any, table: Table, columns: tuple[str, ...], kind: tuple, source: Any):  # noqa: ANN202
-    """``INSERT .. ON CONFLICT`` of ``columns`` (VALUES, or SELECT from a staging table)."""
-    stmt = _insert_for(dialect.name, table)
-    if source is not None:
-        stmt = stmt.from_select(list(columns), select(*[source.c[c] for c in columns]))
-    if kind[0] == "append":
-        return stmt.on_conflict_do_nothing(index_elements=["stream", "record_hash"])
-    _, skip, snapshot = kind
-    pk = [c.name for c in table.primary_key.columns]
-    set_ = {k: stmt.excluded[k] for k in columns if k not in skip}
-    return stmt.on_conflict_do_update(
-        index_elements=pk, set_=set_, where=_newer(stmt, table, snapshot)
-    )
+def _write(conn: Connection, write: _Write, rows: list[tuple]) -> None:
+    """Run one set-based statement over ``rows`` (tuples in ``write.columns`` order)."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        _pg_write(conn, write, rows)
+    elif name == "sqlite":
+        sql, bind = _sqlite_statement(conn.dialect, write)
+        conn.exec_driver_sql(sql, bind(rows))
+    else:
+        raise NotImplementedError(f"warehouse dialect {name!r} is not supported")
 
 
-# (dialect, table, columns, kind) -> (SQL, row binder or COPY types); built once per process
-_COMPILED: dict[tuple, tuple[str, Any]] = {}
+#: (dialect name, write) -> what running it needs; compiled once per process
+_COMPILED: dict[tuple[str, _Write], Any] = {}
+
+
+def _pg_statement(dialect: Any, write: _Write) -> tuple[str, str, tuple[str, ...]]:
+    """The staging table's name, the ``INSERT .. SELECT`` from it, and the COPY types."""
+    key = (dialect.name, write)
+    if key not in _COMPILED:
+        _COMPILED[key] = _compile_pg(dialect, write)
+    return _COMPILED[key]
+
+
+def _compile_pg(dialect: Any, write: _Write) -> tuple[str, str, tuple[str, ...]]:
+    stage = f"_rw_stage_{write.table.name}"
+    compiled = write.statement(dialect.name, stage).compile(dialect=dialect)
+    if compiled.params:
+        raise ValueError(f"{write.table.name}: a staged insert must not need parameters")
+    types = tuple(_pg_copy_type(write.table.c[c]) for c in write.columns)
+    return stage, compiled.string, types
+
+
+def _pg_write(conn: Connection, write: _Write, rows: list[tuple]) -> None:
+    """Binary COPY into a temporary table, then one ``INSERT .. SELECT .. ON CONFLICT``."""
+    stage, sql, types = _pg_statement(conn.dialect, write)
+    _check_integer_ranges(write.columns, types, rows)
+    names = ", ".join(write.columns)
+    with conn.connection.driver_connection.cursor() as cur:
+        cur.execute(
+            f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS "
+            f"SELECT {names} FROM {write.table.name} WITH NO DATA"
+        )
+        with cur.copy(f"COPY {stage} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(sql)
+        cur.execute(f"DROP TABLE {stage}")
+
+
 _PG_COPY_TYPES = (
     (DateTime, "timestamp"),
     (Date, "date"),
@@ -155,61 +219,23 @@ _PG_COPY_TYPES = (
     (Float, "float8"),
     (String, "text"),
 )
-
-
-def _write(
-    conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple], kind: tuple
-) -> None:
-    """Run one set-based statement over ``rows`` (tuples in ``columns`` order)."""
-    dialect = conn.dialect
-    key = (dialect.name, table.name, columns, kind)
-    if dialect.name == "postgresql":
-        stage = f"_rw_stage_{table.name}"
-        if key not in _COMPILED:
-            source = table_clause(stage, *[column(c) for c in columns])
-            compiled = _statement(dialect, table, columns, kind, source).compile(dialect=dialect)
-            if compiled.params:
-                raise ValueError(f"{table.name}: a staged insert must not need parameters")
-            _COMPILED[key] = (compiled.string, [_pg_copy_type(table.c[c]) for c in columns])
-        sql, types = _COMPILED[key]
-        _check_integer_ranges(columns, types, rows)
-        names = ", ".join(columns)
-        with conn.connection.driver_connection.cursor() as cur:
-            cur.execute(
-                f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS "
-                f"SELECT {names} FROM {table.name} WITH NO DATA"
-            )
-            with cur.copy(f"COPY {stage} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(types)
-                for row in rows:
-                    copy.write_row(row)
-            cur.execute(sql)
-            cur.execute(f"DROP TABLE {stage}")
-        return
-    if dialect.name != "sqlite":
-        raise NotImplementedError(f"warehouse dialect {dialect.name!r} is not supported")
-    if key not in _COMPILED:
-        compiled = _statement(dialect, table, columns, kind, None).compile(
-            dialect=dialect, column_keys=list(columns)
-        )
-        _COMPILED[key] = (compiled.string, _sqlite_binder(table, columns, compiled.positiontup))
-    sql, bind = _COMPILED[key]
-    conn.exec_driver_sql(sql, [bind(row) for row in rows])
-
-
 _INT_RANGES = {"int4": (-(2**31), 2**31 - 1), "int8": (-(2**63), 2**63 - 1)}
 
 
-def _check_integer_ranges(columns: tuple[str, ...], types: list[str], rows: list[tuple]) -> None:
+def _check_integer_ranges(
+    columns: tuple[str, ...], types: tuple[str, ...], rows: list[tuple]
+) -> None:
     """Refuse an integer its column cannot hold: binary COPY would silently wrap it."""
     for i, kind in enumerate(types):
         bounds = _INT_RANGES.get(kind)
         if bounds is None:
             continue
+        values = [v for v in map(itemgetter(i), rows) if v is not None]
+        if not values:
+            continue
         low, high = bounds
-        for row in rows:
-            value = row[i]
-            if value is not None and not low <= value <= high:
+        for value in (min(values), max(values)):
+            if not low <= value <= high:
                 raise OverflowError(
                     f"{columns[i]}: {value} does not fit a {kind[3:]}-byte integer column"
                 )
@@ -223,26 +249,55 @@ def _pg_copy_type(col: Column) -> str:
     return "text"
 
 
-def _sqlite_binder(table: Table, columns: tuple[str, ...], order: Sequence[str]) -> Any:
-    """Row tuple -> the parameters SQLAlchemy binds on SQLite (in its date and time text).
+def _sqlite_statement(dialect: Any, write: _Write) -> tuple[str, _SqliteParameters]:
+    """The ``INSERT .. VALUES`` and how rows become its parameters."""
+    key = (dialect.name, write)
+    if key not in _COMPILED:
+        _COMPILED[key] = _compile_sqlite(dialect, write)
+    return _COMPILED[key]
 
-    The binder is one generated expression per statement (no per-row loops or
-    lists): it runs once per row of every batch, so it is a large share of the
-    load on SQLite.
-    """
-    missing = [n for n in order if n not in columns]
+
+def _compile_sqlite(dialect: Any, write: _Write) -> tuple[str, _SqliteParameters]:
+    compiled = write.statement(dialect.name).compile(
+        dialect=dialect, column_keys=list(write.columns)
+    )
+    order = compiled.positiontup or []
+    missing = [n for n in order if n not in write.columns]
     if missing:  # SQLAlchemy would fill in a column default the rows do not carry
-        raise ValueError(f"{table.name}: rows lack {missing}")
-    parts = []
-    for name in order:
-        value = f"r[{columns.index(name)}]"
-        kind = table.c[name].type
-        if isinstance(kind, DateTime):  # SQLAlchemy's SQLite form: always microseconds
-            value = f"(None if {value} is None else {value}.isoformat(' ', 'microseconds'))"
-        elif isinstance(kind, Date):
-            value = f"(None if {value} is None else {value}.isoformat())"
-        parts.append(value)
-    return eval(f"lambda r: ({', '.join(parts)},)", {})  # noqa: S307 - built from column indexes
+        raise ValueError(f"{write.table.name}: rows lack {missing}")
+    types = [write.table.c[n].type for n in write.columns]
+    return compiled.string, _SqliteParameters(
+        positions=tuple(write.columns.index(n) for n in order),
+        datetimes=frozenset(i for i, t in enumerate(types) if isinstance(t, DateTime)),
+        dates=frozenset(i for i, t in enumerate(types) if isinstance(t, Date)),
+    )
+
+
+@dataclass(frozen=True)
+class _SqliteParameters:
+    """Rows (tuples in the write's column order) -> the parameters of the SQLite
+    statement: in its order, dates and times as the text SQLAlchemy stores there.
+
+    Column by column rather than row by row (``zip`` turns rows into columns and
+    back in C, and only the date and time columns are converted): on SQLite this
+    runs for every row loaded.
+    """
+
+    positions: tuple[int, ...]  # for each parameter, its column in the rows
+    datetimes: frozenset[int]  # columns (in the rows) of DateTime type
+    dates: frozenset[int]  # columns (in the rows) of Date type
+
+    def __call__(self, rows: list[tuple]) -> list[tuple]:
+        if not rows:
+            return []
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for i in self.datetimes:  # SQLAlchemy's SQLite text: always with microseconds
+            columns[i] = [
+                None if v is None else v.isoformat(" ", "microseconds") for v in columns[i]
+            ]
+        for i in self.dates:
+            columns[i] = [None if v is None else v.isoformat() for v in columns[i]]
+        return list(zip(*[columns[i] for i in self.positions], strict=True))
 
 
 def load_page(
@@ -449,13 +504,12 @@ def storable_json(value: Any) -> str:
 def _payload_and_hash(rec: ParsedRecord) -> tuple[str, str]:
     """The payload as stored and its hash: canonical JSON, or its ASCII form when it
     is not valid UTF-8 (a lone surrogate)."""
-    text = rec.payload_json()
     try:
-        data = text.encode("utf-8")
+        data = canonical_json_bytes(rec.payload)
     except UnicodeEncodeError:
         text = storable_json(rec.payload)
-        data = text.encode("ascii")
-    return text, hashlib.sha256(data).hexdigest()
+        return text, hashlib.sha256(text.encode("ascii")).hexdigest()
+    return data.decode("utf-8"), hashlib.sha256(data).hexdigest()
 
 
 def _known_fault(rec: ParsedRecord, table: Table, dialect: str) -> str | None:

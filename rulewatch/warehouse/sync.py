@@ -2,16 +2,19 @@
 
 Page by page: fetch, parse (malformed records set aside with their reason);
 then pages are committed in batches: one transaction lands a batch, merges it
-into current state and moves the stream's watermark. A batch starts at one
-page and doubles up to :data:`MAX_ROWS_PER_TRANSACTION` rows, so the first
-pages show up at once and a long sync pays for few commits. A sync can be
-killed at any point and re-run: the watermark only covers committed rows, and
-re-read rows are idempotent.
+into current state and moves the stream's watermark (on SQLite the sources take
+turns, one writer at a time).
+A batch starts at one page and doubles up to :data:`MAX_ROWS_PER_TRANSACTION`
+rows, so the first pages show up at once and a long sync pays for few commits.
+A sync can be killed at any point and re-run: the watermark only covers
+committed rows, and re-read rows are idempotent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -164,7 +167,7 @@ def _sync_stream(
     def load_batch() -> None:
         records = [p for page in batch for p in page]
         now = _now()
-        with engine.begin() as conn:
+        with _one_writer(engine), engine.begin() as conn:
             loaded = load_page(conn, stream, records, result.sync_run_id, now)
             times = [p.changed_at for p in records if p.changed_at is not None]
             if times and not stream.is_snapshot:
@@ -204,6 +207,20 @@ def _sync_stream(
     if stream.is_snapshot:
         with engine.begin() as conn:
             result.departed += mark_departed(conn, stream, present_keys, _now(), result.sync_run_id)
+
+
+_WRITERS: dict[str, threading.Lock] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _one_writer(engine: Engine) -> contextlib.AbstractContextManager:
+    """SQLite lets one connection write at a time and makes the others poll for the
+    lock, sleeping up to 100 ms between tries; the sources of one process queue on a
+    lock instead and start the moment the writer before them commits."""
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(str(engine.url), threading.Lock())
 
 
 def _replace_refused(batch: list[list[ParsedRecord]], replaced: dict[int, ParsedRecord]) -> None:
