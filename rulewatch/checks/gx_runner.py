@@ -33,7 +33,10 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rulewatch.checks.config import ChecksConfig
 
 log = logging.getLogger("rulewatch.checks")
 
@@ -376,6 +379,28 @@ def record_validations(
 
 class RecordError(RuntimeError):
     """Great Expectations could not record a check run (its process says why)."""
+
+
+def record_checkpoint(
+    validations: list[Validation],
+    checks: ChecksConfig,
+    checkpoint: str,
+    run_name: str,
+    recorder: Recorder | None = None,
+) -> Path | None:
+    """Record one checkpoint run's validations and Data Docs here, or hand them to
+    ``recorder`` (GX in its own process) and go on; the Data Docs index."""
+    options = {
+        "checkpoint": checkpoint,
+        "run_name": run_name,
+        "data_docs_dir": checks.data_docs_dir,
+        "validations_dir": checks.validations_dir,
+        "keep_days": checks.data_docs_keep_days,
+    }
+    if recorder is None:
+        return record_validations(validations, **options).data_docs
+    recorder.record(validations, **options)
+    return checks.data_docs_index if validations else None
 
 
 class Recorder:

@@ -77,7 +77,7 @@ from rulewatch.checks.gx_runner import (
     Recorder,
     Validation,
     map_outcome,
-    record_validations,
+    record_checkpoint,
     rows_outcome,
 )
 from rulewatch.checks.results import (
@@ -532,18 +532,7 @@ def run_quality_checks(
                 )
     run.sql_seconds = time.perf_counter() - started
     began = time.perf_counter()
-    record = {
-        "checkpoint": "quality",
-        "run_name": run.check_run_id,
-        "data_docs_dir": checks.data_docs_dir,
-        "validations_dir": checks.validations_dir,
-        "keep_days": checks.data_docs_keep_days,
-    }
-    if recorder is None:
-        run.data_docs = record_validations(validations, **record).data_docs
-    else:  # GX writes the record in its own process while the job goes on
-        recorder.record(validations, **record)
-        run.data_docs = checks.data_docs_index if validations else None
+    run.data_docs = record_checkpoint(validations, checks, "quality", run.check_run_id, recorder)
     run.gx_seconds = time.perf_counter() - began
     with engine.begin() as conn:
         for stream, findings in found.items():

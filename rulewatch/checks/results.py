@@ -61,6 +61,28 @@ class CheckResult:
     is_provisional: bool = False
     offenders: Sequence[Offender] = field(default=(), repr=False)
 
+    @classmethod
+    def of_target(cls, check: TargetCheck, expectation_type: str, is_success: bool) -> CheckResult:
+        """The stored form of a target check: suite ``targets.<metric>.<period>``."""
+        return cls(
+            suite=f"targets.{check.metric}.{check.period}",
+            expectation=check.metric,
+            expectation_type=expectation_type,
+            severity=check.severity,
+            status=check.status,
+            metric=check.metric,
+            period=check.period,
+            as_of=check.as_of,
+            value=check.value,
+            numerator=check.numerator,
+            denominator=check.denominator,
+            target=check.target,
+            is_success=is_success,
+            offender_count=check.offender_count,
+            is_provisional=check.provisional,
+            offenders=check.offenders,
+        )
+
 
 @dataclass(frozen=True)
 class TargetCheck:

@@ -54,7 +54,7 @@ from rulewatch.checks.gx_runner import (
     Recorder,
     Validation,
     map_outcome,
-    record_validations,
+    record_checkpoint,
     rows_outcome,
 )
 from rulewatch.checks.page import latest_quality, write_checks_page
@@ -250,18 +250,7 @@ def run_target_checks(
                 )
     run.sql_seconds = time.perf_counter() - started
     began = time.perf_counter()
-    record = {
-        "checkpoint": "targets",
-        "run_name": check_run_id,
-        "data_docs_dir": checks.data_docs_dir,
-        "validations_dir": checks.validations_dir,
-        "keep_days": checks.data_docs_keep_days,
-    }
-    if recorder is None:
-        run.data_docs = record_validations(validations, **record).data_docs
-    else:  # GX writes the record in its own process while the job goes on
-        recorder.record(validations, **record)
-        run.data_docs = checks.data_docs_index if validations else None
+    run.data_docs = record_checkpoint(validations, checks, "targets", check_run_id, recorder)
     run.gx_seconds = time.perf_counter() - began
     if carried is not None:
         found = carried
@@ -478,24 +467,8 @@ def _decide(
         offender_count=len(offenders),
         provisional=provisional,
     )
-    result = CheckResult(
-        suite=f"targets.{metric}.{period.label}",
-        expectation=metric,
-        expectation_type=CHECK_TYPE,
-        severity=options.severity,
-        status=status,
-        metric=metric,
-        period=period.label,
-        as_of=as_of,
-        value=value,
-        numerator=numerator,
-        denominator=denominator,
-        target=target,
-        is_success=status != "slipped" if success is None else success,
-        offender_count=len(offenders),
-        is_provisional=provisional,
-        offenders=offenders,
-    )
+    is_success = status != "slipped" if success is None else success
+    result = CheckResult.of_target(check, CHECK_TYPE, is_success)
     return check, result
 
 

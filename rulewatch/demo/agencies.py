@@ -359,12 +359,4 @@ def start_agency_sources(
         request_counts=counts,
         _servers=servers,
     )
-    try:
-        for server in servers:
-            server.start()
-        for server in servers:
-            server.wait_started(10.0)
-    except BaseException:
-        handle.stop()
-        raise
-    return handle
+    return handle.start()

@@ -505,6 +505,18 @@ class RunningServers:
     _servers: list[_ServerThread]
     stopped: bool
 
+    def start(self) -> Self:
+        """Start the servers and wait until each one listens; stopped again on failure."""
+        try:
+            for server in self._servers:
+                server.start()
+            for server in self._servers:
+                server.wait_started(10.0)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def stop(self) -> None:
         """Stop the servers, close their ports and join their threads."""
         if self.stopped:
@@ -662,15 +674,7 @@ def start_demo_sources(
         apps=apps,
         _servers=servers,
     )
-    try:
-        for server in servers:
-            server.start()
-        for server in servers:
-            server.wait_started(10.0)
-    except BaseException:
-        handle.stop()
-        raise
-    return handle
+    return handle.start()
 
 
 def _faults_by_system(faults: Faults | Mapping[str, Faults] | None) -> dict[str, Faults]:

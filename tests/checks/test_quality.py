@@ -259,7 +259,7 @@ def test_an_sql_condition_the_warehouse_cannot_run_names_the_key(tmp_path):  # n
 
 def test_a_sync_that_wrote_nothing_skips_gx_unless_the_suite_changed(tmp_path, monkeypatch):  # noqa: ANN001
     """Held rows were checked by this very suite: with nothing fresh, GX is not run."""
-    import rulewatch.checks.quality as quality
+    import rulewatch.checks.gx_runner as gx_runner
 
     config = config_copy(tmp_path, **CRITICAL_DECIDED)
     with warehouse("sqlite", tmp_path) as (engine, base):
@@ -268,13 +268,13 @@ def test_a_sync_that_wrote_nothing_skips_gx_unless_the_suite_changed(tmp_path, m
         first = run_quality_checks(engine, settings, sync_run_ids=["run-1"], as_of=AS_OF)
         assert first.set_aside == 1  # A2 is held
         validated: list[list[str]] = []
-        real = quality.record_validations
+        real = gx_runner.record_validations
 
         def spy(validations, **kw):  # noqa: ANN001, ANN003, ANN202
             validated.append([v.name for v in validations])
             return real(validations, **kw)
 
-        monkeypatch.setattr(quality, "record_validations", spy)
+        monkeypatch.setattr(gx_runner, "record_validations", spy)
         idle = run_quality_checks(engine, settings, sync_run_ids=["run-2"], as_of=AS_OF)
         assert validated == [[]] and idle.rows_checked == 0 and idle.released == 0
         # the suite changes: the held row is checked again (and released)

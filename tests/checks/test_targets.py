@@ -208,7 +208,7 @@ def test_a_job_that_changed_nothing_carries_the_last_figures_without_gx(tmp_path
     """Same as-of date, nothing written by the job, same figures: GX is not run again."""
     from datetime import datetime
 
-    import rulewatch.checks.targets as targets
+    import rulewatch.checks.gx_runner as gx_runner
     from rulewatch.warehouse.schema import permit_application, sync_run
 
     with warehouse("sqlite", tmp_path) as (engine, settings):
@@ -216,13 +216,13 @@ def test_a_job_that_changed_nothing_carries_the_last_figures_without_gx(tmp_path
         periods = [Period.parse("2024")]
         first = run_target_checks(engine, settings, periods, AS_OF, job_id="job-1")
         validated: list[int] = []
-        real = targets.record_validations
+        real = gx_runner.record_validations
 
         def spy(validations, **kw):  # noqa: ANN001, ANN003, ANN202
             validated.append(len(validations))
             return real(validations, **kw)
 
-        monkeypatch.setattr(targets, "record_validations", spy)
+        monkeypatch.setattr(gx_runner, "record_validations", spy)
         idle = run_target_checks(engine, settings, periods, AS_OF, job_id="job-2")
         assert validated == [0]
         assert [(_figures(c), c.offenders) for c in idle.checks] == [
