@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlencode
 import requests
 import uvicorn
 
+from rulewatch.config.source_systems import SOURCE_SYSTEMS
 from rulewatch.demo import data
 from rulewatch.demo.store import DemoWorld, StreamStore, dump
 
@@ -546,15 +547,11 @@ class DemoSources:
 
     def env(self) -> dict[str, str]:
         """The ``RULEWATCH_*`` variables that point a rulewatch run at these servers."""
-        return {
-            "RULEWATCH_PERMITS_URL": self.permits_url,
-            "RULEWATCH_PERMITS_TOKEN": data.DEMO_PERMITS_TOKEN,
-            "RULEWATCH_ENFORCEMENT_URL": self.enforcement_url,
-            "RULEWATCH_ENFORCEMENT_API_KEY": data.DEMO_ENFORCEMENT_API_KEY,
-            "RULEWATCH_DOCREVIEW_URL": self.docreview_url,
-            "RULEWATCH_DOCREVIEW_USER": data.DEMO_DOCREVIEW_USER,
-            "RULEWATCH_DOCREVIEW_PASSWORD": data.DEMO_DOCREVIEW_PASSWORD,
-        }
+        env: dict[str, str] = {}
+        for name, system in SOURCE_SYSTEMS.items():
+            env[system.url_env] = self.urls[name]
+            env.update({var: CREDENTIALS[name][key] for key, var in system.credential_envs.items()})
+        return env
 
     def faults_injected(self, system: str) -> dict[str, int]:
         """How many of each fault a system has injected so far."""

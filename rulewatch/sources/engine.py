@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover - the stdlib does the same, slower
     orjson = None
 from urllib3.util.retry import Retry
 
+from rulewatch.config.source_systems import SourceSystem
 from rulewatch.logs import log_retry
 from rulewatch.settings import SourceEndpoint
 from rulewatch.sources.fields import Malformed
@@ -194,12 +195,21 @@ class Stream:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """A source system: how to authenticate and which streams it has."""
+    """A source system: its configuration facts, how to authenticate, which streams it has."""
 
-    name: str
+    system: SourceSystem  # name, environment variables, page-size limit
+    # sets the session's auth from the credentials, by the keys of system.credential_envs
     auth: Callable[[requests.Session, Mapping[str, str]], None]
     streams: tuple[Stream, ...]
-    credential_hint: str  # which variables to check on a 401
+
+    @property
+    def name(self) -> str:
+        return self.system.name
+
+    @property
+    def credential_hint(self) -> str:
+        """Which variables to check on a 401."""
+        return self.system.credential_hint
 
 
 class _Tries:
