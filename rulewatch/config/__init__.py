@@ -1,1 +1,1 @@
-"""Configuration: the YAML files of this folder, and the source systems' fixed facts."""
+"""The YAML configuration and its loader; an error names the file and the dotted key."""
