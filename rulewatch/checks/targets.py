@@ -211,11 +211,15 @@ def run_target_checks(
     with engine.begin() as conn:
         for name, (metric, period, population) in populations.items():
             check, result = _target_check(
-                conn, metric, period, as_of, targets[metric], population, outcomes[name]
+                conn,
+                metric,
+                period,
+                as_of,
+                targets[metric],
+                population,
+                outcomes[name],
+                provisional=metric in provisional[period.label],
             )
-            if metric in provisional[period.label]:
-                check = replace(check, provisional=True)
-                result = replace(result, is_provisional=True)
             run.checks.append(check)
             results.append(result)
         ids = store_results(conn, check_run_id, results)
@@ -348,6 +352,8 @@ def _target_check(
     options: TargetOptions,
     population: Select,
     outcomes: list[Outcome],
+    *,
+    provisional: bool = False,
 ) -> tuple[TargetCheck, CheckResult]:
     by_check = {o.check: o for o in outcomes}
     rate, listed = by_check[metric], by_check[f"{metric}#offenders"]
@@ -372,41 +378,24 @@ def _target_check(
             len(offenders),
             denominator - numerator,
         )
-    target = float(options.target)
-    value = numerator / denominator if denominator else None
-    status = "no_data" if value is None else ("met" if value >= target else "slipped")
-    if value is not None and (status == "met") != rate.success:
-        log.warning(
-            "%s %s: GX says success=%s, value %s", metric, period.label, rate.success, value
-        )
-    check = TargetCheck(
-        metric=metric,
-        period=period.label,
-        as_of=as_of,
-        value=value,
+    check = TargetCheck.of_counts(
+        metric,
+        period.label,
+        as_of,
         numerator=numerator,
         denominator=denominator,
-        target=target,
+        target=float(options.target),
         severity=options.severity,
-        status=status,
-        offenders=tuple(offenders),
-        offender_count=len(offenders),
-    )
-    result = CheckResult(
-        suite=f"targets.{metric}.{period.label}",
-        expectation=metric,
-        expectation_type=CHECK_TYPE,
-        severity=options.severity,
-        status=status,
-        metric=metric,
-        period=period.label,
-        as_of=as_of,
-        value=value,
-        numerator=numerator,
-        denominator=denominator,
-        target=target,
-        is_success=rate.success,
-        offender_count=len(offenders),
         offenders=offenders,
+        provisional=provisional,
+    )
+    if check.value is not None and (check.status == "met") != rate.success:
+        log.warning(
+            "%s %s: GX says success=%s, value %s", metric, period.label, rate.success, check.value
+        )
+    result = check.as_result(
+        suite=f"targets.{metric}.{period.label}",
+        expectation_type=CHECK_TYPE,
+        is_success=rate.success,
     )
     return check, result

@@ -178,19 +178,15 @@ def target_statuses(
         if options is None or m.target is None or m.metric in stored:
             continue
         population = rate_population(m.metric, period, as_of)
-        offenders = tuple(Offender(k, r) for k, r in conn.execute(offender_query(population)))
-        stored[m.metric] = TargetCheck(
-            metric=m.metric,
-            period=period.label,
-            as_of=as_of,
-            value=m.value,
+        stored[m.metric] = TargetCheck.of_counts(
+            m.metric,
+            period.label,
+            as_of,
             numerator=m.numerator or 0,
             denominator=m.denominator or 0,
             target=m.target,
             severity=options.severity,
-            status=m.status,
-            offenders=offenders,
-            offender_count=len(offenders),
+            offenders=[Offender(k, r) for k, r in conn.execute(offender_query(population))],
             provisional=m.provisional,
         )
     for metric, check in sorted(stored.items()):
@@ -223,20 +219,10 @@ def store_statuses(conn: Connection, statuses: Iterable[TargetCheck]) -> tuple[i
         )
         conn.execute(
             insert(report_target_status).values(
-                metric=s.metric,
-                period=s.period,
-                as_of=s.as_of,
-                value=s.value,
-                numerator=s.numerator,
-                denominator=s.denominator,
-                target=s.target,
-                severity=s.severity,
-                status=s.status,
-                offender_count=s.offender_count,
+                **s.columns(),
                 slipped_since=s.slipped_since,
                 check_result_id=s.check_result_id,
                 updated_at=updated_at,
-                is_provisional=s.provisional,
             )
         )
         unique = {o.natural_key: o.reason for o in s.offenders}
