@@ -26,13 +26,13 @@ from prefect.states import Failed, State
 from sqlalchemy import Engine
 
 from rulewatch.checks.targets import run_target_checks
-from rulewatch.flows.nightly import calendar_of, today_in
+from rulewatch.flows.nightly import locked_warehouse, today_in
 from rulewatch.metrics import compute_metrics
 from rulewatch.periods import Period
 from rulewatch.report.tables import has_nightly_rows, store_metrics, store_statuses, target_statuses
 from rulewatch.settings import ConfigError, Settings, load_settings
-from rulewatch.warehouse.db import make_engine, open_warehouse
-from rulewatch.warehouse.lock import WarehouseBusy, job_lock
+from rulewatch.warehouse.db import make_engine
+from rulewatch.warehouse.lock import WarehouseBusy
 
 _GX_ONE_AT_A_TIME = threading.Lock()
 MAX_DAYS = 3660  # ten years: a bigger range is almost certainly a typo
@@ -160,12 +160,8 @@ def backfill(
     end = end or today_in(settings)
     check_range(start, end)
     result = BackfillResult(start=start, end=end)
-    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
-        with job_lock(engine, "backfill", wait_seconds=lock_wait_seconds):
-            open_warehouse(
-                settings.warehouse_url, calendar_of(settings), settings.schedule.timeouts
-            ).dispose()
+        with locked_warehouse(settings, "backfill", lock_wait_seconds) as engine:
             futures = [
                 backfill_days_task.submit(first, last, with_checks)
                 for first, last in month_chunks(start, end)
@@ -175,8 +171,6 @@ def backfill(
             store_latest_statuses(engine, settings, end)
     except WarehouseBusy as exc:  # another job runs: one line, no traceback
         return Failed(message=str(exc), data=exc)
-    finally:
-        engine.dispose()
     get_run_logger().info(
         "backfill %s..%s: %d days recomputed, %d with a slipped target",
         start,
