@@ -29,13 +29,13 @@ from sqlalchemy import func, select
 
 from rulewatch.checks.quality import run_quality_checks
 from rulewatch.checks.targets import run_target_checks
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import SOURCE_NAMES, load_settings
 from rulewatch.demo.data import DEMO_TODAY
 from rulewatch.flows.nightly import calendar_of
-from rulewatch.periods import Period
-from rulewatch.settings import SOURCE_NAMES, load_settings
-from rulewatch.sync import sync_source
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.schema import CORE_TABLES
+from rulewatch.warehouse.sync import sync_source
 
 HERE = Path(__file__).parent
 TOUCHED = 0.01

@@ -182,13 +182,13 @@ def rulewatch_step(env: dict[str, str], db_url: str, step: str) -> dict[str, Any
     from rulewatch.checks.config import load_checks_config
     from rulewatch.checks.quality import run_quality_checks
     from rulewatch.checks.targets import nightly_periods, run_target_checks
+    from rulewatch.common.periods import Period
+    from rulewatch.config.settings import SOURCE_NAMES, load_settings
     from rulewatch.flows.nightly import calendar_of
-    from rulewatch.metrics import compute_metrics
-    from rulewatch.periods import Period
+    from rulewatch.metrics.compute import compute_metrics
     from rulewatch.report.tables import refresh_report_tables
-    from rulewatch.settings import SOURCE_NAMES, load_settings
-    from rulewatch.sync import sync_source
     from rulewatch.warehouse.db import open_warehouse
+    from rulewatch.warehouse.sync import sync_source
 
     os.environ["RULEWATCH_WAREHOUSE_URL"] = db_url
     settings = load_settings()
@@ -262,7 +262,7 @@ def sync_process_step(env: dict[str, str], db_url: str, work_dir: Path) -> dict[
     child["RULEWATCH_DATA_DIR"] = str(work_dir)
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "rulewatch.cli", "sync", "--as-of", AS_OF.isoformat()],
+        [sys.executable, "-m", "rulewatch.cli.main", "sync", "--as-of", AS_OF.isoformat()],
         env=child,
         capture_output=True,
         text=True,
@@ -284,7 +284,10 @@ def demo_step(work_dir: Path) -> dict[str, Any]:
     child["RULEWATCH_DATA_DIR"] = str(work_dir)
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "rulewatch.cli", "demo"], env=child, capture_output=True, text=True
+        [sys.executable, "-m", "rulewatch.cli.main", "demo"],
+        env=child,
+        capture_output=True,
+        text=True,
     )
     wall = time.perf_counter() - started
     if proc.returncode not in (0, 3):

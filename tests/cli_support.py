@@ -19,7 +19,7 @@ def clean_env(**values: str) -> dict[str, str]:
 
 def rulewatch_cmd(*args: str) -> list[str]:
     """The command line that runs the CLI of the rulewatch on this interpreter's path."""
-    return [sys.executable, "-m", "rulewatch.cli", *args]
+    return [sys.executable, "-m", "rulewatch.cli.main", *args]
 
 
 def run_rulewatch(

@@ -16,10 +16,10 @@ from pathlib import Path
 from scripted_sources import ScriptedSource
 from sqlalchemy import Engine
 
+from rulewatch.config.settings import Settings, load_settings
 from rulewatch.flows.nightly import calendar_of
-from rulewatch.settings import Settings, load_settings
-from rulewatch.sync import sync_source
 from rulewatch.warehouse.db import open_warehouse
+from rulewatch.warehouse.sync import sync_source
 
 AS_OF = date(2023, 12, 29)
 PERIOD = "2023"

@@ -4,7 +4,7 @@ import importlib
 import pkgutil
 
 import rulewatch
-from rulewatch.settings import PACKAGE_CONFIG_DIR, load_settings
+from rulewatch.config.settings import PACKAGE_CONFIG_DIR, load_settings
 
 
 def test_every_module_imports():
@@ -12,7 +12,7 @@ def test_every_module_imports():
     names = [n for n in names if ".migrations" not in n]
     for name in names:
         importlib.import_module(name)
-    assert "rulewatch.cli" in names
+    assert "rulewatch.cli.main" in names
 
 
 def test_every_config_file_loads():

@@ -8,5 +8,5 @@
   (:func:`~rulewatch.checks.results.latest_target_statuses`, ``target_history``,
   ``offenders_of``);
 - :mod:`rulewatch.checks.gx_runner` — the only module that talks to Great Expectations;
-- :mod:`rulewatch.checks.report` — the terminal and Prefect artifacts.
+- :mod:`rulewatch.checks.display` — the terminal and Prefect artifacts.
 """

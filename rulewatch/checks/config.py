@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import Date, Table
 
-from rulewatch.metric_ids import METRICS
-from rulewatch.settings import (
+from rulewatch.common.metric_ids import METRICS
+from rulewatch.config.settings import (
     PACKAGE_CONFIG_DIR,
     ConfigError,
     Settings,

@@ -22,7 +22,7 @@ from jinja2 import Environment
 from sqlalchemy import Engine, select
 
 from rulewatch.checks.results import TargetCheck
-from rulewatch.numbers import format_percent
+from rulewatch.common.numbers import format_percent
 from rulewatch.warehouse.schema import check_offender, check_result, check_run
 
 #: The page's name, beside Data Docs' ``index.html``.

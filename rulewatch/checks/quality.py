@@ -73,7 +73,7 @@ from rulewatch.checks.results import (
     start_check_run,
     store_results,
 )
-from rulewatch.settings import ConfigError, Settings
+from rulewatch.config.settings import ConfigError, Settings
 from rulewatch.warehouse.loader import CONTRACT_CHECK
 from rulewatch.warehouse.schema import (
     CORE_TABLES,

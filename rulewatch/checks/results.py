@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Select, func, insert, not_, select, update
 from sqlalchemy.engine import Connection
 
-from rulewatch.metrics import target_status
+from rulewatch.metrics.compute import target_status
 from rulewatch.warehouse.runs import holder_token
 from rulewatch.warehouse.schema import check_offender, check_result, check_run
 
@@ -107,7 +107,7 @@ class TargetCheck:
         provisional: bool = False,
     ) -> TargetCheck:
         """A target checked from its counts: the value is numerator / denominator and
-        the status follows the one rule (:func:`rulewatch.metrics.target_status`)."""
+        the status follows the one rule (:func:`rulewatch.metrics.compute.target_status`)."""
         value = numerator / denominator if denominator else None
         return cls(
             metric=metric,

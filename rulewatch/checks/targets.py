@@ -1,6 +1,6 @@
 """Target checks: every rate with a target, checked by Great Expectations in SQL.
 
-A rate's batch is its record-level population from :func:`rulewatch.metrics.rate_population`
+A rate's batch is its record-level population from :func:`rulewatch.metrics.compute.rate_population`
 (one row per record of the denominator: ``natural_key, passes, reason``), so the
 checked value is, by construction, the figure ``rulewatch kpis`` shows. Two
 expectations run on it:
@@ -58,10 +58,10 @@ from rulewatch.checks.results import (
     start_check_run,
     store_results,
 )
-from rulewatch.metric_ids import METRICS, label
-from rulewatch.metrics import provisional_metrics, rate_population
-from rulewatch.periods import Period
-from rulewatch.settings import ConfigError, Settings, TargetOptions
+from rulewatch.common.metric_ids import METRICS, label
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import ConfigError, Settings, TargetOptions
+from rulewatch.metrics.compute import provisional_metrics, rate_population
 from rulewatch.warehouse.schema import CORE_TABLES, check_result, check_run, sync_run
 
 log = logging.getLogger("rulewatch.checks")

@@ -35,7 +35,6 @@ from urllib.parse import parse_qs, urlencode
 import requests
 import uvicorn
 
-from rulewatch.config.source_systems import SOURCE_SYSTEMS
 from rulewatch.demo import data
 from rulewatch.demo.store import DemoWorld, StreamStore, dump
 
@@ -214,13 +213,14 @@ class SourceApp:
         world: DemoWorld,
         faults: Faults | None,
         request_counts: dict[str, int],
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         self.system = system
         self.world = world
         self.injector = FaultInjector(faults)
         self.request_counts = request_counts
         self.store: StreamStore = world.store(system)
-        creds = CREDENTIALS[system]
+        creds = CREDENTIALS[system] if credentials is None else credentials
         if system == "permits":
             self._expected = f"Bearer {creds['token']}".encode()
             self._auth_header, self._challenge = b"authorization", b'Bearer realm="permits"'
@@ -240,6 +240,9 @@ class SourceApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        root = scope.get("root_path", "")
+        if root and scope["path"].startswith(root):  # mounted under a prefix: route below it
+            scope = {**scope, "path": scope["path"][len(root) :] or "/"}
         path: str = scope["path"]
         if path.startswith("/_demo/"):
             response = await self._admin(scope, receive, send)
@@ -321,7 +324,8 @@ class SourceApp:
         if more:
             params = {"since": since} if since is not None else {}
             params |= {"per_page": str(per_page), "page": str(page + 1)}
-            url = f"{_origin(scope)}{scope['path']}?{urlencode(params)}"
+            path = scope.get("root_path", "") + scope["path"]  # under a prefix: keep it
+            url = f"{_origin(scope)}{path}?{urlencode(params)}"
             headers.append((b"link", f'<{url}>; rel="next"'.encode()))
         return 200, b"[" + b",".join(items) + b"]", headers
 
@@ -547,11 +551,15 @@ class DemoSources:
 
     def env(self) -> dict[str, str]:
         """The ``RULEWATCH_*`` variables that point a rulewatch run at these servers."""
-        env: dict[str, str] = {}
-        for name, system in SOURCE_SYSTEMS.items():
-            env[system.url_env] = self.urls[name]
-            env.update({var: CREDENTIALS[name][key] for key, var in system.credential_envs.items()})
-        return env
+        return {
+            "RULEWATCH_PERMITS_URL": self.permits_url,
+            "RULEWATCH_PERMITS_TOKEN": data.DEMO_PERMITS_TOKEN,
+            "RULEWATCH_ENFORCEMENT_URL": self.enforcement_url,
+            "RULEWATCH_ENFORCEMENT_API_KEY": data.DEMO_ENFORCEMENT_API_KEY,
+            "RULEWATCH_DOCREVIEW_URL": self.docreview_url,
+            "RULEWATCH_DOCREVIEW_USER": data.DEMO_DOCREVIEW_USER,
+            "RULEWATCH_DOCREVIEW_PASSWORD": data.DEMO_DOCREVIEW_PASSWORD,
+        }
 
     def faults_injected(self, system: str) -> dict[str, int]:
         """How many of each fault a system has injected so far."""

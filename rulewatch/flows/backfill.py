@@ -26,11 +26,11 @@ from prefect.states import Failed, State
 from sqlalchemy import Engine
 
 from rulewatch.checks.targets import run_target_checks
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import ConfigError, Settings, load_settings
 from rulewatch.flows.nightly import locked_warehouse, today_in
-from rulewatch.metrics import compute_metrics
-from rulewatch.periods import Period
+from rulewatch.metrics.compute import compute_metrics
 from rulewatch.report.tables import has_nightly_rows, store_metrics, store_statuses, target_statuses
-from rulewatch.settings import ConfigError, Settings, load_settings
 from rulewatch.warehouse.db import make_engine
 from rulewatch.warehouse.lock import WarehouseBusy
 

@@ -28,10 +28,10 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
+from rulewatch.config.settings import ConfigError, Settings
 from rulewatch.config.source_systems import SOURCE_SYSTEMS
 from rulewatch.flows.backfill import backfill
 from rulewatch.flows.nightly import nightly_sync
-from rulewatch.settings import ConfigError, Settings
 
 DEFAULT_POOL = "rulewatch"
 POOL_DEPLOYMENT = "workers"  # run by `prefect worker start --pool ...`

@@ -11,12 +11,12 @@ from typing import Any
 
 from prefect import Task
 
-from rulewatch.settings import Settings
+from rulewatch.config.settings import Settings
 
 
 def _worth_retrying(_task: Any, _task_run: Any, state: Any) -> bool:
     """A failed source is retried unless its credentials were refused (a retry cannot help)."""
-    from rulewatch.sources.engine import SourceAuthError
+    from rulewatch.extract.engine import SourceAuthError
 
     try:
         outcome = state.result(raise_on_failure=False)

@@ -19,23 +19,23 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 from sqlalchemy import Engine
 
-from rulewatch.alerts import AlertRun, run_alerting
+from rulewatch.alerts.announce import AlertRun, run_alerting
+from rulewatch.alerts.health import announce_job_failure, health_pass
 from rulewatch.checks.quality import QualityRun, run_quality_checks
 from rulewatch.checks.targets import TargetRun, nightly_periods, run_target_checks
+from rulewatch.common.periods import Period
+from rulewatch.common.text import server_text
+from rulewatch.common.workdays import calendar_of
+from rulewatch.config.settings import SOURCE_NAMES, Settings, load_settings
+from rulewatch.extract.engine import SourceError
 from rulewatch.flows.limits import source_task, step_task
-from rulewatch.health import announce_job_failure, health_pass
-from rulewatch.metrics import MetricValue, compute_metrics
-from rulewatch.periods import Period
+from rulewatch.metrics.compute import MetricValue, compute_metrics
 from rulewatch.report.provisional import recompute_provisional_history
 from rulewatch.report.tables import ReportTablesRefresh, refresh_report_tables
-from rulewatch.settings import SOURCE_NAMES, Settings, load_settings
-from rulewatch.sources.engine import SourceError
-from rulewatch.sync import MAX_ERROR_TEXT, ProgressCallback, SourceSyncResult, sync_source
-from rulewatch.text import server_text
 from rulewatch.warehouse.db import WarehouseError, ensure_calendar, make_engine, open_warehouse
 from rulewatch.warehouse.lock import job_lock
 from rulewatch.warehouse.runs import heal_runs
-from rulewatch.workdays import calendar_of
+from rulewatch.warehouse.sync import MAX_ERROR_TEXT, ProgressCallback, SourceSyncResult, sync_source
 
 #: Set by the CLI to show live progress; tasks run in threads of this process.
 _PROGRESS_SINK: list[ProgressCallback | None] = [None]
@@ -136,7 +136,7 @@ def quality_task(job_id: str, as_of: date) -> QualityRun:
 def target_checks_task(job_id: str, as_of: date, quality: QualityRun | None) -> TargetRun:
     """The target checks of the nightly periods; the scorecard as Prefect artifacts."""
     from rulewatch.checks.config import load_checks_config
-    from rulewatch.checks.report import publish_artifacts
+    from rulewatch.checks.display import publish_artifacts
 
     settings = load_settings()
     checks = load_checks_config(settings)

@@ -24,10 +24,10 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from rulewatch.checks.results import TargetCheck  # noqa: E402
-from rulewatch.messages import t as msg  # noqa: E402
-from rulewatch.metric_ids import METRICS, label  # noqa: E402
-from rulewatch.metrics import MetricValue  # noqa: E402
-from rulewatch.numbers import format_percent  # noqa: E402
+from rulewatch.common.messages import t as msg  # noqa: E402
+from rulewatch.common.metric_ids import METRICS, label  # noqa: E402
+from rulewatch.common.numbers import format_percent  # noqa: E402
+from rulewatch.metrics.compute import MetricValue  # noqa: E402
 
 _CJK_FONTS = (
     "Noto Sans CJK SC",

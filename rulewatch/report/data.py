@@ -14,12 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from rulewatch.checks.results import TargetCheck
-from rulewatch.metric_ids import RATE_METRICS
-from rulewatch.metrics import MetricValue, compute_metrics, early_warnings
-from rulewatch.periods import Period
+from rulewatch.common.metric_ids import RATE_METRICS
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import SOURCE_NAMES, Settings
+from rulewatch.metrics.compute import MetricValue, compute_metrics, early_warnings
 from rulewatch.report.published import Reconciled, load_published, reconcile
 from rulewatch.report.tables import metric_history, months_of, now_utc, target_statuses
-from rulewatch.settings import SOURCE_NAMES, Settings
 from rulewatch.warehouse.schema import CORE_TABLES, quarantined_record, sync_run, sync_state
 
 

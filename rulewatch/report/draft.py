@@ -8,9 +8,9 @@ correctly here and listed in the notes for the editor.
 
 from __future__ import annotations
 
-from rulewatch.metric_ids import label
-from rulewatch.metrics import MetricValue
-from rulewatch.numbers import format_percent
+from rulewatch.common.metric_ids import label
+from rulewatch.common.numbers import format_percent
+from rulewatch.metrics.compute import MetricValue
 from rulewatch.report.data import ReportData
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
-from rulewatch.metric_ids import METRICS, label
+from rulewatch.common.metric_ids import METRICS, label
 from rulewatch.report.data import ReportData
 
 #: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rulewatch.messages import t
-from rulewatch.metric_ids import METRICS
+from rulewatch.common.messages import t
+from rulewatch.common.metric_ids import METRICS
+from rulewatch.common.templates import environment
 from rulewatch.report.charts import Chart
 from rulewatch.report.data import ReportData
-from rulewatch.templates import environment
 
 
 def render_html(

@@ -24,10 +24,10 @@ from datetime import date
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
-from rulewatch.metrics import compute_metrics
-from rulewatch.periods import Period
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import Settings
+from rulewatch.metrics.compute import compute_metrics
 from rulewatch.report.tables import store_metrics, store_statuses, target_statuses
-from rulewatch.settings import Settings
 from rulewatch.warehouse.schema import report_metric, report_target_status, warehouse_meta
 
 HISTORY_KEY = "provisional_history_calendar"

@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from rich.console import Console
 from sqlalchemy import Engine
 
-from rulewatch.metric_ids import METRICS
-from rulewatch.metrics import MetricValue, compute_metrics
-from rulewatch.numbers import format_percent, round_percent
-from rulewatch.periods import Period, PeriodError
-from rulewatch.settings import Settings, _read_yaml
+from rulewatch.common.metric_ids import METRICS
+from rulewatch.common.numbers import format_percent, round_percent
+from rulewatch.common.periods import Period, PeriodError
+from rulewatch.config.settings import Settings, _read_yaml
+from rulewatch.metrics.compute import MetricValue, compute_metrics
 
 PUBLISHED_FILE = "published.yaml"
 _PERCENT = re.compile(r"^(?P<sign>[+-]?)(?P<number>\d+(?:\.\d+)?)%$")

@@ -30,15 +30,15 @@ from rulewatch.checks.results import (
     offender_query,
     slipped_run_start,
 )
-from rulewatch.metric_ids import METRICS
-from rulewatch.metrics import (
+from rulewatch.common.metric_ids import METRICS
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import Settings
+from rulewatch.metrics.compute import (
     MetricValue,
     compute_metrics,
     compute_metrics_history,
     rate_population,
 )
-from rulewatch.periods import Period
-from rulewatch.settings import Settings
 from rulewatch.warehouse.schema import report_metric, report_offender, report_target_status
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from rulewatch.periods import Period
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import Settings
 from rulewatch.report.charts import (
     history_chart,
     monthly_counts_chart,
@@ -19,7 +20,6 @@ from rulewatch.report.data import ReportData, gather_report
 from rulewatch.report.draft import draft_en, draft_markdown, draft_zh
 from rulewatch.report.exports import write_csvs, write_xlsx
 from rulewatch.report.html import render_html
-from rulewatch.settings import Settings
 from rulewatch.warehouse.db import redact
 from rulewatch.warehouse.runs import snapshot
 

@@ -13,14 +13,14 @@ from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from rulewatch.settings import ConfigError, TimeoutsSection
+from rulewatch.common.workdays import WorkingCalendar
+from rulewatch.config.settings import ConfigError, TimeoutsSection
 from rulewatch.warehouse.schema import (
     calendar_day,
     inspection,
     permit_application,
     warehouse_meta,
 )
-from rulewatch.workdays import WorkingCalendar
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Bounds of the calendar table: it spans only the years the data needs, never more than these.

@@ -39,8 +39,8 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from rulewatch.sources.engine import ParsedRecord, Stream
-from rulewatch.sources.fields import naive_utc
+from rulewatch.extract.engine import ParsedRecord, Stream
+from rulewatch.extract.fields import naive_utc
 from rulewatch.warehouse.schema import CORE_TABLES, landed_record, quarantined_record, sync_state
 
 CONTRACT_CHECK = "contract"

@@ -19,10 +19,10 @@ from pgschema import fresh_schema_url
 from sqlalchemy import Engine, Table
 
 from rulewatch.checks.config import ChecksConfig, load_checks_config
-from rulewatch.settings import PACKAGE_CONFIG_DIR, Settings, load_settings
+from rulewatch.common.workdays import WorkingCalendar, calendar_of
+from rulewatch.config.settings import PACKAGE_CONFIG_DIR, Settings, load_settings
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.schema import document, inspection, officer, permit_application
-from rulewatch.workdays import WorkingCalendar, calendar_of
 
 D = date.fromisoformat
 AS_OF = D("2024-05-20")

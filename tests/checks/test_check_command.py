@@ -11,7 +11,7 @@ from checks_support import config_copy
 from cli_support import clean_env, run_rulewatch
 from sqlalchemy import create_engine, select
 
-from rulewatch.checks.report import SUMMARY_ARTIFACT_KEY, TABLE_ARTIFACT_KEY
+from rulewatch.checks.display import SUMMARY_ARTIFACT_KEY, TABLE_ARTIFACT_KEY
 from rulewatch.demo.data import MISSED_FILING_DOC_ID
 from rulewatch.demo.servers import start_demo_sources
 from rulewatch.warehouse.schema import check_run, sync_run

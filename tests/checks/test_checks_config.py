@@ -6,8 +6,8 @@ import pytest
 from checks_support import config_copy, make_settings
 
 from rulewatch.checks.config import InSet, check_name, load_checks_config
-from rulewatch.settings import PACKAGE_CONFIG_DIR, ConfigError, load_settings
-from rulewatch.sources import docreview, enforcement, permits
+from rulewatch.config.settings import PACKAGE_CONFIG_DIR, ConfigError, load_settings
+from rulewatch.extract import docreview, enforcement, permits
 
 #: Expectations that only re-assert source-apis.md: a record failing one is malformed anyway.
 CONTRACT = {

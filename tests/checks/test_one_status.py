@@ -17,11 +17,11 @@ from checks_support import AS_OF, config_copy, insert, make_settings, row, wareh
 from receivers import Webhook
 from sqlalchemy import select
 
-from rulewatch.alerts import run_alerting
+from rulewatch.alerts.announce import run_alerting
 from rulewatch.checks.config import load_checks_config
-from rulewatch.checks.report import table_rows
+from rulewatch.checks.display import table_rows
 from rulewatch.checks.targets import nightly_periods, run_target_checks
-from rulewatch.periods import Period
+from rulewatch.common.periods import Period
 from rulewatch.report.tables import refresh_report_tables
 from rulewatch.report.write import write_report
 from rulewatch.warehouse.schema import alert, check_result, inspection, report_target_status
@@ -138,7 +138,7 @@ def test_a_custom_rate_slipping_in_a_quarter_is_one_status_everywhere(tmp_path: 
                 RULEWATCH_CONFIG_DIR=str(config),
             )
             res = subprocess.run(
-                [sys.executable, "-m", "rulewatch.cli", "check", "--period", "2024-Q2"]
+                [sys.executable, "-m", "rulewatch.cli.main", "check", "--period", "2024-Q2"]
                 + ["--as-of", AS_OF.isoformat()],
                 env=env,
                 capture_output=True,

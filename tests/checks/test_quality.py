@@ -18,9 +18,9 @@ from checks_support import (
 from sqlalchemy import Engine, func, select
 
 from rulewatch.checks.quality import QualityRun, run_quality_checks
-from rulewatch.metrics import compute_metrics
-from rulewatch.periods import Period
-from rulewatch.settings import Settings
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import Settings
+from rulewatch.metrics.compute import compute_metrics
 from rulewatch.warehouse.schema import (
     check_offender,
     check_result,
@@ -180,7 +180,7 @@ def test_a_critical_expectation_sets_failing_rows_aside(backend: str, tmp_path):
 def test_a_source_batch_loads_valid_rows_and_quarantines_the_rest(backend: str, tmp_path):  # noqa: ANN001
     """End to end: the demo's enforcement system, two bad inspections, one critical rule."""
     from rulewatch.demo.servers import start_demo_sources
-    from rulewatch.sync import sync_source
+    from rulewatch.warehouse.sync import sync_source
 
     published_rule = (
         "    - name: published_not_before_inspected\n      expect: ordered\n"
@@ -190,7 +190,7 @@ def test_a_source_batch_loads_valid_rows_and_quarantines_the_rest(backend: str, 
     with start_demo_sources() as demo, warehouse(backend, tmp_path) as (engine, base):
         env = {**demo.env(), "RULEWATCH_WAREHOUSE_URL": base.warehouse_url}
         env.update(RULEWATCH_DATA_DIR=str(tmp_path), RULEWATCH_CONFIG_DIR=str(config))
-        from rulewatch.settings import load_settings
+        from rulewatch.config.settings import load_settings
 
         settings = load_settings({**env, "RULEWATCH_PII_KEY": "k"})
         first = sync_source(engine, settings, "enforcement")
@@ -239,7 +239,7 @@ def test_nothing_to_check_is_quick_and_stored(tmp_path):  # noqa: ANN001
 
 
 def test_an_sql_condition_the_warehouse_cannot_run_names_the_key(tmp_path):  # noqa: ANN001
-    from rulewatch.settings import ConfigError
+    from rulewatch.config.settings import ConfigError
     from rulewatch.warehouse.schema import document
 
     config = config_copy(

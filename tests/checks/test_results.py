@@ -10,8 +10,8 @@ from sqlalchemy import update
 
 from rulewatch.checks.results import latest_target_statuses, offenders_of, target_history
 from rulewatch.checks.targets import run_target_checks
-from rulewatch.periods import Period
-from rulewatch.settings import TargetOptions
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import TargetOptions
 from rulewatch.warehouse.schema import check_result, document
 
 NORMATIVE = {"doc_type": "normative_document", "status": "in_force", "has_filing": True}

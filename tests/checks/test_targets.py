@@ -22,10 +22,10 @@ from sqlalchemy import Engine, select
 
 from rulewatch.checks.results import TargetCheck, latest_target_statuses
 from rulewatch.checks.targets import TargetRun, nightly_periods, run_target_checks
-from rulewatch.metric_ids import RATE_METRICS
-from rulewatch.metrics import compute_metrics, rate_population
-from rulewatch.periods import Period
-from rulewatch.settings import ConfigError, Settings, TargetOptions
+from rulewatch.common.metric_ids import RATE_METRICS
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import ConfigError, Settings, TargetOptions
+from rulewatch.metrics.compute import compute_metrics, rate_population
 
 Seeded = tuple[Engine, Settings]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
+from rulewatch.config.settings import ConfigError, load_settings
 from rulewatch.config.source_systems import SOURCE_SYSTEMS
-from rulewatch.settings import ConfigError, load_settings
-from rulewatch.sources import SOURCES
+from rulewatch.extract import SOURCES
 
 
 def test_every_system_has_one_extract_declaration():

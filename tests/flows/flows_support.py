@@ -34,7 +34,7 @@ def child_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def rulewatch_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rulewatch.cli", *args]
+    return [sys.executable, "-m", "rulewatch.cli.main", *args]
 
 
 def poll(check: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:

@@ -6,13 +6,13 @@ from datetime import date
 
 import pytest
 
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import ConfigError, load_settings
 from rulewatch.flows.backfill import check_range, month_chunks, recompute_days
 from rulewatch.flows.nightly import calendar_of
-from rulewatch.metrics import compute_metrics
-from rulewatch.periods import Period
-from rulewatch.settings import ConfigError, load_settings
-from rulewatch.sync import sync_source
+from rulewatch.metrics.compute import compute_metrics
 from rulewatch.warehouse.db import open_warehouse
+from rulewatch.warehouse.sync import sync_source
 
 
 def test_a_range_is_cut_at_month_ends():

@@ -12,10 +12,10 @@ import requests
 from flows_support import child_env, poll, rulewatch_cmd, stop_process
 from sqlalchemy import create_engine, func, select
 
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import load_settings
 from rulewatch.demo.data import DEMO_TODAY
-from rulewatch.metrics import compute_metrics
-from rulewatch.periods import Period
-from rulewatch.settings import load_settings
+from rulewatch.metrics.compute import compute_metrics
 from rulewatch.warehouse.db import make_engine
 from rulewatch.warehouse.lock import WarehouseBusy, job_lock, pg_lock_key
 from rulewatch.warehouse.schema import landed_record, permit_application, sync_run

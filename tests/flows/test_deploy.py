@@ -8,12 +8,12 @@ import subprocess
 import pytest
 from flows_support import child_env, rulewatch_cmd
 
+from rulewatch.config.settings import PACKAGE_CONFIG_DIR, load_settings
 from rulewatch.flows.deploy import (
     SECRET_BLOCKS,
     backfill_deployment,
     nightly_deployment,
 )
-from rulewatch.settings import PACKAGE_CONFIG_DIR, load_settings
 
 
 @pytest.fixture

@@ -14,16 +14,16 @@ from flows_support import child_env, poll, rulewatch_cmd, stop_process
 from receivers import Webhook
 from sqlalchemy import select
 
-from rulewatch.alerts import Channel, plan_alerts
+from rulewatch.alerts.announce import Channel, plan_alerts
 from rulewatch.checks.results import Offender, TargetCheck
+from rulewatch.common.periods import Period
+from rulewatch.common.workdays import calendar_of
+from rulewatch.config.settings import load_settings
 from rulewatch.demo.data import DEMO_TODAY
-from rulewatch.periods import Period
 from rulewatch.report.write import write_report
-from rulewatch.settings import load_settings
 from rulewatch.warehouse.db import make_engine, open_warehouse
 from rulewatch.warehouse.runs import ABANDONED_REASON
 from rulewatch.warehouse.schema import alert_delivery, check_run, sync_run
-from rulewatch.workdays import calendar_of
 
 
 class Hanging:

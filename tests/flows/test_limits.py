@@ -6,10 +6,10 @@ import shutil
 
 from prefect.states import Failed
 
+from rulewatch.config.settings import PACKAGE_CONFIG_DIR, load_settings
+from rulewatch.extract.engine import SourceAuthError, SourceError
 from rulewatch.flows.limits import _worth_retrying, source_task, step_task
 from rulewatch.flows.nightly import metrics_task, sync_source_task
-from rulewatch.settings import PACKAGE_CONFIG_DIR, load_settings
-from rulewatch.sources.engine import SourceAuthError, SourceError
 
 
 def test_tasks_take_their_timeouts_and_retries_from_schedule_yaml(tmp_path):

@@ -12,7 +12,7 @@ import requests
 from flows_support import child_env, poll, processes_with_env, rulewatch_cmd, stop_process
 from sqlalchemy import create_engine, func, select
 
-from rulewatch.serve import PrefectServerError, start_local_server
+from rulewatch.flows.serve import PrefectServerError, start_local_server
 from rulewatch.warehouse.schema import sync_run
 
 

@@ -17,11 +17,11 @@ import pytest
 from flows_support import child_env, processes_with_env, rulewatch_cmd, stop_process
 from sqlalchemy import create_engine, func, select
 
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import load_settings
 from rulewatch.demo.data import DEMO_PERMITS_TOKEN, DEMO_TODAY
-from rulewatch.metrics import compute_metrics
-from rulewatch.periods import Period
-from rulewatch.serve import start_local_server
-from rulewatch.settings import load_settings
+from rulewatch.flows.serve import start_local_server
+from rulewatch.metrics.compute import compute_metrics
 from rulewatch.warehouse.schema import sync_run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.prefect_server]

@@ -10,13 +10,13 @@ from pathlib import Path
 from pgschema import fresh_schema_url
 from sqlalchemy import Engine
 
+from rulewatch.config.settings import Settings, load_settings
 from rulewatch.demo.data import DEMO_TODAY
 from rulewatch.demo.servers import start_demo_sources
 from rulewatch.flows.nightly import calendar_of
 from rulewatch.report.tables import backfill_history, refresh_report_tables
-from rulewatch.settings import Settings, load_settings
-from rulewatch.sync import sync_source
 from rulewatch.warehouse.db import open_warehouse
+from rulewatch.warehouse.sync import sync_source
 
 HISTORY_FROM = date(2024, 4, 1)  # the filing slip starts on 2024-04-05
 

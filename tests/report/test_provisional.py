@@ -11,14 +11,14 @@ from pathlib import Path
 from receivers import Webhook
 from sqlalchemy import select
 
-from rulewatch.alerts import run_alerting
+from rulewatch.alerts.announce import run_alerting
 from rulewatch.checks.targets import run_target_checks
+from rulewatch.common.workdays import calendar_of
+from rulewatch.config.settings import PACKAGE_CONFIG_DIR, load_settings
 from rulewatch.report.provisional import recompute_provisional_history
 from rulewatch.report.tables import refresh_report_tables, store_metrics
-from rulewatch.settings import PACKAGE_CONFIG_DIR, load_settings
 from rulewatch.warehouse.db import ensure_calendar, open_warehouse
 from rulewatch.warehouse.schema import permit_application, report_metric, report_target_status
-from rulewatch.workdays import calendar_of
 
 FAR = 2031  # a year no chinesecalendar release carries yet
 D = date.fromisoformat
@@ -122,13 +122,13 @@ def test_history_and_alerts_follow_when_the_arrangement_arrives(
 def test_backfilled_provisional_rows_are_recomputed_too(warehouse_url: str, tmp_path: Path) -> None:
     before = _settings(tmp_path, warehouse_url, "json://127.0.0.1:9/none", "holidays: []\n")
     engine = open_warehouse(warehouse_url, calendar_of(before))
-    from rulewatch.metrics import MetricValue
+    from rulewatch.metrics.compute import MetricValue
 
     with engine.begin() as conn:
         stale = MetricValue(
             "permits.on_time_rate", str(FAR), D(f"{FAR}-03-01"), 0.0, 0, 1, 1.0, "slipped", True
         )
-        from rulewatch.periods import Period
+        from rulewatch.common.periods import Period
 
         store_metrics(conn, Period.parse(str(FAR)), [stale], computed_by="backfill")
     after = _settings(
@@ -156,7 +156,7 @@ def _night(engine, settings, night: date, report: bool = True):  # noqa: ANN001,
 
 
 def _periods():  # noqa: ANN202
-    from rulewatch.periods import Period
+    from rulewatch.common.periods import Period
 
     return [Period.parse(str(FAR))]
 

@@ -10,8 +10,8 @@ import pytest
 from openpyxl import load_workbook
 from report_support import demo_warehouse
 
+from rulewatch.common.periods import Period
 from rulewatch.demo.data import DEMO_TODAY, MISSED_FILING_DOC_ID
-from rulewatch.periods import Period
 from rulewatch.report.write import ReportFiles, write_report
 
 

@@ -9,8 +9,8 @@ import pytest
 from report_browser import require_chromium, visit
 from report_support import demo_warehouse
 
+from rulewatch.common.periods import Period
 from rulewatch.demo.data import DEMO_TODAY, MISSED_FILING_DOC_ID
-from rulewatch.periods import Period
 from rulewatch.report.write import write_report
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -7,14 +7,14 @@ from datetime import date
 
 import pytest
 
-from rulewatch.metrics import MetricValue
+from rulewatch.config.settings import PACKAGE_CONFIG_DIR, ConfigError, load_settings
+from rulewatch.metrics.compute import MetricValue
 from rulewatch.report.published import (
     PublishedFigure,
     format_percent,
     load_published,
     reconcile_figure,
 )
-from rulewatch.settings import PACKAGE_CONFIG_DIR, ConfigError, load_settings
 
 AS_OF = date(2024, 5, 20)
 

@@ -12,11 +12,11 @@ from alembic.migration import MigrationContext
 from report_support import demo_warehouse, warehouse_url
 from sqlalchemy import Engine, func, select
 
+from rulewatch.common.periods import Period
+from rulewatch.config.settings import Settings
 from rulewatch.demo.data import DEMO_TODAY, MISSED_FILING_DOC_ID
-from rulewatch.metrics import compute_metrics
-from rulewatch.periods import Period
+from rulewatch.metrics.compute import compute_metrics
 from rulewatch.report.tables import refresh_report_tables, report_periods
-from rulewatch.settings import Settings
 from rulewatch.warehouse.schema import (
     metadata,
     report_metric,

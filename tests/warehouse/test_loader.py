@@ -15,12 +15,12 @@ import pytest
 from scripted_sources import document_record as doc
 from sqlalchemy import Engine, func, select
 
-from rulewatch.sources import docreview, enforcement
-from rulewatch.sources.engine import ParseContext, Stream
+from rulewatch.common.workdays import WorkingCalendar
+from rulewatch.extract import docreview, enforcement
+from rulewatch.extract.engine import ParseContext, Stream
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.loader import load_page, mark_departed
 from rulewatch.warehouse.schema import document, landed_record, officer
-from rulewatch.workdays import WorkingCalendar
 
 CTX = ParseContext(ZoneInfo("Asia/Shanghai"), b"key", datetime(2024, 5, 1, tzinfo=UTC))
 DOCUMENTS = docreview.SPEC.streams[0]

@@ -21,9 +21,8 @@ from hostile_sources import application as _application
 from scripted_sources import ScriptedSource, document_record
 from sqlalchemy import Connection, Engine, select
 
+from rulewatch.config.settings import Settings, load_settings
 from rulewatch.flows.nightly import calendar_of
-from rulewatch.settings import Settings, load_settings
-from rulewatch.sync import sync_source
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.loader import MAX_NATURAL_KEY_CHARS
 from rulewatch.warehouse.schema import (
@@ -32,6 +31,7 @@ from rulewatch.warehouse.schema import (
     quarantined_record,
     sync_state,
 )
+from rulewatch.warehouse.sync import sync_source
 
 MS = 1_700_000_000_000
 LONG_KEY = "L" * 200  # beyond the old varchar(128): stored as it is

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Insert, insert, select
 
-from rulewatch.settings import load_settings
+from rulewatch.common.workdays import calendar_of
+from rulewatch.config.settings import load_settings
 from rulewatch.warehouse.db import make_engine, open_warehouse
 from rulewatch.warehouse.runs import ABANDONED_REASON, heal_runs, snapshot
 from rulewatch.warehouse.schema import check_run, sync_run
-from rulewatch.workdays import calendar_of
 
 CHILD = """
 import sys, time, uuid

@@ -1,0 +1,1 @@
+"""The ``rulewatch`` command line: commands, pre-flight checks, terminal output."""

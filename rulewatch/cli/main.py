@@ -1,0 +1,549 @@
+"""The ``rulewatch`` command (interface.md).
+
+Exit codes: 0 done; 1 the job failed (a source still failing after its
+retries, an unreachable warehouse); 2 bad usage or configuration, with one
+line naming the file, key, variable or flag at fault; 3 a target slipped and
+``--fail-on-slip`` was given.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rulewatch.common.periods import EXPECTED as PERIOD_EXPECTED
+from rulewatch.common.periods import Period, PeriodError
+from rulewatch.config.settings import (
+    SOURCE_NAMES,
+    ConfigError,
+    Settings,
+    load_settings,
+    log_format,
+    log_level,
+    validate_alert_urls,
+    validate_cron,
+)
+
+app = typer.Typer(
+    name="rulewatch",
+    help="Nightly ETL and compliance checks for a bureau's rule-of-law reporting.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_FAILED, EXIT_USAGE, EXIT_SLIPPED = 1, 2, 3
+
+
+class JobFailed(Exception):
+    """The job ran but failed; exit 1 with this message."""
+
+
+def _quiet_prefect() -> None:
+    """Prefect settings for a command-line run, unless the operator set them."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # no telemetry, no notice about it
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING" if sys.stderr.isatty() else "INFO")
+
+
+def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn known errors into one clear line and the contract's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rulewatch.cli.preflight import PreflightFailed
+        from rulewatch.extract.engine import SourceError
+        from rulewatch.warehouse.db import WarehouseError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, PeriodError) as exc:
+            print(f"rulewatch: error: {exc}", file=sys.stderr)
+            raise typer.Exit(EXIT_USAGE) from None
+        except (JobFailed, SourceError, WarehouseError, PreflightFailed) as exc:
+            if "prefect" in sys.modules:  # its server's goodbye must not follow our last line
+                from rulewatch.common.stopping import stop_prefect_servers
+
+                stop_prefect_servers()
+            print(f"rulewatch: failed: {exc}", file=sys.stderr)
+            raise typer.Exit(EXIT_FAILED) from None
+
+    return wrapper
+
+
+def _parse_date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--as-of {value!r}: not a date (YYYY-MM-DD)") from None
+
+
+def _parse_period(value: str) -> str:
+    """The ``--period`` flag's period label; a bad one is a usage error naming the flag."""
+    try:
+        return Period.parse(value).label
+    except PeriodError:
+        raise ConfigError(f"--period {value!r}: {PERIOD_EXPECTED}") from None
+
+
+AsOf = Annotated[
+    str | None,
+    typer.Option("--as-of", help="YYYY-MM-DD; default today in the configured timezone"),
+]
+PeriodOpt = Annotated[
+    str, typer.Option("--period", help="a year 2023, a quarter 2023-Q4 or a month 2023-10")
+]
+
+
+def _as_of(settings: Settings, value: str | None) -> date:
+    from datetime import datetime
+
+    return _parse_date(value) or datetime.now(settings.timezone).date()
+
+
+def _warehouse(settings: Settings, *, upgrade: bool = False):  # noqa: ANN202 - sqlalchemy Engine
+    """The warehouse engine; read-only commands (the default) never upgrade the schema."""
+    from rulewatch.common.workdays import calendar_of
+    from rulewatch.warehouse.db import open_warehouse
+
+    return open_warehouse(
+        settings.warehouse_url, calendar_of(settings), settings.schedule.timeouts, upgrade=upgrade
+    )
+
+
+@app.command()
+@_errors
+def kpis(
+    period: PeriodOpt,
+    as_of: AsOf = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="a JSON array on standard output")
+    ] = False,
+) -> None:
+    """The metrics of one period from the warehouse."""
+    from rulewatch.cli.console import out, print_calendar_note, scorecard_table
+    from rulewatch.metrics.compute import compute_metrics
+
+    settings = load_settings()
+    label = _parse_period(period)
+    day = _as_of(settings, as_of)
+    engine = _warehouse(settings)
+    with engine.connect() as conn:
+        metrics = compute_metrics(conn, Period.parse(label), day, settings.targets)
+    engine.dispose()
+    if as_json:
+        sys.stdout.write(json.dumps([m.to_json() for m in metrics], ensure_ascii=False) + "\n")
+        return
+    out.print(scorecard_table(metrics, f"{label} as of {day}", settings.alerts.language))
+    print_calendar_note(settings, Period.parse(label), day, any(m.provisional for m in metrics))
+
+
+def _print_alerts(run: Any) -> None:
+    """What the alerting step announced and what it sent, per channel."""
+    from rulewatch.cli.console import out
+
+    if run is None:
+        return
+    for a in run.planned:
+        out.print(f"alert raised: {a.title}")
+    for d in run.deliveries:
+        suffix = f" ({d.error})" if d.error else ""
+        out.print(f"alert {d.alert_id[:8]} -> {d.channel}: {d.status}{suffix}")
+    if not run.planned and not run.deliveries:
+        out.print("alerts: nothing new to announce")
+    elif run.planned and not run.deliveries:
+        out.print(
+            "alerts: no channel configured (RULEWATCH_ALERT_URLS or urls in alerts.yaml); "
+            "these alerts are recorded in the warehouse only"
+        )
+
+
+def _print_checks(settings: Settings, result: Any) -> None:
+    """A nightly run's data-quality findings and slipped targets with their records."""
+    from rulewatch.checks.config import load_checks_config
+    from rulewatch.checks.display import print_quality_run, print_target_run
+    from rulewatch.cli.console import out
+
+    listed = load_checks_config(settings).listed_offenders
+    if result.quality is not None:
+        print_quality_run(out, result.quality, listed)
+    if result.targets is not None:
+        print_target_run(out, result.targets, listed, table=False)
+        if result.targets.checks_page is not None:
+            out.print(f"checks page: {result.targets.checks_page}")
+
+
+@app.command()
+@_errors
+def check(
+    period: Annotated[
+        str | None,
+        typer.Option("--period", help="2023, 2023-Q4 or 2023-10; default the as-of date's year"),
+    ] = None,
+    as_of: AsOf = None,
+    fail_on_slip: Annotated[
+        bool, typer.Option("--fail-on-slip", help="exit 3 when a critical target slipped")
+    ] = False,
+) -> None:
+    """Check the targets on what the warehouse holds; list slipped ones and their records."""
+    from rulewatch.alerts.announce import open_deliveries
+    from rulewatch.alerts.health import health_lines, health_pass, source_health
+    from rulewatch.alerts.health import utc_now as health_now
+    from rulewatch.checks.config import load_checks_config
+    from rulewatch.checks.display import print_target_run
+    from rulewatch.checks.targets import run_target_checks
+    from rulewatch.cli.console import out, print_calendar_note
+    from rulewatch.warehouse.runs import snapshot
+
+    settings = load_settings()
+    checks = load_checks_config(settings)
+    validate_alert_urls(settings)
+    day = _as_of(settings, as_of)
+    checked = Period.parse(_parse_period(period) if period is not None else str(day.year))
+    engine = _warehouse(settings)
+    try:
+        health = health_pass(engine, settings)  # heal crashed runs; failing/stale sources
+        run = run_target_checks(engine, settings, [checked], day, checks=checks)
+        from rulewatch.report.published import reconcile_period
+
+        reconciled = reconcile_period(engine, settings, checked, day)
+        with snapshot(engine) as conn:  # one consistent view, also while a sync writes
+            sources = source_health(conn, settings, health_now())
+            waiting = open_deliveries(conn)
+    finally:
+        engine.dispose()
+    print_target_run(out, run, checks.listed_offenders)
+    print_calendar_note(settings, checked, day, any(c.provisional for c in run.checks))
+    from rulewatch.report.published import print_reconciliation
+
+    print_reconciliation(out, reconciled)
+    for line in health_lines(sources, waiting, health.healed):
+        out.print(line, markup=False, soft_wrap=True)  # one line per source, for grep
+    _print_alerts(health)
+    if run.checks_page is not None:
+        out.print(f"checks page: {run.checks_page}")
+    if fail_on_slip and run.critical_slipped:
+        raise typer.Exit(EXIT_SLIPPED)
+
+
+def _run_nightly(
+    settings: Settings, sources: list[str], full_refresh: bool, as_of: date
+) -> Any:  # NightlyResult
+    _quiet_prefect()
+    from rulewatch.cli.preflight import PreflightFailed, check_before_sync
+    from rulewatch.flows.prefect_start import EarlyPrefect
+    from rulewatch.warehouse.db import WarehouseError
+
+    for name in sources:
+        settings.source(name)  # exit 2 on a missing URL or credential, before any work
+    try:  # alert URLs, warehouse, Prefect API: before any Prefect output
+        check_before_sync(settings)
+    except (WarehouseError, PreflightFailed) as exc:  # a night that cannot start has failed
+        from rulewatch.alerts.health import announce_failed_start
+
+        announce_failed_start(settings, str(exc))
+        raise
+    prefect_api = EarlyPrefect(settings)  # its server starts while the imports below run
+    from rulewatch.cli.console import live_progress, out, sync_table
+    from rulewatch.common.stopping import GRACE_SECONDS, stop_after
+    from rulewatch.flows.nightly import SourcesFailed, nightly_sync, set_progress_sink
+
+    limit = settings.schedule.timeouts.flow_seconds
+    flow = nightly_sync.with_options(timeout_seconds=limit)
+    deadline = stop_after(  # Prefect's flow timeout cannot stop a task blocked in a thread
+        limit + GRACE_SECONDS,
+        f"the nightly run overstayed its {limit:.0f} s "
+        "(schedule.yaml: timeouts.flow_seconds) and was stopped",
+    )
+    with live_progress(sources) as on_page:
+        set_progress_sink(on_page)
+        try:
+            with prefect_api.ready():
+                state = flow(
+                    sources=sources, full_refresh=full_refresh, as_of=as_of, return_state=True
+                )
+        finally:
+            set_progress_sink(None)
+            deadline.cancel()
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    if outcome.failed:
+        out.print(sync_table(outcome.sources, outcome.failed))
+        raise JobFailed(str(SourcesFailed(outcome)))
+    out.print(sync_table(outcome.sources, outcome.failed))
+    return outcome
+
+
+def _describe(url: str) -> str:
+    from rulewatch.warehouse.db import redact
+
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    return redact(url)
+
+
+@app.command()
+@_errors
+def sync(
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help=f"only this source (repeatable): {', '.join(SOURCE_NAMES)}"),
+    ] = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="re-read everything, ignoring watermarks")
+    ] = False,
+    as_of: AsOf = None,
+) -> None:
+    """The nightly job: extract each source, validate, load, compute the metrics."""
+    from rulewatch.cli.console import out, print_calendar_note, scorecard_table
+    from rulewatch.common.stopping import stop_on_sigterm
+
+    stop_on_sigterm("sync")
+    settings = load_settings()
+    names = list(dict.fromkeys(source or SOURCE_NAMES))
+    for name in names:
+        if name not in SOURCE_NAMES:
+            raise ConfigError(f"--source {name!r}: unknown source; choose from {SOURCE_NAMES}")
+    day = _as_of(settings, as_of)
+    result = _run_nightly(settings, names, full_refresh, day)
+    out.print(scorecard_table(result.metrics, f"{day.year} as of {day}", settings.alerts.language))
+    print_calendar_note(
+        settings, Period.parse(str(day.year)), day, any(m.provisional for m in result.metrics)
+    )
+    _print_checks(settings, result)
+    _print_alerts(getattr(result, "alerts", None))
+    out.print(f"warehouse: {_describe(settings.warehouse_url)}")
+
+
+@app.command()
+@_errors
+def report(
+    period: PeriodOpt,
+    out_dir: Annotated[str, typer.Option("--out", help="the folder to write the files to")],
+    as_of: AsOf = None,
+) -> None:
+    """Write the period's report: HTML, CSV and XLSX exports, annual-report drafts."""
+    from rulewatch.report.write import write_report
+    from rulewatch.warehouse.runs import heal_runs
+
+    settings = load_settings()
+    label = _parse_period(period)
+    day = _as_of(settings, as_of)
+    engine = _warehouse(settings)
+    try:
+        heal_runs(engine)  # a killed sync shows as abandoned in the freshness section
+        files = write_report(engine, settings, Period.parse(label), day, Path(out_dir))
+    finally:
+        engine.dispose()
+    for path in files.paths:
+        print(path)
+
+
+@app.command()
+@_errors
+def demo() -> None:
+    """Start the demo source systems, run the nightly pipeline on them, show the scorecards."""
+    from rulewatch.cli.console import err, out, scorecard_table
+    from rulewatch.common.stopping import stop_on_sigterm
+    from rulewatch.demo.data import DEMO_TODAY
+    from rulewatch.demo.servers import start_demo_sources
+    from rulewatch.metrics.compute import compute_metrics, early_warnings
+
+    stop_on_sigterm("demo")
+    with start_demo_sources() as demo_sources:
+        os.environ.update(demo_sources.env())
+        settings = load_settings()
+        _, key_from = settings.pii_key()
+        err.print(
+            f"demo sources: permits {demo_sources.permits_url}, enforcement "
+            f"{demo_sources.enforcement_url}, docreview {demo_sources.docreview_url}"
+        )
+        if key_from != "RULEWATCH_PII_KEY":
+            err.print(
+                f"passport pseudonym key: {key_from} (made for the demo and kept; "
+                "set RULEWATCH_PII_KEY in production)"
+            )
+        result = _run_nightly(settings, list(SOURCE_NAMES), False, DEMO_TODAY)
+    engine = _warehouse(settings)
+    lang = settings.alerts.language
+    with engine.connect() as conn:
+        for period in (str(DEMO_TODAY.year - 1), str(DEMO_TODAY.year)):
+            metrics = compute_metrics(conn, Period.parse(period), DEMO_TODAY, settings.targets)
+            title = f"{period} as of {DEMO_TODAY}" + (
+                " (year to date)" if period == str(DEMO_TODAY.year) else ""
+            )
+            out.print(scorecard_table(metrics, title, lang))
+        warnings = early_warnings(conn, DEMO_TODAY, settings.alerts.early_warning_days)
+    from rulewatch.report.write import write_demo_reports
+
+    reports = write_demo_reports(engine, settings, DEMO_TODAY)
+    engine.dispose()
+    _print_checks(settings, result)
+    _print_alerts(getattr(result, "alerts", None))
+    for w in warnings:
+        out.print(
+            f"[yellow]early warning[/]: docreview.filing_rate — {w['doc_id']} "
+            f"not filed, deadline {w['deadline']} ({w['days_left']} days left)"
+        )
+    for path in reports:
+        out.print(f"report: {path}")
+    out.print(f"warehouse: {_describe(settings.warehouse_url)}")
+
+
+@app.command("demo-sources")
+@_errors
+def demo_sources(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", help="permits on N, enforcement N+1, docreview N+2")
+    ] = 8701,
+) -> None:
+    """Run only the demo source systems, until Ctrl-C."""
+    from rulewatch.demo.servers import serve_demo_sources
+
+    serve_demo_sources(host, port)
+
+
+@app.command()
+@_errors
+def serve(
+    once_now: Annotated[
+        bool, typer.Option("--once-now", help="also run the nightly sync right away")
+    ] = False,
+) -> None:
+    """Stay up and run the nightly sync on its schedule (cron and timezone from config)."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")  # flow-run logs in this terminal
+    _quiet_prefect()
+    from rulewatch.alerts.health import health_pass
+    from rulewatch.cli.preflight import check_prefect_api, check_warehouse
+    from rulewatch.flows.serve import PrefectServerError, run_serve
+
+    settings = load_settings()
+    validate_cron(settings)
+    validate_alert_urls(settings)
+    for name in SOURCE_NAMES:
+        settings.source(name)  # exit 2 now rather than fail every night
+    check_warehouse(settings)  # exit 1 now if the warehouse cannot be reached
+    check_prefect_api()  # and a configured Prefect API must answer
+    engine = _warehouse(settings, upgrade=True)  # serve runs the nightly job: it may migrate
+    try:  # heal crashed runs, announce failing or stale sources (a stopped scheduler)
+        health = health_pass(engine, settings)
+        if health.planned or health.deliveries:
+            _print_alerts(health)
+    finally:
+        engine.dispose()
+    try:
+        run_serve(settings, once_now=once_now)
+    except PrefectServerError as exc:
+        raise JobFailed(str(exc)) from None
+
+
+@app.command()
+@_errors
+def deploy(
+    pool: Annotated[
+        str, typer.Option("--pool", help="the work pool (made a process pool if missing)")
+    ] = "rulewatch",
+) -> None:
+    """Register the nightly and backfill deployments on the work pool of PREFECT_API_URL."""
+    _quiet_prefect()
+    from rulewatch.flows.deploy import DeployError, deploy_to_pool
+
+    settings = load_settings()
+    validate_cron(settings)
+    validate_alert_urls(settings)
+    try:
+        registered = deploy_to_pool(settings, pool)
+    except DeployError as exc:
+        raise JobFailed(str(exc)) from None
+    for deployment in registered:
+        print(f"deployment {deployment.name} on work pool {pool}")
+    print(f"start workers with: prefect worker start --pool {pool}")
+
+
+@app.command()
+@_errors
+def upgrade() -> None:
+    """Upgrade the warehouse's schema to this rulewatch's version (sync does it too)."""
+    from rulewatch.common.workdays import calendar_of
+    from rulewatch.warehouse.db import upgrade_warehouse
+
+    settings = load_settings()
+    before, after = upgrade_warehouse(
+        settings.warehouse_url, calendar_of(settings), settings.schedule.timeouts
+    )
+    where = _describe(settings.warehouse_url)
+    if before == after:
+        print(f"warehouse {where}: schema already at revision {after}")
+    else:
+        print(f"warehouse {where}: schema upgraded from revision {before or 'none'} to {after}")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from rulewatch.warehouse.db import schema_head
+
+        try:
+            installed = version("rulewatch")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            installed = "(not installed)"
+        print(f"rulewatch {installed} (warehouse schema {schema_head()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Nightly ETL and compliance checks for a bureau's rule-of-law reporting."""
+
+
+def main() -> None:
+    """Console-script entry point: logging set up, then the command; never a traceback."""
+    from rulewatch.common.logs import configure_logging
+
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's telemetry: off unless asked for
+    try:
+        configure_logging(log_format(), log_level())
+    except ConfigError as exc:
+        print(f"rulewatch: error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 1
+        logging.getLogger("rulewatch").debug("unexpected error", exc_info=True)
+        detail = str(exc).strip().splitlines()
+        print(
+            f"rulewatch: failed: unexpected {type(exc).__name__}"
+            + (f": {detail[0]}" if detail else "")
+            + " (RULEWATCH_LOG_LEVEL=DEBUG shows the traceback)",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_FAILED) from None
+
+
+if __name__ == "__main__":
+    main()

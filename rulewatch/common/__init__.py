@@ -1,0 +1,1 @@
+"""The ground every layer stands on: words, numbers, periods, the calendar, logs."""

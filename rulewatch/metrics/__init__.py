@@ -1,0 +1,1 @@
+"""The metrics of ``interface.md``, each declared once and computed in SQL."""

@@ -1,0 +1,682 @@
+"""The 22 metrics of ``interface.md``, computed in SQL from the core tables.
+
+Each rate is declared once as a population (the denominator's records), a pass
+condition (the numerator's) and a reason for the records that fail. The same
+declaration feeds :func:`compute_metrics` (conditional sums, one aggregate query
+per core table) and :func:`rate_population` (one row per record, for checks,
+alerts and reports), so the figures and the listed offenders cannot disagree.
+
+Dates are the local ``*_on`` columns; working days come from joins on
+``calendar_day`` (``working_days(a, b) = seq(b) - seq(a)`` for b > a, else 0). A
+rate that counts a working day of a year whose arrangement is not published
+(Monday to Friday stands in) is *provisional*: the flag travels with the figure,
+and the reason of each such record says so.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Date,
+    FromClause,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    column,
+    false,
+    func,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+    true,
+    type_coerce,
+    values,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from rulewatch.common.metric_ids import METRICS, RATE_METRICS
+from rulewatch.common.periods import Period, year_earlier_as_of
+from rulewatch.config.settings import TargetOptions
+from rulewatch.warehouse.schema import (
+    calendar_day,
+    document,
+    inspection,
+    officer,
+    permit_application,
+)
+
+PUBLICATION_LIMIT_WORKING_DAYS = 20
+LEGALITY_REVIEWED_TYPES = ("normative_document", "government_contract", "major_decision")
+_YOY_OF = {
+    "permits.received_yoy": "permits.received",
+    "permits.approved_yoy": "permits.approved",
+    "permits.denied_yoy": "permits.denied",
+}
+_PREVIOUS = "previous:"  # prefix of X(P') counts inside the permits query
+
+# A period cut at the as-of date (None when empty); its ends are dates, or columns
+# of a days table when the history of many as-of dates is computed in one query.
+Window = tuple[date | ColumnElement, date | ColumnElement] | None
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One metric of one period at one as-of date, as ``rulewatch kpis --json`` shows it."""
+
+    metric: str
+    period: str
+    as_of: date
+    value: int | float | None
+    numerator: int | None
+    denominator: int | None
+    target: float | None
+    status: str  # met, slipped, no_data, info
+    provisional: bool = False  # counts working days of a year not yet published
+
+    def to_json(self) -> dict[str, Any]:
+        """The object of the ``kpis --json`` array (as_of as ``YYYY-MM-DD``);
+        ``"provisional": true`` only on a provisional figure, as the contract has it."""
+        data = {
+            "metric": self.metric,
+            "period": self.period,
+            "as_of": self.as_of.isoformat(),
+            "value": self.value,
+            "numerator": self.numerator,
+            "denominator": self.denominator,
+            "target": self.target,
+            "status": self.status,
+        }
+        if self.provisional:
+            data["provisional"] = True
+        return data
+
+
+# --- SQL building blocks --------------------------------------------------------------------
+
+
+class _iso_date(FunctionElement):
+    """A date as ``YYYY-MM-DD`` text, whatever the backend (for reasons)."""
+
+    type = String()
+    name = "iso_date"
+    inherit_cache = True
+
+
+@compiles(_iso_date)
+def _iso_date_default(element: _iso_date, compiler: Any, **kw: Any) -> str:
+    return compiler.process(cast(list(element.clauses)[0], String), **kw)
+
+
+@compiles(_iso_date, "sqlite")
+def _iso_date_sqlite(element: _iso_date, compiler: Any, **kw: Any) -> str:
+    return compiler.process(list(element.clauses)[0], **kw)  # stored as ISO text already
+
+
+@compiles(_iso_date, "postgresql")
+def _iso_date_postgresql(element: _iso_date, compiler: Any, **kw: Any) -> str:
+    return f"to_char({compiler.process(list(element.clauses)[0], **kw)}, 'YYYY-MM-DD')"
+
+
+def _text(*parts: str | ColumnElement) -> ColumnElement:
+    """SQL string concatenation of literal text and expressions (dates as ISO text)."""
+    exprs: list[ColumnElement] = []
+    for part in parts:
+        if isinstance(part, str):
+            exprs.append(literal(part, String))
+        elif isinstance(part.type, String):
+            exprs.append(part)
+        elif part.type.python_type is date:
+            exprs.append(_iso_date(part))
+        else:
+            exprs.append(cast(part, String))
+    return functools.reduce(operator.add, exprs)
+
+
+AsOf = date | ColumnElement  # a date, or a column of as-of dates (the history's days)
+
+
+def _by(text: str, as_of: AsOf) -> str | ColumnElement:
+    """``text`` followed by the as-of date, as a reason says it."""
+    return f"{text}{as_of}" if isinstance(as_of, date) else _text(text, as_of)
+
+
+def _in(column: ColumnElement, window: Window) -> ColumnElement:
+    """``column`` falls in the cut period (false for an empty cut)."""
+    if window is None:
+        return false()
+    return column.between(window[0], window[1])
+
+
+def _count(condition: ColumnElement) -> ColumnElement:
+    """Rows meeting ``condition`` (null counts as not met), 0 over no rows."""
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _working_days(a: ColumnElement, b: ColumnElement, cal_a: Any, cal_b: Any) -> ColumnElement:
+    """working_days(a, b): 0 when b <= a; null when a date is missing or off the calendar."""
+    return case((b <= a, 0), else_=cal_b.c.workday_seq - cal_a.c.workday_seq)
+
+
+def _provisional_days(cal_a: Any, cal_b: Any) -> ColumnElement:
+    """working_days(a, b) counts a day of an unpublished year (Monday to Friday stood in)."""
+    return cal_b.c.provisional_seq > cal_a.c.provisional_seq
+
+
+PROVISIONAL_NOTE = " (provisional: a year with no published working-day arrangement)"
+
+
+def _noted(reason: ColumnElement, provisional: ColumnElement) -> ColumnElement:
+    """The reason, saying so when its working-day count is provisional."""
+    return case((provisional, _text(reason, PROVISIONAL_NOTE)), else_=reason)
+
+
+@dataclass(frozen=True)
+class _Rate:
+    """A rate: its denominator records, its numerator condition, why a record fails."""
+
+    population: ColumnElement
+    passes: ColumnElement
+    reason: ColumnElement  # for failing records; evaluated only when ``passes`` is not true
+    provisional: ColumnElement | None = None  # the record counts provisional working days
+
+
+@dataclass(frozen=True)
+class _Table:
+    """The metrics read from one core table: counts and rates over the same rows."""
+
+    source: FromClause  # the table with its calendar joins
+    key: ColumnElement  # natural key
+    valid: ColumnElement  # rows that count at all
+    counts: dict[str, ColumnElement] = field(default_factory=dict)
+    rates: dict[str, _Rate] = field(default_factory=dict)
+    # Date windows, one of which every count and population implies: lets the
+    # aggregate read only the period's rows through the date indexes.
+    windows: tuple[ColumnElement, ...] = ()
+
+    def aggregate(self) -> Select:
+        """One row: every count, then (denominator, numerator, provisional records) of
+        every rate (the last 0 for a rate that counts no working days)."""
+        columns = [_count(c) for c in self.counts.values()]
+        for rate in self.rates.values():
+            columns += [_count(rate.population), _count(and_(rate.population, rate.passes))]
+            columns.append(
+                literal(0)
+                if rate.provisional is None
+                else _count(and_(rate.population, rate.provisional))
+            )
+        query = select(*columns).select_from(self.source).where(self.valid)
+        return query.where(or_(*self.windows)) if self.windows else query
+
+    @property
+    def width(self) -> int:
+        """Columns of :meth:`aggregate`."""
+        return len(self.counts) + 3 * len(self.rates)
+
+    def aggregate_by(self, days: FromClause, as_of: ColumnElement) -> Select:
+        """:meth:`aggregate` per day of ``days`` (whose columns the declarations use):
+        one row per day that has rows, the day first; a day without rows is all zeros."""
+        columns = list(self.aggregate().selected_columns)
+        on = or_(*self.windows) if self.windows else true()
+        return (
+            select(as_of, *columns)
+            .select_from(self.source.join(days, on))
+            .where(self.valid)
+            .group_by(as_of)
+        )
+
+    def population(self, metric: str) -> Select:
+        """One row per record of the rate's denominator: (natural_key, passes, reason)."""
+        rate = self.rates[metric]
+        passes = case((rate.passes, true()), else_=false())
+        reason = case((rate.passes, null()), else_=rate.reason)
+        return (
+            select(
+                self.key.label("natural_key"),
+                type_coerce(passes, Boolean).label("passes"),
+                type_coerce(reason, String).label("reason"),
+            )
+            .select_from(self.source)
+            .where(self.valid, rate.population)
+            .order_by(self.key)
+        )
+
+
+# --- the metrics, declared per table --------------------------------------------------------
+
+
+def _permits(window: Window, previous: Window) -> _Table:
+    t = permit_application
+    cal_received = calendar_day.alias("cal_received")
+    cal_decided = calendar_day.alias("cal_decided")
+    source = t.outerjoin(cal_received, cal_received.c.day == t.c.received_on).outerjoin(
+        cal_decided, cal_decided.c.day == t.c.decided_on
+    )
+
+    def received(w: Window) -> ColumnElement:
+        return _in(t.c.received_on, w)
+
+    def decided(status: str, w: Window) -> ColumnElement:
+        return and_(t.c.status == status, _in(t.c.decided_on, w))
+
+    counts: dict[str, ColumnElement] = {}
+    for prefix, w in (("", window), (_PREVIOUS, previous)):
+        counts[prefix + "permits.received"] = received(w)
+        counts[prefix + "permits.approved"] = decided("approved", w)
+        counts[prefix + "permits.denied"] = decided("denied", w)
+
+    days = _working_days(t.c.received_on, t.c.decided_on, cal_received, cal_decided)
+    provisional = and_(
+        t.c.decided_on > t.c.received_on, _provisional_days(cal_received, cal_decided)
+    )
+    on_time = _Rate(
+        population=and_(t.c.status.in_(("approved", "denied")), _in(t.c.decided_on, window)),
+        passes=and_(t.c.promised_days.is_not(None), days.is_not(None), days <= t.c.promised_days),
+        reason=case(
+            (t.c.received_on.is_(None), "no received date"),
+            (t.c.promised_days.is_(None), "no promised days"),
+            (days.is_(None), "working days unknown (date outside the calendar)"),
+            else_=_noted(
+                _text("decided in ", days, " working days, promised ", t.c.promised_days),
+                provisional,
+            ),
+        ),
+        provisional=provisional,
+    )
+    return _Table(
+        source=source,
+        key=t.c.application_id,
+        valid=t.c.is_set_aside.is_(False),
+        counts=counts,
+        rates={"permits.on_time_rate": on_time},
+        windows=tuple(
+            _in(c, w) for w in (window, previous) for c in (t.c.received_on, t.c.decided_on)
+        ),
+    )
+
+
+def _inspections(window: Window, as_of: AsOf) -> _Table:
+    t = inspection
+    cal_inspected = calendar_day.alias("cal_inspected")
+    cal_published = calendar_day.alias("cal_published")
+    source = t.outerjoin(cal_inspected, cal_inspected.c.day == t.c.inspected_on).outerjoin(
+        cal_published, cal_published.c.day == t.c.published_on
+    )
+    in_p = _in(t.c.inspected_on, window)
+    double_random = and_(in_p, t.c.task_type == "double_random")
+    published = and_(
+        t.c.is_published.is_(True), or_(t.c.published_on.is_(None), t.c.published_on <= as_of)
+    )
+    days = _working_days(t.c.inspected_on, t.c.published_on, cal_inspected, cal_published)
+    provisional = and_(
+        t.c.published_on > t.c.inspected_on, _provisional_days(cal_inspected, cal_published)
+    )
+    limit = PUBLICATION_LIMIT_WORKING_DAYS
+    few_officers = or_(t.c.officer_count.is_(None), t.c.officer_count < 2)
+    return _Table(
+        source=source,
+        key=t.c.inspection_no,
+        valid=t.c.is_set_aside.is_(False),
+        windows=(in_p,),
+        counts={"enforcement.inspections": in_p, "enforcement.double_random": double_random},
+        rates={
+            "enforcement.credit_rule_rate": _Rate(
+                population=double_random,
+                passes=t.c.is_credit_rule_applied.is_(True),
+                reason=literal("credit rule not applied", String),
+            ),
+            "enforcement.publication_rate": _Rate(
+                population=and_(
+                    double_random, or_(t.c.outcome.is_(None), t.c.outcome != "pending")
+                ),
+                passes=published,
+                reason=case(
+                    (t.c.is_published.is_(True), _by("result not published by ", as_of)),
+                    else_="result not published",
+                ),
+            ),
+            "enforcement.publication_timely_rate": _Rate(
+                population=and_(double_random, published),
+                passes=and_(t.c.published_on.is_not(None), days.is_not(None), days <= limit),
+                reason=case(
+                    (t.c.published_on.is_(None), "published without a publication date"),
+                    (days.is_(None), "working days unknown (date outside the calendar)"),
+                    else_=_noted(
+                        _text("published in ", days, f" working days, limit {limit}"),
+                        provisional,
+                    ),
+                ),
+                provisional=provisional,
+            ),
+            "enforcement.certified_officer_rate": _Rate(
+                population=in_p,
+                passes=and_(t.c.officer_count >= 2, t.c.is_all_officers_certified.is_(True)),
+                reason=case(
+                    (t.c.officer_count.is_(None), "officer count unknown"),
+                    (
+                        and_(few_officers, t.c.is_all_officers_certified.is_not(True)),
+                        _text(t.c.officer_count, " officer(s), not all certified"),
+                    ),
+                    (few_officers, _text(t.c.officer_count, " officer(s), at least 2 required")),
+                    else_="not every officer certified",
+                ),
+            ),
+        },
+    )
+
+
+def _roster(as_of: AsOf) -> _Table:
+    # The roster has no dates: these counts ignore the period (and its cut), only
+    # the certificate's expiry is read at the as-of date.
+    t = officer
+    active = and_(t.c.is_active.is_(True), t.c.is_set_aside.is_(False))
+    certified = and_(
+        t.c.role == "officer",
+        t.c.is_certified.is_(True),
+        or_(t.c.certificate_expires_on.is_(None), t.c.certificate_expires_on >= as_of),
+    )
+    return _Table(
+        source=t,
+        key=t.c.officer_id,
+        valid=active,
+        counts={
+            "enforcement.certified_officers": certified,
+            "enforcement.auxiliary_staff": t.c.role == "auxiliary",
+        },
+    )
+
+
+def _filed_at(as_of: AsOf) -> ColumnElement:
+    """Filed at the as-of date: a filing dated after it has not happened yet."""
+    t = document
+    return and_(t.c.is_filed.is_(True), or_(t.c.filed_on.is_(None), t.c.filed_on <= as_of))
+
+
+def _valid_document() -> ColumnElement:
+    return and_(document.c.is_set_aside.is_(False), document.c.is_deleted.is_(False))
+
+
+def _documents(window: Window, as_of: AsOf) -> _Table:
+    t = document
+    issued = _in(t.c.issued_on, window)
+    normative = and_(t.c.doc_type == "normative_document", issued)
+    filed = _filed_at(as_of)
+    reviewed_on = t.c.legality_reviewed_on
+    return _Table(
+        source=t,
+        key=t.c.doc_id,
+        valid=_valid_document(),
+        windows=(issued, _in(reviewed_on, window), _in(t.c.status_changed_on, window)),
+        counts={
+            "docreview.normative_issued": normative,
+            "docreview.contracts_reviewed": and_(
+                t.c.doc_type == "government_contract",
+                t.c.is_legality_reviewed.is_(True),
+                _in(reviewed_on, window),
+            ),
+            "docreview.repealed": and_(
+                t.c.doc_type == "normative_document",
+                t.c.status == "repealed",
+                _in(t.c.status_changed_on, window),
+            ),
+        },
+        rates={
+            "docreview.filing_rate": _Rate(
+                population=and_(normative, or_(filed, t.c.filing_deadline_on < as_of)),
+                passes=filed,
+                reason=_text("not filed; deadline ", t.c.filing_deadline_on, " passed"),
+            ),
+            "docreview.filing_timely_rate": _Rate(
+                population=and_(normative, filed),
+                passes=and_(
+                    t.c.filed_on.is_not(None),
+                    t.c.filing_deadline_on.is_not(None),
+                    t.c.filed_on <= t.c.filing_deadline_on,
+                ),
+                reason=case(
+                    (t.c.filed_on.is_(None), "filed without a filing date"),
+                    (t.c.filing_deadline_on.is_(None), "no filing deadline"),
+                    else_=_text(
+                        "filed ", t.c.filed_on, ", after the deadline ", t.c.filing_deadline_on
+                    ),
+                ),
+            ),
+            "docreview.filing_compliance_rate": _Rate(
+                population=and_(normative, filed, t.c.is_filing_accepted.is_not(None)),
+                passes=t.c.is_filing_accepted.is_(True),
+                reason=literal("filing not accepted", String),
+            ),
+            "docreview.legality_review_rate": _Rate(
+                population=and_(t.c.doc_type.in_(LEGALITY_REVIEWED_TYPES), issued),
+                passes=and_(
+                    t.c.is_legality_reviewed.is_(True),
+                    reviewed_on.is_not(None),
+                    reviewed_on <= t.c.issued_on,
+                    reviewed_on <= as_of,
+                ),
+                reason=case(
+                    (t.c.is_legality_reviewed.is_not(True), "no legality review"),
+                    (reviewed_on.is_(None), "legality review without a date"),
+                    (reviewed_on > as_of, _by("no legality review by ", as_of)),
+                    else_=_text("legality reviewed ", reviewed_on, ", after issue ", t.c.issued_on),
+                ),
+            ),
+        },
+    )
+
+
+def _tables(period: Period, as_of: date) -> list[_Table]:
+    window = period.cut(as_of)
+    previous = period.year_earlier().cut(year_earlier_as_of(as_of))
+    return _declare(window, previous, as_of)
+
+
+def _tables_at(start: date, as_of: ColumnElement, prev_start: date, prev_as_of: ColumnElement):
+    """The tables with the as-of date a column (the history's days, each inside the period)."""
+    return _declare((start, as_of), (prev_start, prev_as_of), as_of)
+
+
+def _declare(window: Window, previous: Window, as_of: AsOf) -> list[_Table]:
+    return [
+        _permits(window, previous),
+        _inspections(window, as_of),
+        _roster(as_of),
+        _documents(window, as_of),
+    ]
+
+
+# --- public API -----------------------------------------------------------------------------
+
+
+def compute_metrics(
+    conn: Connection, period: Period, as_of: date, targets: Mapping[str, TargetOptions]
+) -> list[MetricValue]:
+    """All 22 metrics of ``period`` cut at ``as_of``, in ``METRICS`` order.
+
+    One aggregate query per core table; no record leaves the database.
+    """
+    rows = [list(conn.execute(table.aggregate()).one()) for table in _tables(period, as_of)]
+    return _metric_values(period, as_of, _tables(period, as_of), rows, targets)
+
+
+def compute_metrics_history(
+    conn: Connection,
+    period: Period,
+    days: Sequence[date],
+    targets: Mapping[str, TargetOptions],
+) -> dict[date, list[MetricValue]]:
+    """The metrics of ``period`` cut at each of ``days``, as :func:`compute_metrics`
+    gives them one day at a time, from one query per core table.
+
+    The days join the core tables as a table of (as_of, year-earlier as_of) rows and
+    every count is grouped by day, so a year of history costs four set operations
+    rather than four queries per day. Each day must fall inside ``period``.
+    """
+    if not days:
+        return {}
+    outside = [d for d in days if not period.start <= d <= period.end]
+    if outside:
+        raise ValueError(f"{outside[0]} is outside {period.label}")
+    pairs = [(d, year_earlier_as_of(d)) for d in days]
+    columns = (column("as_of", Date), column("prev_as_of", Date))
+    day_rows = values(*columns, name="history_days").data(pairs).cte()  # SQLite: in a CTE
+    as_of_col, prev_col = day_rows.c.as_of, day_rows.c.prev_as_of
+    tables = _tables_at(period.start, as_of_col, period.year_earlier().start, prev_col)
+    by_day: dict[date, list[list[Any]]] = {d: [] for d in days}
+    for table in tables:
+        found: dict[date, list[Any]] = {}
+        for row in conn.execute(table.aggregate_by(day_rows, as_of_col)):
+            day = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
+            found[day] = list(row[1:])
+        empty = [0] * table.width
+        for day in days:
+            by_day[day].append(found.get(day, empty))
+    return {day: _metric_values(period, day, tables, rows, targets) for day, rows in by_day.items()}
+
+
+def _metric_values(
+    period: Period,
+    as_of: date,
+    tables: Sequence[_Table],
+    rows: Sequence[list[Any]],
+    targets: Mapping[str, TargetOptions],
+) -> list[MetricValue]:
+    """The 22 metrics from each table's aggregate row (as :meth:`_Table.aggregate`)."""
+    counts: dict[str, int] = {}
+    fractions: dict[str, tuple[int, int]] = {}
+    provisional: set[str] = set()
+    for table, row in zip(tables, rows, strict=True):
+        row = list(row)
+        for name in table.counts:
+            counts[name] = int(row.pop(0))
+        for name in table.rates:
+            denominator, numerator = int(row.pop(0)), int(row.pop(0))
+            fractions[name] = (numerator, denominator)
+            if int(row.pop(0)):
+                provisional.add(name)
+
+    def metric(name: str, value: Any, num: Any, den: Any, target: Any, status: str) -> MetricValue:
+        return MetricValue(name, period.label, as_of, value, num, den, target, status)
+
+    values_: list[MetricValue] = []
+    for name, (kind, _, _) in METRICS.items():
+        if kind == "count":
+            values_.append(metric(name, counts[name], None, None, None, "info"))
+        elif kind == "yoy":
+            now, before = counts[_YOY_OF[name]], counts[_PREVIOUS + _YOY_OF[name]]
+            ratio = (now - before) / before if before else None
+            values_.append(metric(name, ratio, now - before, before, None, "info"))
+        else:
+            numerator, denominator = fractions[name]
+            options = targets.get(name)
+            target = None if options is None else float(options.target)
+            value = numerator / denominator if denominator else None
+            values_.append(
+                replace(
+                    metric(
+                        name, value, numerator, denominator, target, target_status(value, target)
+                    ),
+                    provisional=name in provisional,
+                )
+            )
+    return values_
+
+
+def provisional_metrics(conn: Connection, period: Period, as_of: date) -> frozenset[str]:
+    """The rates of ``period`` cut at ``as_of`` whose figure is provisional: some record
+    of the denominator counts working days of a year with no published arrangement."""
+    found: set[str] = set()
+    for table in _tables(period, as_of):
+        rates = {n: r for n, r in table.rates.items() if r.provisional is not None}
+        if not rates:
+            continue
+        query = select(
+            *[_count(and_(r.population, r.provisional)) for r in rates.values()]
+        ).select_from(table.source)
+        query = query.where(table.valid)
+        if table.windows:
+            query = query.where(or_(*table.windows))
+        row = conn.execute(query).one()
+        found |= {name for name, n in zip(rates, row, strict=True) if n}
+    return frozenset(found)
+
+
+def target_status(value: float | None, target: float | None) -> str:
+    """The one status rule: met when the value reaches the target, else slipped;
+    info without a target (whatever the value); no_data for a target with no value."""
+    if target is None:
+        return "info"
+    if value is None:
+        return "no_data"
+    return "met" if value >= target else "slipped"
+
+
+def rate_population(metric: str, period: Period, as_of: date) -> Select:
+    """The records of a rate's denominator: rows ``(natural_key, passes, reason)``.
+
+    ``passes`` is the numerator's condition; ``reason`` says in a few English
+    words why a failing record fails (null when it passes). Ordered by key.
+    ``count(*)`` and ``count(passes)`` equal the rate's denominator and numerator.
+    """
+    if metric not in RATE_METRICS:
+        raise ValueError(f"{metric!r} is not a rate; rates: {list(RATE_METRICS)}")
+    table = _rate_table(metric, period, as_of)
+    if metric not in table.rates:  # pragma: no cover - a rate declared on another table
+        raise AssertionError(f"rate {metric} is not declared on its domain's table")
+    return table.population(metric)
+
+
+def _rate_table(metric: str, period: Period, as_of: date) -> _Table:
+    """The one table declaring ``metric`` (its domain's), built alone: declaring all four
+    for every population a refresh or check reads cost more than running the queries."""
+    window = period.cut(as_of)
+    domain = metric.split(".", 1)[0]
+    if domain == "permits":
+        return _permits(window, period.year_earlier().cut(year_earlier_as_of(as_of)))
+    if domain == "enforcement":
+        return _inspections(window, as_of)
+    return _documents(window, as_of)
+
+
+def early_warnings(conn: Connection, as_of: date, days: int) -> list[dict[str, Any]]:
+    """Normative documents that will slip ``docreview.filing_rate`` unless filed soon.
+
+    Issued on or before ``as_of``, not filed at ``as_of``, and the filing deadline
+    within ``as_of`` .. ``as_of + days`` (a deadline today is not yet missed).
+    Each: doc_id, title, issued_on, deadline (dates) and days_left.
+    """
+    t = document
+    query = (
+        select(t.c.doc_id, t.c.title, t.c.issued_on, t.c.filing_deadline_on)
+        .where(
+            _valid_document(),
+            t.c.doc_type == "normative_document",
+            t.c.issued_on <= as_of,
+            not_(_filed_at(as_of)),
+            t.c.filing_deadline_on.between(as_of, as_of + timedelta(days=days)),
+        )
+        .order_by(t.c.filing_deadline_on, t.c.doc_id)
+    )
+    return [
+        {
+            "doc_id": row.doc_id,
+            "title": row.title,
+            "issued_on": row.issued_on,
+            "deadline": row.filing_deadline_on,
+            "days_left": (row.filing_deadline_on - as_of).days,
+        }
+        for row in conn.execute(query)
+    ]

@@ -1,8 +1,0 @@
-"""The source systems rulewatch reads, each declared as data in its own module."""
-
-from rulewatch.sources import docreview, enforcement, permits
-from rulewatch.sources.engine import SourceSpec
-
-SOURCES: dict[str, SourceSpec] = {
-    spec.name: spec for spec in (permits.SPEC, enforcement.SPEC, docreview.SPEC)
-}
