@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Select, func, insert, not_, select, update
 from sqlalchemy.engine import Connection
 
+from rulewatch.metrics.compute import target_status
 from rulewatch.warehouse.runs import holder_token
 from rulewatch.warehouse.schema import check_offender, check_result, check_run
 
@@ -61,28 +62,6 @@ class CheckResult:
     is_provisional: bool = False
     offenders: Sequence[Offender] = field(default=(), repr=False)
 
-    @classmethod
-    def of_target(cls, check: TargetCheck, expectation_type: str, is_success: bool) -> CheckResult:
-        """The stored form of a target check: suite ``targets.<metric>.<period>``."""
-        return cls(
-            suite=f"targets.{check.metric}.{check.period}",
-            expectation=check.metric,
-            expectation_type=expectation_type,
-            severity=check.severity,
-            status=check.status,
-            metric=check.metric,
-            period=check.period,
-            as_of=check.as_of,
-            value=check.value,
-            numerator=check.numerator,
-            denominator=check.denominator,
-            target=check.target,
-            is_success=is_success,
-            offender_count=check.offender_count,
-            is_provisional=check.provisional,
-            offenders=check.offenders,
-        )
-
 
 @dataclass(frozen=True)
 class TargetCheck:
@@ -112,6 +91,71 @@ class TargetCheck:
     slipped_since: date | None = None
     provisional: bool = False  # counts working days of a year not yet published
     check_result_id: int | None = None  # the stored ``check_result`` row
+
+    @classmethod
+    def of_counts(  # noqa: PLR0913 - the facts of one check
+        cls,
+        metric: str,
+        period: str,
+        as_of: date,
+        *,
+        numerator: int,
+        denominator: int,
+        target: float,
+        severity: str,
+        offenders: Sequence[Offender] = (),
+        provisional: bool = False,
+    ) -> TargetCheck:
+        """A target checked from its counts: the value is numerator / denominator and
+        the status follows the one rule (:func:`rulewatch.metrics.compute.target_status`)."""
+        value = numerator / denominator if denominator else None
+        return cls(
+            metric=metric,
+            period=period,
+            as_of=as_of,
+            value=value,
+            numerator=numerator,
+            denominator=denominator,
+            target=target,
+            severity=severity,
+            status=target_status(value, target),
+            offenders=tuple(offenders),
+            offender_count=len(offenders),
+            provisional=provisional,
+        )
+
+    def columns(self) -> dict[str, Any]:
+        """The check's facts under the column names ``check_result`` and
+        ``report_target_status`` share (:func:`_target` reads them back)."""
+        return {name: getattr(self, name) for name in _SHARED_COLUMNS} | {
+            "is_provisional": self.provisional
+        }
+
+    def as_result(self, *, suite: str, expectation_type: str, is_success: bool) -> CheckResult:
+        """This check as ``check_result`` stores it (:func:`latest_target_statuses`
+        reads it back)."""
+        return CheckResult(
+            suite=suite,
+            expectation=self.metric,
+            expectation_type=expectation_type,
+            is_success=is_success,
+            offenders=self.offenders,
+            **self.columns(),
+        )
+
+
+_SHARED_COLUMNS = (
+    "metric",
+    "period",
+    "as_of",
+    "value",
+    "numerator",
+    "denominator",
+    "target",
+    "severity",
+    "status",
+    "offender_count",
+)
 
 
 def now_utc() -> datetime:
@@ -271,18 +315,10 @@ def offenders_of(conn: Connection, check_result_id: int) -> list[Offender]:
 
 
 def _target(row: Any, offenders: tuple[Offender, ...] = ()) -> TargetCheck:
+    """A stored ``check_result`` row of a target as its TargetCheck."""
     return TargetCheck(
-        metric=row.metric,
-        period=row.period,
-        as_of=row.as_of,
-        value=row.value,
-        numerator=row.numerator or 0,
-        denominator=row.denominator or 0,
-        target=row.target,
-        severity=row.severity,
-        status=row.status,
+        **{name: getattr(row, name) for name in _SHARED_COLUMNS},
         offenders=offenders,
-        offender_count=row.offender_count,
         check_run_id=row.check_run_id,
         checked_at=row.checked_at,
         provisional=bool(row.is_provisional),

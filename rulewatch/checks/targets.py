@@ -259,11 +259,14 @@ def run_target_checks(
         for name, (metric, period, _population) in populations.items():
             outcomes, offenders = found[name]
             check, result = _target_check(
-                metric, period, as_of, targets[metric], outcomes, offenders
+                metric,
+                period,
+                as_of,
+                targets[metric],
+                outcomes,
+                offenders,
+                provisional=metric in provisional[period.label],
             )
-            if metric in provisional[period.label]:
-                check = replace(check, provisional=True)
-                result = replace(result, is_provisional=True)
             run.checks.append(check)
             results.append(result)
         ids = store_results(conn, check_run_id, results)
@@ -425,12 +428,24 @@ def _target_check(
     options: TargetOptions,
     outcomes: list[Outcome],
     offenders: list[Offender],
+    *,
+    provisional: bool = False,
 ) -> tuple[TargetCheck, CheckResult]:
     """What the SQL counted and listed (the one offender query), decided by :func:`_decide`."""
     rate = next(o for o in outcomes if o.check == metric)
     denominator = rate.element_count or 0
     numerator = denominator - len(offenders)
-    return _decide(metric, period, as_of, options, numerator, denominator, offenders, rate.success)
+    return _decide(
+        metric,
+        period,
+        as_of,
+        options,
+        numerator,
+        denominator,
+        offenders,
+        rate.success,
+        provisional=provisional,
+    )
 
 
 def _decide(
@@ -445,30 +460,26 @@ def _decide(
     *,
     provisional: bool = False,
 ) -> tuple[TargetCheck, CheckResult]:
-    """The one place a target's status is decided: met when numerator / denominator
-    reaches the target, slipped below it, no_data without records. ``success`` is
+    """The one place a target check is made from its counts: the status by the one
+    rule (:meth:`TargetCheck.of_counts`), offenders ordered by key. ``success`` is
     what GX said; a check counted in SQL succeeds unless slipped (GX's reading of
     an empty batch)."""
-    offenders = sorted(offenders, key=lambda o: o.natural_key)
-    target = float(options.target)
-    value = numerator / denominator if denominator else None
-    status = "no_data" if value is None else ("met" if value >= target else "slipped")
-    check = TargetCheck(
-        metric=metric,
-        period=period.label,
-        as_of=as_of,
-        value=value,
+    check = TargetCheck.of_counts(
+        metric,
+        period.label,
+        as_of,
         numerator=numerator,
         denominator=denominator,
-        target=target,
+        target=float(options.target),
         severity=options.severity,
-        status=status,
-        offenders=tuple(offenders),
-        offender_count=len(offenders),
+        offenders=sorted(offenders, key=lambda o: o.natural_key),
         provisional=provisional,
     )
-    is_success = status != "slipped" if success is None else success
-    result = CheckResult.of_target(check, CHECK_TYPE, is_success)
+    result = check.as_result(
+        suite=f"targets.{metric}.{period.label}",
+        expectation_type=CHECK_TYPE,
+        is_success=check.status != "slipped" if success is None else success,
+    )
     return check, result
 
 

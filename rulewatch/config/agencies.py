@@ -26,13 +26,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from rulewatch.config.settings import (
-    _SOURCE_ENV,
     SOURCE_NAMES,
     ConfigError,
     Settings,
     SourceEndpoint,
     split_urls,
 )
+from rulewatch.config.source_systems import SOURCE_SYSTEMS
 
 AGENCIES_FILE = "agencies.yaml"
 DEFAULT_AGENCY_ID = "default"
@@ -50,12 +50,12 @@ def credential_keys(source: str) -> tuple[str, ...]:
 
 
 def _credential_envs(source: str) -> Mapping[str, str]:
-    # The source systems' variable names are declared once in the settings module.
-    return _SOURCE_ENV[source][1]
+    # The source systems' variable names are declared once, in config/source_systems.py.
+    return SOURCE_SYSTEMS[source].credential_envs
 
 
 def _url_env(source: str) -> str:
-    return _SOURCE_ENV[source][0]
+    return SOURCE_SYSTEMS[source].url_env
 
 
 # --- the file, as pydantic models -----------------------------------------------------------

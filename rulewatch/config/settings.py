@@ -23,13 +23,15 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
 )
 
 from rulewatch.common.metric_ids import RATE_METRICS
+from rulewatch.config.source_systems import SOURCE_SYSTEMS
 
 PACKAGE_CONFIG_DIR = Path(__file__).parent
-SOURCE_NAMES = ("permits", "enforcement", "docreview")
+SOURCE_NAMES = tuple(SOURCE_SYSTEMS)
 
 
 class ConfigError(Exception):
@@ -54,10 +56,10 @@ class SourceOptions(_Strict):
     max_json_depth: int = Field(default=64, ge=4, le=512)
 
 
-class SourcesFile(_Strict):
-    permits: SourceOptions
-    enforcement: SourceOptions
-    docreview: SourceOptions
+# sources.yaml: one required section per declared source system
+SourcesFile = create_model(
+    "SourcesFile", __base__=_Strict, **{name: (SourceOptions, ...) for name in SOURCE_SYSTEMS}
+)
 
 
 class TargetOptions(_Strict):
@@ -137,16 +139,6 @@ class SourceEndpoint:
     options: SourceOptions
 
 
-_SOURCE_ENV = {
-    "permits": ("RULEWATCH_PERMITS_URL", {"token": "RULEWATCH_PERMITS_TOKEN"}),
-    "enforcement": ("RULEWATCH_ENFORCEMENT_URL", {"api_key": "RULEWATCH_ENFORCEMENT_API_KEY"}),
-    "docreview": (
-        "RULEWATCH_DOCREVIEW_URL",
-        {"user": "RULEWATCH_DOCREVIEW_USER", "password": "RULEWATCH_DOCREVIEW_PASSWORD"},
-    ),
-}
-
-
 @dataclass(frozen=True)
 class Settings:
     """Everything a command needs, validated."""
@@ -167,15 +159,15 @@ class Settings:
         """The endpoint of one source; a missing URL or credential is a ConfigError."""
         if name not in SOURCE_NAMES:
             raise ConfigError(f"--source {name!r}: unknown source; choose from {SOURCE_NAMES}")
-        url_var, cred_vars = _SOURCE_ENV[name]
-        missing = [v for v in (url_var, *cred_vars.values()) if not self.env.get(v)]
+        system = SOURCE_SYSTEMS[name]
+        missing = [v for v in system.envs if not self.env.get(v)]
         if missing:
             names = ", ".join(missing)
             raise ConfigError(f"source {name}: environment variable(s) {names} not set")
-        creds = {key: self.env[var] for key, var in cred_vars.items()}
+        creds = {key: self.env[var] for key, var in system.credential_envs.items()}
         return SourceEndpoint(
             name=name,
-            base_url=self.env[url_var].rstrip("/"),
+            base_url=self.env[system.url_env].rstrip("/"),
             credentials=creds,
             options=getattr(self.sources, name),
         )
@@ -335,12 +327,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     schedule = _read_yaml(config_dir / "schedule.yaml", ScheduleFile)
     timezone = _zone(calendar.timezone, f"{config_dir / 'calendar.yaml'}: timezone")
     _zone(schedule.timezone, f"{config_dir / 'schedule.yaml'}: timezone")
-    for name, limit in (("permits", 500), ("enforcement", 200), ("docreview", 100)):
+    for name, system in SOURCE_SYSTEMS.items():
         size = getattr(sources, name).page_size
-        if size > limit:
+        if size > system.max_page_size:
             raise ConfigError(
                 f"{config_dir / 'sources.yaml'}: {name}.page_size: {size} is above the "
-                f"source's limit of {limit}"
+                f"source's limit of {system.max_page_size}"
             )
     data_dir = default_data_dir(env)
     warehouse_url = env.get("RULEWATCH_WAREHOUSE_URL") or f"sqlite:///{data_dir / 'warehouse.db'}"

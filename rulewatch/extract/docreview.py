@@ -8,6 +8,7 @@ from typing import Any
 
 import requests
 
+from rulewatch.config.source_systems import DOCREVIEW
 from rulewatch.extract import fields as f
 from rulewatch.extract.engine import ChangeTimePaginator, ParseContext, SourceSpec, Stream, utc_ms
 
@@ -83,9 +84,8 @@ def _auth(session: requests.Session, creds: dict[str, str]) -> None:
 
 
 SPEC = SourceSpec(
-    name="docreview",
+    system=DOCREVIEW,
     auth=_auth,
-    credential_hint="RULEWATCH_DOCREVIEW_USER and RULEWATCH_DOCREVIEW_PASSWORD",
     streams=(
         Stream(
             name="docreview.documents",

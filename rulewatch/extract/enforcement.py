@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from rulewatch.config.source_systems import ENFORCEMENT
 from rulewatch.extract import fields as f
 from rulewatch.extract.engine import (
     ChangeTimePaginator,
@@ -99,9 +100,8 @@ def _truncate(moment: datetime) -> datetime:
 
 
 SPEC = SourceSpec(
-    name="enforcement",
+    system=ENFORCEMENT,
     auth=_auth,
-    credential_hint="RULEWATCH_ENFORCEMENT_API_KEY",
     streams=(
         Stream(
             name="enforcement.inspections",

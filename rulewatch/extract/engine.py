@@ -42,6 +42,7 @@ from urllib3.util.retry import Retry
 from rulewatch.common.logs import log_retry
 from rulewatch.common.text import server_text
 from rulewatch.config.settings import SourceEndpoint
+from rulewatch.config.source_systems import SourceSystem
 from rulewatch.extract.fields import Malformed
 
 USER_AGENT = "rulewatch/0.1"
@@ -204,12 +205,21 @@ class Stream:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """A source system: how to authenticate and which streams it has."""
+    """A source system: its configuration facts, how to authenticate, which streams it has."""
 
-    name: str
+    system: SourceSystem  # name, environment variables, page-size limit
+    # sets the session's auth from the credentials, by the keys of system.credential_envs
     auth: Callable[[requests.Session, Mapping[str, str]], None]
     streams: tuple[Stream, ...]
-    credential_hint: str  # which variables to check on a 401
+
+    @property
+    def name(self) -> str:
+        return self.system.name
+
+    @property
+    def credential_hint(self) -> str:
+        """Which variables to check on a 401."""
+        return self.system.credential_hint
 
 
 class _Tries:
@@ -372,27 +382,22 @@ class _GuardedAdapter(HTTPAdapter):
 
 
 class _BoundedRetry(Retry):
-    """urllib3's Retry, bounded in time as well as count.
+    """urllib3's Retry, bounded in time as well as count, and logging each retry.
 
-    ``Retry-After`` is capped so a source cannot stall a night, and a retry whose
-    wait (``Retry-After`` or backoff) would pass the request's deadline is not made:
-    the request fails now, saying so.
+    urllib3 caps ``Retry-After`` itself (``retry_after_max``), so a source cannot
+    stall a night; it has no notion of a deadline across tries nor a log line
+    naming the source. This subclass adds only those two: a retry whose wait
+    (``Retry-After`` or backoff) would pass the request's deadline is not made
+    (the request fails now, saying so), and each retry is logged before its pause.
     """
 
-    max_retry_after: float = 60.0
-    tries: _Tries | None = None
-    source: str = ""  # named in the retry log line
-
-    def get_retry_after(self, response) -> float | None:  # noqa: ANN001 - urllib3 type
-        value = super().get_retry_after(response)
-        return None if value is None else min(value, self.max_retry_after)
+    def __init__(self, *, tries: _Tries | None = None, source: str = "", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.tries = tries
+        self.source = source  # named in the retry log line
 
     def new(self, **kw: Any) -> _BoundedRetry:
-        retry = super().new(**kw)
-        retry.max_retry_after = self.max_retry_after
-        retry.tries = self.tries
-        retry.source = self.source
-        return retry
+        return super().new(tries=self.tries, source=self.source, **kw)
 
     def increment(  # noqa: PLR0913 - urllib3's signature
         self,
@@ -447,11 +452,11 @@ class SourceClient:
             status_forcelist=RETRIED_STATUSES,
             allowed_methods=frozenset({"GET"}),
             respect_retry_after_header=True,
+            retry_after_max=opts.max_retry_after_seconds,
             raise_on_status=False,
+            tries=self.tries,
+            source=self.spec.name,
         )
-        retry.max_retry_after = opts.max_retry_after_seconds
-        retry.tries = self.tries
-        retry.source = self.spec.name
         self.origin = _origin(self.endpoint.base_url)
         self.session = requests.Session()
         adapter = _GuardedAdapter(self.tries, max_retries=retry, pool_connections=2, pool_maxsize=2)

@@ -7,6 +7,7 @@ from typing import Any
 
 import requests
 
+from rulewatch.config.source_systems import PERMITS
 from rulewatch.extract import fields as f
 from rulewatch.extract.engine import CursorPaginator, ParseContext, SourceSpec, Stream
 
@@ -71,9 +72,8 @@ def _auth(session: requests.Session, creds: dict[str, str]) -> None:
 
 
 SPEC = SourceSpec(
-    name="permits",
+    system=PERMITS,
     auth=_auth,
-    credential_hint="RULEWATCH_PERMITS_TOKEN",
     streams=(
         Stream(
             name="permits.applications",

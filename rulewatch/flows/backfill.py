@@ -30,15 +30,15 @@ from rulewatch.checks.results import TargetCheck, checked_days
 from rulewatch.checks.targets import check_history
 from rulewatch.common.periods import Period
 from rulewatch.config.settings import ConfigError, Settings, load_settings
-from rulewatch.flows.nightly import calendar_of, today_in
+from rulewatch.flows.nightly import locked_warehouse, today_in
 from rulewatch.metrics.compute import MetricValue, compute_metrics_history
 from rulewatch.report.tables import (
     store_metrics_history,
     store_statuses,
     target_statuses,
 )
-from rulewatch.warehouse.db import make_engine, open_warehouse
-from rulewatch.warehouse.lock import WarehouseBusy, job_lock
+from rulewatch.warehouse.db import make_engine
+from rulewatch.warehouse.lock import WarehouseBusy
 from rulewatch.warehouse.schema import report_metric
 
 MAX_DAYS = 3660  # ten years: a bigger range is almost certainly a typo
@@ -194,12 +194,8 @@ def backfill(
     end = end or today_in(settings)
     check_range(start, end)
     result = BackfillResult(start=start, end=end)
-    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
-        with job_lock(engine, "backfill", wait_seconds=lock_wait_seconds):
-            open_warehouse(
-                settings.warehouse_url, calendar_of(settings), settings.schedule.timeouts
-            ).dispose()
+        with locked_warehouse(settings, "backfill", lock_wait_seconds) as engine:
             futures = [
                 backfill_days_task.submit(first, last) for first, last in month_chunks(start, end)
             ]
@@ -208,8 +204,6 @@ def backfill(
             store_latest_statuses(engine, end)
     except WarehouseBusy as exc:  # another job runs: one line, no traceback
         return Failed(message=str(exc), data=exc)
-    finally:
-        engine.dispose()
     get_run_logger().info(
         "backfill %s..%s: %d days recomputed and checked, %d with a slipped target",
         start,

@@ -29,6 +29,7 @@ from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
 from rulewatch.config.settings import ConfigError, Settings
+from rulewatch.config.source_systems import SOURCE_SYSTEMS
 from rulewatch.flows.backfill import backfill
 from rulewatch.flows.nightly import nightly_sync
 
@@ -37,14 +38,13 @@ POOL_DEPLOYMENT = "workers"  # run by `prefect worker start --pool ...`
 SERVED_DEPLOYMENT = "serve"  # run by `rulewatch serve`
 TAGS = ["rulewatch"]
 
-#: environment variable -> the Prefect Secret block that can supply it instead
+#: environment variable -> the Prefect Secret block that can supply it instead:
+#: the warehouse URL, each source system's secret credentials, the PII key, alert URLs
 SECRET_BLOCKS: dict[str, str] = {
     var: "rulewatch-" + var.removeprefix("RULEWATCH_").lower().replace("_", "-")
     for var in (
         "RULEWATCH_WAREHOUSE_URL",
-        "RULEWATCH_PERMITS_TOKEN",
-        "RULEWATCH_ENFORCEMENT_API_KEY",
-        "RULEWATCH_DOCREVIEW_PASSWORD",
+        *(var for system in SOURCE_SYSTEMS.values() for var in system.secret_envs),
         "RULEWATCH_PII_KEY",
         "RULEWATCH_ALERT_URLS",
     )

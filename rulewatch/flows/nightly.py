@@ -9,12 +9,15 @@ naming the source.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
+from sqlalchemy import Engine
 
 from rulewatch.alerts.announce import AlertRun, run_alerting
 from rulewatch.alerts.health import announce_job_failure, health_pass
@@ -268,13 +271,9 @@ def nightly_sync(
     for name in names:
         settings.source(name)  # a missing URL or credential fails before any work
     as_of = as_of or today_in(settings)
-    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     recorder: Recorder | None = None
     try:
-        with job_lock(engine, "sync", wait_seconds=lock_wait_seconds):
-            open_warehouse(
-                settings.warehouse_url, calendar_of(settings), settings.schedule.timeouts
-            ).dispose()
+        with locked_warehouse(settings, "sync", lock_wait_seconds) as engine:
             heal_runs(engine)  # runs left `running` by a killed job become `abandoned`
             result = NightlyResult(job_id=str(uuid.uuid4()), as_of=as_of)
             sync_task = source_task(sync_source_task, settings)
@@ -306,10 +305,23 @@ def nightly_sync(
         if recorder is not None:
             _RECORDERS.pop(result.job_id, None)
             recorder.close()
-        engine.dispose()
     if result.failed:  # the run ends failed, naming the sources; no traceback to show
         return Failed(message=str(SourcesFailed(result)), data=result)
     return result
+
+
+@contextmanager
+def locked_warehouse(settings: Settings, job: str, wait_seconds: float) -> Iterator[Engine]:
+    """The warehouse for one writing job: its job lock held for the block (else
+    WarehouseBusy), the schema migrated under it, the engine disposed at the end."""
+    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
+    try:
+        with job_lock(engine, job, wait_seconds=wait_seconds):
+            timeouts = settings.schedule.timeouts
+            open_warehouse(settings.warehouse_url, calendar_of(settings), timeouts).dispose()
+            yield engine
+    finally:
+        engine.dispose()
 
 
 def today_in(settings: Settings) -> date:

@@ -640,7 +640,9 @@ def _metric_values(
             value = numerator / denominator if denominator else None
             values_.append(
                 replace(
-                    metric(name, value, numerator, denominator, target, _status(value, target)),
+                    metric(
+                        name, value, numerator, denominator, target, target_status(value, target)
+                    ),
                     provisional=name in provisional,
                 )
             )
@@ -666,8 +668,9 @@ def provisional_metrics(conn: Connection, period: Period, as_of: date) -> frozen
     return frozenset(found)
 
 
-def _status(value: float | None, target: float | None) -> str:
-    """info without a target (whatever the value); no_data for a target with no value."""
+def target_status(value: float | None, target: float | None) -> str:
+    """The one status rule: met when the value reaches the target, else slipped;
+    info without a target (whatever the value); no_data for a target with no value."""
     if target is None:
         return "info"
     if value is None:

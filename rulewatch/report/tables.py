@@ -172,20 +172,10 @@ def store_statuses(conn: Connection, statuses: Iterable[TargetCheck]) -> tuple[i
         )
         conn.execute(
             insert(report_target_status).values(
-                metric=s.metric,
-                period=s.period,
-                as_of=s.as_of,
-                value=s.value,
-                numerator=s.numerator,
-                denominator=s.denominator,
-                target=s.target,
-                severity=s.severity,
-                status=s.status,
-                offender_count=s.offender_count,
+                **s.columns(),
                 slipped_since=s.slipped_since,
                 check_result_id=s.check_result_id,
                 updated_at=updated_at,
-                is_provisional=s.provisional,
             )
         )
         unique = {o.natural_key: o.reason for o in s.offenders}

@@ -298,6 +298,22 @@ def test_a_retry_after_that_would_pass_the_deadline_fails_at_once():
         assert "a further wait of 30 s would pass the 10 s retry deadline" in message
 
 
+def test_a_long_retry_after_is_cut_to_max_retry_after_seconds():
+    """Cut to 0.1 s, a ``Retry-After: 30`` fits the 10 s deadline: the retry is made."""
+    with ScriptedSource("permits", apps(1)) as source:
+        source.misbehave = lambda n, _p, _q: (
+            (429, {"error": "slow down"}, {"Retry-After": "30"}) if n == 1 else None
+        )
+        records = read_all(
+            permits.SPEC,
+            source.url,
+            max_retries=1,
+            max_retry_after_seconds=0.1,
+            retry_deadline_seconds=10,
+        )
+        assert [r["application_id"] for r in records] == ["P0000"]
+
+
 # --- §4 credentials only to the base URL's origin -------------------------------------------
 
 
