@@ -14,6 +14,15 @@ LANGUAGES = ("en", "zh")
 
 #: key -> (en, zh)
 MESSAGES: dict[str, tuple[str, str]] = {
+    # the annual-report draft
+    "draft.slip": (
+        "{label} was {value} ({numerator} of {denominator}), short of the {target} "
+        "target ({metric}): {keys}{more}.",
+        "{label}({metric})为{value}({numerator}/{denominator}),未达到{target}的目标,"
+        "涉及{keys}{more}。",
+    ),
+    "draft.slip_more": (" ({total} in all)", "等{total}件"),
+    "list.separator": (", ", "、"),
     # statuses and severities
     "met": ("met", "达标"),
     "slipped": ("slipped", "未达标"),

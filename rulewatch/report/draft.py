@@ -8,6 +8,7 @@ correctly here and listed in the notes for the editor.
 
 from __future__ import annotations
 
+from rulewatch.common.messages import t
 from rulewatch.common.metric_ids import label
 from rulewatch.common.numbers import format_percent
 from rulewatch.metrics.compute import MetricValue
@@ -55,32 +56,27 @@ def _rate(data: ReportData, metric: str) -> str:
     return "—" if m.value is None else format_percent(m.value)
 
 
-def _slips_zh(data: ReportData, prefix: str) -> list[str]:
+def _slips(data: ReportData, prefix: str, language: str) -> list[str]:
+    """A sentence per slipped target of the domain ``prefix``, from the message catalog."""
     lines = []
-    for t in data.slipped:
-        if not t.metric.startswith(prefix):
+    for s in data.slipped:
+        if not s.metric.startswith(prefix):
             continue
-        keys = "、".join(o.natural_key for o in t.offenders[:10])
-        more = f"等{t.offender_count}件" if t.offender_count > 10 else ""
         lines.append(
-            f"{label(t.metric, 'zh')}({t.metric})为{format_percent(t.value or 0)}"
-            f"({t.numerator}/{t.denominator}),未达到{format_percent(t.target)}的目标,"
-            f"涉及{keys}{more}。"
-        )
-    return lines
-
-
-def _slips_en(data: ReportData, prefix: str) -> list[str]:
-    lines = []
-    for t in data.slipped:
-        if not t.metric.startswith(prefix):
-            continue
-        keys = ", ".join(o.natural_key for o in t.offenders[:10])
-        more = f" and {t.offender_count - 10} more" if t.offender_count > 10 else ""
-        lines.append(
-            f"{label(t.metric, 'en')} was {format_percent(t.value or 0)} "
-            f"({t.numerator} of {t.denominator}), short of the {format_percent(t.target)} "
-            f"target ({t.metric}): {keys}{more}."
+            t(
+                "draft.slip",
+                language,
+                label=label(s.metric, language),
+                metric=s.metric,
+                value=format_percent(s.value or 0),
+                numerator=s.numerator,
+                denominator=s.denominator,
+                target=format_percent(s.target),
+                keys=t("list.separator", language).join(o.natural_key for o in s.offenders[:10]),
+                more=t("draft.slip_more", language, total=s.offender_count)
+                if s.offender_count > 10
+                else "",
+            )
         )
     return lines
 
@@ -115,9 +111,9 @@ def draft_zh(data: ReportData) -> list[str]:
         f"{m('docreview.contracts_reviewed').value}件政府合同提供合法性审查。"
     )
     paragraphs = [
-        permits + "".join(_once(_slips_zh(data, "permits."))),
-        enforcement + "".join(_once(_slips_zh(data, "enforcement."))),
-        docreview + "".join(_once(_slips_zh(data, "docreview."))),
+        permits + "".join(_once(_slips(data, "permits.", "zh"))),
+        enforcement + "".join(_once(_slips(data, "enforcement.", "zh"))),
+        docreview + "".join(_once(_slips(data, "docreview.", "zh"))),
     ]
     for r in data.reconciliation:
         if r.is_mismatch:
@@ -163,9 +159,9 @@ def draft_en(data: ReportData) -> list[str]:
         "were reviewed for legality."
     )
     paragraphs = [
-        " ".join([permits, *_once(_slips_en(data, "permits."))]),
-        " ".join([enforcement, *_once(_slips_en(data, "enforcement."))]),
-        " ".join([docreview, *_once(_slips_en(data, "docreview."))]),
+        " ".join([permits, *_once(_slips(data, "permits.", "en"))]),
+        " ".join([enforcement, *_once(_slips(data, "enforcement.", "en"))]),
+        " ".join([docreview, *_once(_slips(data, "docreview.", "en"))]),
     ]
     for r in data.reconciliation:
         if r.is_mismatch:
