@@ -84,7 +84,6 @@ from rulewatch.checks.results import (
     CheckResult,
     Offender,
     finish_check_run,
-    now_utc,
     start_check_run,
     store_results,
 )
@@ -93,6 +92,7 @@ from rulewatch.warehouse.loader import CONTRACT_CHECK
 from rulewatch.warehouse.schema import (
     CORE_TABLES,
     landed_record,
+    now_utc,
     quarantined_record,
     sync_run,
     warehouse_meta,

@@ -19,7 +19,7 @@ import dataclasses
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Select, func, insert, not_, select, update
@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from rulewatch.metrics.compute import target_status
 from rulewatch.warehouse.runs import holder_token
-from rulewatch.warehouse.schema import check_offender, check_result, check_run
+from rulewatch.warehouse.schema import check_offender, check_result, check_run, now_utc
 
 TARGET_STATUSES = ("met", "slipped", "no_data")
 
@@ -156,11 +156,6 @@ _SHARED_COLUMNS = (
     "status",
     "offender_count",
 )
-
-
-def now_utc() -> datetime:
-    """Naive UTC, the warehouse's timestamp form."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def start_check_run(

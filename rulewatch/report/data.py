@@ -23,9 +23,10 @@ from rulewatch.common.periods import Period
 from rulewatch.config.settings import SOURCE_NAMES, Settings
 from rulewatch.metrics.compute import MetricValue, compute_metrics, early_warnings
 from rulewatch.report.published import Reconciled, load_published, reconcile
-from rulewatch.report.tables import months_of, now_utc, target_statuses
+from rulewatch.report.tables import months_of, target_statuses
 from rulewatch.warehouse.schema import (
     CORE_TABLES,
+    now_utc,
     quarantined_record,
     report_metric,
     sync_run,

@@ -27,7 +27,6 @@ from rulewatch.checks.results import (
     TargetCheck,
     checked_days,
     latest_target_statuses,
-    now_utc,
 )
 from rulewatch.checks.targets import check_history, ensure_target_checks, job_changed_nothing
 from rulewatch.common.metric_ids import METRICS
@@ -39,6 +38,7 @@ from rulewatch.metrics.compute import (
     compute_metrics_history,
 )
 from rulewatch.warehouse.schema import (
+    now_utc,
     report_metric,
     report_offender,
     report_target_status,

@@ -27,14 +27,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from rulewatch.warehouse.schema import check_run, sync_run
+from rulewatch.warehouse.schema import check_run, now_utc, sync_run
 
 log = logging.getLogger("rulewatch.runs")
 
@@ -43,10 +42,6 @@ ABANDONED_REASON = "abandoned: its process ended without finishing (killed or cr
 _TOKEN = str(uuid.uuid4())  # this process's holder token
 _LEASES: dict[str, object] = {}  # warehouse URL -> its lease (lock key or fd); database -> session
 _GUARD = threading.Lock()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _sqlite_file(engine: Engine) -> str | None:
@@ -174,7 +169,7 @@ def heal_runs(engine: Engine) -> Healed:
     dead_checks = [r for r in checks if gone(r.holder)]
     if not dead_syncs and not dead_checks:
         return Healed()
-    now = _now()
+    now = now_utc()
     with engine.begin() as conn:
         for r in dead_syncs:
             conn.execute(

@@ -18,6 +18,8 @@ configured timezone. Schema changes go through Alembic (``migrations/``).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -34,6 +36,12 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+
+
+def now_utc() -> datetime:
+    """Naive UTC, the warehouse's timestamp form (every ``_at`` column)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
 
 metadata = MetaData(
     naming_convention={

@@ -41,7 +41,7 @@ from rulewatch.warehouse.loader import (
     read_watermark,
 )
 from rulewatch.warehouse.runs import holder_token
-from rulewatch.warehouse.schema import sync_run
+from rulewatch.warehouse.schema import now_utc, sync_run
 
 log = logging.getLogger("rulewatch.warehouse.sync")
 
@@ -88,10 +88,6 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def sync_source(
     engine: Engine,
     settings: Settings,
@@ -119,7 +115,7 @@ def sync_source(
                 job_id=job_id or result.sync_run_id,
                 source=source,
                 is_full_refresh=full_refresh,
-                started_at=_now(),
+                started_at=now_utc(),
                 status="running",
                 holder=holder,
             )
@@ -166,7 +162,7 @@ def _sync_stream(
 
     def load_batch() -> None:
         records = [p for page in batch for p in page]
-        now = _now()
+        now = now_utc()
         with _one_writer(engine), engine.begin() as conn:
             loaded = load_page(conn, stream, records, result.sync_run_id, now)
             times = [p.changed_at for p in records if p.changed_at is not None]
@@ -206,7 +202,9 @@ def _sync_stream(
         pages.close()
     if stream.is_snapshot:
         with engine.begin() as conn:
-            result.departed += mark_departed(conn, stream, present_keys, _now(), result.sync_run_id)
+            result.departed += mark_departed(
+                conn, stream, present_keys, now_utc(), result.sync_run_id
+            )
 
 
 _WRITERS: dict[str, threading.Lock] = {}
@@ -269,7 +267,7 @@ def _finish_run(engine: Engine, result: SourceSyncResult) -> None:
                 .where(sync_run.c.sync_run_id == result.sync_run_id)
                 .values(
                     status=result.status,
-                    finished_at=_now(),
+                    finished_at=now_utc(),
                     pages=result.pages,
                     records_read=result.records_read,
                     records_loaded=result.records_loaded,

@@ -10,11 +10,10 @@ import pytest
 from report_support import demo_warehouse, warehouse_url
 from sqlalchemy import Engine, insert, select, update
 
-from rulewatch.checks.results import now_utc
 from rulewatch.config.settings import Settings
 from rulewatch.demo.data import DEMO_TODAY
 from rulewatch.report.tables import report_tables_current
-from rulewatch.warehouse.schema import permit_application, sync_run
+from rulewatch.warehouse.schema import now_utc, permit_application, sync_run
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 QUIET_JOB = "quiet-night"
