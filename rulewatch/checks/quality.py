@@ -92,6 +92,7 @@ from rulewatch.warehouse.loader import CONTRACT_CHECK
 from rulewatch.warehouse.schema import (
     CORE_TABLES,
     landed_record,
+    natural_key_column,
     now_utc,
     quarantined_record,
     sync_run,
@@ -152,11 +153,6 @@ class QualityRun:
 
 
 # --- the batch ------------------------------------------------------------------------------
-
-
-def natural_key_column(table: Table) -> ColumnElement:
-    """The core table's natural key (its primary key)."""
-    return table.primary_key.columns.values()[0]
 
 
 def counting_rows(table: Table) -> list[ColumnElement]:
@@ -656,7 +652,7 @@ def _set_aside(
                 ).all()
             )
         stmt = _insert(conn, quarantined_record).on_conflict_do_nothing(
-            index_elements=["stream", "record_hash"]
+            index_elements=["agency_id", "stream", "record_hash"]
         )
         conn.execute(
             stmt,

@@ -58,7 +58,7 @@ from rulewatch.checks.gx_runner import (
     rows_outcome,
 )
 from rulewatch.checks.page import latest_quality, write_checks_page
-from rulewatch.checks.quality import compile_sql, counting_rows, natural_key_column
+from rulewatch.checks.quality import compile_sql, counting_rows
 from rulewatch.checks.results import (
     TARGET_STATUSES,
     CheckResult,
@@ -84,7 +84,13 @@ from rulewatch.metrics.compute import (
     rate_population,
     rate_population_history,
 )
-from rulewatch.warehouse.schema import CORE_TABLES, check_result, check_run, sync_run
+from rulewatch.warehouse.schema import (
+    CORE_TABLES,
+    check_result,
+    check_run,
+    natural_key_column,
+    sync_run,
+)
 
 CHECK_TYPE = "expect_column_values_to_be_in_set"
 _OFFENDERS_QUERY = "SELECT natural_key, reason FROM {batch} WHERE NOT passes"

@@ -110,6 +110,33 @@ PeriodOpt = Annotated[
 ]
 
 
+AgencyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--agency",
+        help="an agency id of agencies.yaml, or 'all' (every agency and the city rollup)",
+    ),
+]
+
+
+def _agencies(settings: Settings, value: str | None, *, all_by_default: bool) -> list[Settings]:
+    """The settings of each agency ``--agency`` selects (issue 16): one, or every one.
+
+    Without agencies.yaml there is one agency and the option may be left out. With
+    several, commands that act on each (sync, check) default to all of them; commands
+    that show one agency's figures exit 2 naming the ids unless one is chosen.
+    """
+    from rulewatch.config.agencies import ALL_AGENCIES, load_agencies, settings_for
+
+    agencies = load_agencies(settings)
+    if value is None and len(agencies) > 1 and not all_by_default:
+        raise ConfigError(
+            f"--agency: {len(agencies)} agencies are configured; choose one of "
+            f"{', '.join(agencies.ids)} or {ALL_AGENCIES}"
+        )
+    return [settings_for(settings, agencies, a) for a in agencies.select(value)]
+
+
 def _as_of(settings: Settings, value: str | None) -> date:
     from datetime import datetime
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +30,7 @@ from rulewatch.config.settings import (
     ConfigError,
     Settings,
     SourceEndpoint,
+    TargetOptions,
     split_urls,
 )
 from rulewatch.config.source_systems import SOURCE_SYSTEMS
@@ -94,11 +95,19 @@ SourcesModel = create_model(
 )
 
 
+class TargetOverrideModel(_Strict):
+    """An agency's own threshold or severity for a target of targets.yaml."""
+
+    target: float | None = Field(default=None, ge=0, le=1)
+    severity: Literal["critical", "warning"] | None = None
+
+
 class AgencyModel(_Strict):
     id: str
     name: NamesModel
     sources: SourcesModel  # type: ignore[valid-type]
     alerts: AlertsModel = AlertsModel()
+    targets: dict[str, TargetOverrideModel] = {}
 
 
 class SupervisorModel(_Strict):
@@ -162,6 +171,7 @@ class Agency:
     name_en: str
     sources: Mapping[str, AgencySource]  # only the sources the agency has
     alerts: AlertChannels
+    targets: Mapping[str, TargetOptions] = None  # type: ignore[assignment]  # None: targets.yaml
 
     def name(self, language: str) -> str:
         return self.name_zh if language == "zh" else self.name_en
@@ -286,8 +296,40 @@ def parse_agencies(raw: Any, settings: Settings, path: Path) -> Agencies:
                 f"{where}.sources: an agency needs at least one of {', '.join(SOURCE_NAMES)}"
             )
         alerts = _channels(item.alerts, f"{where}.alerts", language)
-        agencies.append(Agency(item.id, item.name.zh, item.name.en, sources, alerts))
+        targets = _targets(item.targets, settings, f"{where}.targets")
+        agencies.append(Agency(item.id, item.name.zh, item.name.en, sources, alerts, targets))
     return Agencies(tuple(agencies), supervisor, path)
+
+
+def _targets(
+    overrides: Mapping[str, TargetOverrideModel], settings: Settings, where: str
+) -> Mapping[str, TargetOptions]:
+    """targets.yaml with the agency's thresholds and severities over it."""
+    targets = dict(settings.targets)
+    for metric, override in overrides.items():
+        if metric not in targets:
+            known = ", ".join(targets)
+            raise ConfigError(f"{where}.{metric}: not a target of targets.yaml (known: {known})")
+        changed = override.model_dump(exclude_none=True)
+        targets[metric] = targets[metric].model_copy(update=changed)
+    return targets
+
+
+def settings_for(settings: Settings, agencies: Agencies, agency: Agency) -> Settings:
+    """The settings one agency's work reads: its id, sources, targets, alert channels
+    and folder. Without ``agencies.yaml`` the settings themselves, unchanged."""
+    if agencies.path is None:
+        return settings
+    alerts = settings.alerts.model_copy(update={"language": agency.alerts.language})
+    return replace(
+        settings,
+        agency_id=agency.agency_id,
+        agency_dir=settings.data_dir / "agencies" / agency.agency_id,
+        targets=dict(agency.targets) if agency.targets is not None else settings.targets,
+        alerts=alerts,
+        alert_urls=agency.alerts.resolve(settings.env),
+        agency_source=lambda name: source_endpoint(settings, agency, name),
+    )
 
 
 def _source(name: str, model: BaseModel, where: str) -> AgencySource:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -154,11 +155,27 @@ class Settings:
     alert_urls: tuple[str, ...]
     schedule: ScheduleFile
     env: dict[str, str]
+    #: The agency these settings are for (``agencies.settings_for``): every per-agency row
+    #: read or written carries it. ``default`` without ``agencies.yaml``.
+    agency_id: str = "default"
+    #: Where this agency's own files go (reports, Data Docs); None: the data folder.
+    agency_dir: Path | None = None
+    #: The agency's endpoints (``agencies.source_endpoint``); None: the RULEWATCH_* variables.
+    agency_source: Callable[[str], SourceEndpoint] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    @property
+    def output_dir(self) -> Path:
+        """The folder for this agency's files: the data folder, or the agency's under it."""
+        return self.agency_dir or self.data_dir
 
     def source(self, name: str) -> SourceEndpoint:
         """The endpoint of one source; a missing URL or credential is a ConfigError."""
         if name not in SOURCE_NAMES:
             raise ConfigError(f"--source {name!r}: unknown source; choose from {SOURCE_NAMES}")
+        if self.agency_source is not None:
+            return self.agency_source(name)
         system = SOURCE_SYSTEMS[name]
         missing = [v for v in system.envs if not self.env.get(v)]
         if missing:

@@ -41,7 +41,13 @@ from sqlalchemy.engine import Connection
 
 from rulewatch.extract.engine import ParsedRecord, Stream, canonical_json_bytes
 from rulewatch.extract.fields import naive_utc
-from rulewatch.warehouse.schema import CORE_TABLES, landed_record, quarantined_record, sync_state
+from rulewatch.warehouse.schema import (
+    CORE_TABLES,
+    landed_record,
+    natural_key_column,
+    quarantined_record,
+    sync_state,
+)
 
 CONTRACT_CHECK = "contract"
 _LANDED_COLUMNS = (
@@ -130,7 +136,9 @@ class _Write:
             source = table_clause(staged, *[column(c) for c in self.columns])
             stmt = stmt.from_select(list(self.columns), select(*source.c))
         if not self.upsert:
-            return stmt.on_conflict_do_nothing(index_elements=["stream", "record_hash"])
+            return stmt.on_conflict_do_nothing(
+                index_elements=["agency_id", "stream", "record_hash"]
+            )
         pk = [c.name for c in self.table.primary_key.columns]
         set_ = {k: stmt.excluded[k] for k in self.columns if k not in self.keep}
         return stmt.on_conflict_do_update(
@@ -572,7 +580,7 @@ def _write_records(
 ) -> None:
     """The set-based writes of a batch: land, set aside, merge into current state."""
     table = CORE_TABLES[stream.name]
-    key_col = table.primary_key.columns.keys()[0]
+    key_col = natural_key_column(table).name
     landed: list[tuple] = []
     quarantined: list[tuple] = []
     newest: dict[str, tuple[ParsedRecord, str, datetime | None]] = {}
@@ -671,7 +679,7 @@ def advance_watermark(
         stream=stream_name, watermark_at=watermark_at, sync_run_id=sync_run_id, updated_at=now
     )
     stmt = stmt.on_conflict_do_update(
-        index_elements=["stream"],
+        index_elements=["agency_id", "stream"],
         set_={
             "watermark_at": stmt.excluded.watermark_at,
             "sync_run_id": stmt.excluded.sync_run_id,
@@ -690,7 +698,7 @@ def mark_departed(
 ) -> int:
     """Soft-delete snapshot rows (roster members) missing from the latest full list."""
     table = CORE_TABLES[stream.name]
-    key_col = table.primary_key.columns.values()[0]
+    key_col = natural_key_column(table)
     present = set(present_keys)
     active = conn.execute(select(key_col).where(table.c.is_active.is_(True))).scalars().all()
     gone = [k for k in active if k not in present]

@@ -52,6 +52,23 @@ metadata = MetaData(
 )
 
 RUN_ID = String(36)
+#: The agency a row belongs to (revision 0009): a slug of ``agencies.yaml`` (at most 40
+#: characters), ``default`` without the file, ``all`` for the city rollup's rows.
+AGENCY_ID = String(64)
+DEFAULT_AGENCY_ID = "default"
+
+
+def _agency(*, primary_key: bool = False) -> Column:
+    """The agency key column; ``default`` fills it in a warehouse made before agencies."""
+    return Column(
+        "agency_id",
+        AGENCY_ID,
+        primary_key=primary_key,
+        nullable=False,
+        server_default=DEFAULT_AGENCY_ID,
+    )
+
+
 #: A source's natural key: the contract sets no length limit (revision 0007).
 NATURAL_KEY = Text
 
@@ -61,6 +78,7 @@ sync_run = Table(
     metadata,
     Column("sync_run_id", RUN_ID, primary_key=True),
     Column("job_id", RUN_ID, nullable=False),
+    _agency(),
     Column("source", String(32), nullable=False),
     Column("is_full_refresh", Boolean, nullable=False),
     Column("started_at", DateTime, nullable=False),
@@ -80,6 +98,7 @@ sync_run = Table(
 sync_state = Table(
     "sync_state",
     metadata,
+    _agency(primary_key=True),
     Column("stream", String(64), primary_key=True),  # e.g. "enforcement.inspections"
     Column("watermark_at", DateTime),  # newest change time loaded (UTC)
     Column("sync_run_id", RUN_ID),
@@ -97,14 +116,15 @@ landed_record = Table(
         autoincrement=True,
     ),
     Column("sync_run_id", RUN_ID, nullable=False),
+    _agency(),
     Column("stream", String(64), nullable=False),
     Column("natural_key", NATURAL_KEY),
     Column("changed_at", DateTime),
     Column("record_hash", String(64), nullable=False),
     Column("payload", Text, nullable=False),
     Column("landed_at", DateTime, nullable=False),
-    UniqueConstraint("stream", "record_hash"),
-    Index(None, "stream", "natural_key"),
+    UniqueConstraint("agency_id", "stream", "record_hash"),
+    Index(None, "agency_id", "stream", "natural_key"),
 )
 
 # One row per distinct malformed record version received, with the reason.
@@ -118,6 +138,7 @@ quarantined_record = Table(
         autoincrement=True,
     ),
     Column("sync_run_id", RUN_ID, nullable=False),
+    _agency(),
     Column("stream", String(64), nullable=False),
     Column("natural_key", NATURAL_KEY),
     Column("check_name", String(128), nullable=False),  # "contract" or an expectation
@@ -125,7 +146,7 @@ quarantined_record = Table(
     Column("record_hash", String(64), nullable=False),
     Column("payload", Text, nullable=False),
     Column("quarantined_at", DateTime, nullable=False),
-    UniqueConstraint("stream", "record_hash"),
+    UniqueConstraint("agency_id", "stream", "record_hash"),
 )
 
 
@@ -143,6 +164,7 @@ def _current_state_columns() -> list[Column]:
 permit_application = Table(
     "permit_application",
     metadata,
+    _agency(primary_key=True),
     Column("application_id", NATURAL_KEY, primary_key=True),
     Column("received_at", DateTime),
     Column("received_on", Date),
@@ -166,6 +188,7 @@ permit_application = Table(
 inspection = Table(
     "inspection",
     metadata,
+    _agency(primary_key=True),
     Column("inspection_no", NATURAL_KEY, primary_key=True),
     Column("task_type", String(16)),
     Column("is_joint", Boolean),
@@ -188,6 +211,7 @@ inspection = Table(
 officer = Table(
     "officer",
     metadata,
+    _agency(primary_key=True),
     Column("officer_id", NATURAL_KEY, primary_key=True),
     Column("name", Text),
     Column("role", String(16)),
@@ -203,6 +227,7 @@ officer = Table(
 document = Table(
     "document",
     metadata,
+    _agency(primary_key=True),
     Column("doc_id", NATURAL_KEY, primary_key=True),
     Column("title", Text),
     Column("doc_type", String(32)),
@@ -248,6 +273,12 @@ warehouse_meta = Table(
     Column("value", Text, nullable=False),
 )
 
+
+def natural_key_column(table: Table) -> Column:
+    """A core table's natural key: its primary key's column after ``agency_id``."""
+    return next(c for c in table.primary_key.columns if c.name != "agency_id")
+
+
 CORE_TABLES = {
     "permits.applications": permit_application,
     "enforcement.inspections": inspection,
@@ -262,6 +293,7 @@ CORE_TABLES = {
 alert_state = Table(
     "alert_state",
     metadata,
+    _agency(primary_key=True),
     Column("metric", String(64), primary_key=True),
     Column("period", String(16), primary_key=True),
     Column("status", String(16), nullable=False),
@@ -274,6 +306,7 @@ alert = Table(
     "alert",
     metadata,
     Column("alert_id", RUN_ID, primary_key=True),
+    _agency(),  # the supervising office's digest: the rollup id ``all``
     Column("dedupe_key", Text, nullable=False, unique=True),  # embeds a natural key
     Column("kind", String(16), nullable=False),
     Column("metric", String(64), nullable=False),
@@ -293,6 +326,7 @@ alert_delivery = Table(
     metadata,
     Column("alert_id", RUN_ID, primary_key=True),
     Column("channel_id", String(16), primary_key=True),
+    _agency(),  # the alert's
     Column("channel", String(255), nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
@@ -318,6 +352,7 @@ check_run = Table(
     metadata,
     Column("check_run_id", RUN_ID, primary_key=True),
     Column("job_id", RUN_ID),  # the nightly job that ran it; null for `rulewatch check`
+    _agency(),
     Column("kind", String(16), nullable=False),  # data_quality, targets
     Column("period", String(16)),  # targets: the period checked
     Column("as_of", Date),
@@ -349,6 +384,7 @@ check_result = Table(
         autoincrement=True,
     ),
     Column("check_run_id", RUN_ID, nullable=False),
+    _agency(),  # the check run's
     Column("suite", String(128), nullable=False),  # the GX expectation suite
     Column("expectation", String(128), nullable=False),  # metric id or expectation name
     Column("expectation_type", String(128), nullable=False),  # the GX expectation type
@@ -384,6 +420,7 @@ check_offender = Table(
     ),
     Column("natural_key", NATURAL_KEY, primary_key=True),
     Column("reason", Text),
+    _agency(),  # the check result's
 )
 
 
@@ -396,6 +433,7 @@ check_offender = Table(
 report_metric = Table(
     "report_metric",
     metadata,
+    _agency(primary_key=True),  # or ``all``: the city rollup
     Column("metric", String(64), primary_key=True),
     Column("period", String(16), primary_key=True),  # 2023, 2023-Q4, 2023-10
     Column("as_of", Date, primary_key=True),
@@ -421,6 +459,7 @@ report_metric = Table(
 report_target_status = Table(
     "report_target_status",
     metadata,
+    _agency(primary_key=True),
     Column("metric", String(64), primary_key=True),
     Column("period", String(16), primary_key=True),
     Column("as_of", Date, nullable=False),
@@ -442,6 +481,7 @@ report_target_status = Table(
 report_offender = Table(
     "report_offender",
     metadata,
+    _agency(primary_key=True),
     Column("metric", String(64), primary_key=True),
     Column("period", String(16), primary_key=True),
     Column("natural_key", NATURAL_KEY, primary_key=True),

@@ -11,6 +11,7 @@ from rulewatch.config.agencies import (
     DEFAULT_AGENCY_ID,
     credential_keys,
     load_agencies,
+    settings_for,
     source_endpoint,
 )
 from rulewatch.config.settings import PACKAGE_CONFIG_DIR, ConfigError, load_settings
@@ -376,3 +377,37 @@ def test_secret_blocks_are_read_from_a_real_prefect_server(config_dir, tmp_path)
                 source_endpoint(settings, agencies.get("science-tech"), "docreview")
     finally:
         server.stop()
+
+
+def test_settings_for_scopes_an_agency_and_its_target_overrides(config_dir):
+    agency = AGENCY.format(id="science-tech") + (
+        "    targets:\n      docreview.filing_rate: {target: 0.9, severity: warning}\n"
+    )
+    env = {"PERMITS_TOKEN": "t", "SCITECH_ALERTS": "json://127.0.0.1:3/x"}
+    settings, agencies = _load(config_dir, _file(agency), **env)
+    scoped = settings_for(settings, agencies, agencies.get("science-tech"))
+    assert scoped.agency_id == "science-tech"
+    assert scoped.output_dir == settings.data_dir / "agencies" / "science-tech"
+    assert scoped.targets["docreview.filing_rate"].target == 0.9
+    assert scoped.targets["docreview.filing_rate"].severity == "warning"
+    assert scoped.targets["permits.on_time_rate"] == settings.targets["permits.on_time_rate"]
+    assert scoped.alert_urls == ("json://127.0.0.1:2/alerts", "json://127.0.0.1:3/x")
+    assert scoped.alerts.language == "en"
+    assert scoped.source("permits").base_url == "http://127.0.0.1:1/a/science-tech"
+    assert scoped.source("permits").credentials == {"token": "t"}
+    with pytest.raises(ConfigError, match="has no source 'enforcement'"):
+        scoped.source("enforcement")
+
+
+def test_settings_for_without_the_file_is_the_settings(config_dir):
+    settings = load_settings({"RULEWATCH_CONFIG_DIR": str(config_dir)})
+    agencies = load_agencies(settings)
+    scoped = settings_for(settings, agencies, agencies.get(DEFAULT_AGENCY_ID))
+    assert scoped is settings and scoped.agency_id == DEFAULT_AGENCY_ID
+    assert scoped.output_dir == settings.data_dir
+
+
+def test_an_override_of_a_target_not_in_targets_yaml_names_the_key(config_dir):
+    agency = AGENCY.format(id="a1") + "    targets:\n      nonsense_rate: {target: 0.5}\n"
+    with pytest.raises(ConfigError, match=r"agencies\[0\]\.targets\.nonsense_rate"):
+        _load(config_dir, _file(agency))
