@@ -303,7 +303,8 @@ def _failure_is_announced_elsewhere(state: Any) -> bool:
         return False
     if isinstance(data, WarehouseBusy):
         return True
-    return type(data).__name__ == "NightlyResult"  # SourcesFailed: the flow got through
+    # SourcesFailed: the flow got through; AgenciesFailed: the digest named the agencies
+    return type(data).__name__ in ("NightlyResult", "CityResult")
 
 
 def announce_job_failure(flow: Any, flow_run: Any, state: Any) -> None:

@@ -72,6 +72,30 @@ def scorecard_table(metrics: Iterable[MetricValue], title: str, language: str = 
     return table
 
 
+def league_table(
+    by_agency: dict[str, list[MetricValue]], title: str, language: str = "en"
+) -> Table:
+    """The targets across agencies: one row per target, one column per agency (value, status)."""
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("target", justify="right")
+    for agency_id in by_agency:
+        table.add_column(agency_id, justify="right")
+    first = next(iter(by_agency.values()), [])
+    for metric in (m for m in first if m.target is not None):
+        cells = []
+        for metrics in by_agency.values():
+            found = next((m for m in metrics if m.metric == metric.metric), None)
+            if found is None:
+                cells.append("")
+                continue
+            style = _STATUS_STYLE.get(found.status, "")
+            status = f"[{style}]{found.status}[/]" if style else found.status
+            cells.append(f"{format_value(found)} {status}")
+        table.add_row(metric.metric, format_percent(metric.target), *cells)
+    return table
+
+
 def print_calendar_note(
     settings: Settings, period: Period, as_of: date, flagged: bool, console: Console = out
 ) -> None:

@@ -137,6 +137,12 @@ def _agencies(settings: Settings, value: str | None, *, all_by_default: bool) ->
     return [settings_for(settings, agencies, a) for a in agencies.select(value)]
 
 
+def _has_agencies_file(settings: Settings) -> bool:
+    from rulewatch.config.agencies import AGENCIES_FILE
+
+    return (settings.config_dir / AGENCIES_FILE).exists()
+
+
 def _as_of(settings: Settings, value: str | None) -> date:
     from datetime import datetime
 
@@ -269,15 +275,35 @@ def check(
 
 
 def _run_nightly(
-    settings: Settings, sources: list[str], full_refresh: bool, as_of: date
-) -> Any:  # NightlyResult
+    settings: Settings,
+    sources: list[str],
+    full_refresh: bool,
+    as_of: date,
+    agencies: list[Settings] | None = None,
+    agency: str | None = None,
+) -> Any:  # NightlyResult, or CityResult with ``agencies``
+    """The nightly flow, on Prefect's API (configured, served, or temporary).
+
+    With ``agencies`` (settings of the agencies chosen from agencies.yaml) the city's
+    night runs them (``agency``: the ``--agency`` value); each agency's missing
+    variable is a usage error before any work. Without, the one agency's night as always.
+    """
     _quiet_prefect()
     from rulewatch.cli.preflight import PreflightFailed, check_before_sync
     from rulewatch.flows.prefect_start import EarlyPrefect
     from rulewatch.warehouse.db import WarehouseError
 
-    for name in sources:
-        settings.source(name)  # exit 2 on a missing URL or credential, before any work
+    if agencies is None:
+        for name in sources:
+            settings.source(name)  # exit 2 on a missing URL or credential, before any work
+    else:
+        from rulewatch.config.agencies import load_agencies
+
+        every = load_agencies(settings)
+        for scoped in agencies:
+            has = every.get(scoped.agency_id).sources
+            for name in (n for n in sources if n in has):
+                scoped.source(name)
     try:  # alert URLs, warehouse, Prefect API: before any Prefect output
         check_before_sync(settings)
     except (WarehouseError, PreflightFailed) as exc:  # a night that cannot start has failed
@@ -297,12 +323,18 @@ def _run_nightly(
         f"the nightly run overstayed its {limit:.0f} s "
         "(schedule.yaml: timeouts.flow_seconds) and was stopped",
     )
-    with live_progress(sources) as on_page:
-        set_progress_sink(on_page)
+    city = {} if agencies is None else {"agency": agency}
+    # one bar per source reads well for one agency; agencies would share the bars
+    with live_progress(sources if agencies is None else []) as on_page:
+        set_progress_sink(on_page if agencies is None else None)
         try:
             with prefect_api.ready():
                 state = flow(
-                    sources=sources, full_refresh=full_refresh, as_of=as_of, return_state=True
+                    sources=sources,
+                    full_refresh=full_refresh,
+                    as_of=as_of,
+                    **city,
+                    return_state=True,
                 )
         finally:
             set_progress_sink(None)
@@ -310,11 +342,39 @@ def _run_nightly(
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, BaseException):
         raise outcome
+    if agencies is not None:
+        return outcome  # the caller prints each agency's, then fails naming the failed ones
     if outcome.failed:
         out.print(sync_table(outcome.sources, outcome.failed))
         raise JobFailed(str(SourcesFailed(outcome)))
     out.print(sync_table(outcome.sources, outcome.failed))
     return outcome
+
+
+def _print_city(settings: Settings, agencies: list[Settings], result: Any, as_of: date) -> None:
+    """Each agency's sync table, scorecard, checks and alerts, under its name."""
+    from rulewatch.cli.console import out, print_calendar_note, scorecard_table, sync_table
+    from rulewatch.config.agencies import load_agencies
+
+    every = load_agencies(settings)
+    for scoped in agencies:
+        agency = every.get(scoped.agency_id)
+        lang = scoped.alerts.language
+        out.rule(f"{agency.agency_id}: {agency.name(lang)}")
+        nightly = result.agencies.get(agency.agency_id)
+        if nightly is None:
+            out.print(f"run failed: {result.failed.get(agency.agency_id, 'did not run')}")
+            continue
+        out.print(sync_table(nightly.sources, nightly.failed))
+        out.print(scorecard_table(nightly.metrics, f"{as_of.year} as of {as_of}", lang))
+        print_calendar_note(
+            scoped,
+            Period.parse(str(as_of.year)),
+            as_of,
+            any(m.provisional for m in nightly.metrics),
+        )
+        _print_checks(scoped, nightly)
+        _print_alerts(nightly.alerts)
 
 
 def _describe(url: str) -> str:
@@ -336,6 +396,7 @@ def sync(
         bool, typer.Option("--full-refresh", help="re-read everything, ignoring watermarks")
     ] = False,
     as_of: AsOf = None,
+    agency: AgencyOpt = None,
 ) -> None:
     """The nightly job: extract each source, validate, load, compute the metrics."""
     from rulewatch.cli.console import out, print_calendar_note, scorecard_table
@@ -348,6 +409,10 @@ def sync(
         if name not in SOURCE_NAMES:
             raise ConfigError(f"--source {name!r}: unknown source; choose from {SOURCE_NAMES}")
     day = _as_of(settings, as_of)
+    chosen = _agencies(settings, agency, all_by_default=True)
+    if _has_agencies_file(settings):  # the city's night, one run per agency
+        _sync_city(settings, chosen, names, full_refresh, day, agency)
+        return
     result = _run_nightly(settings, names, full_refresh, day)
     out.print(scorecard_table(result.metrics, f"{day.year} as of {day}", settings.alerts.language))
     print_calendar_note(
@@ -356,6 +421,26 @@ def sync(
     _print_checks(settings, result)
     _print_alerts(getattr(result, "alerts", None))
     out.print(f"warehouse: {_describe(settings.warehouse_url)}")
+
+
+def _sync_city(
+    settings: Settings,
+    chosen: list[Settings],
+    names: list[str],
+    full_refresh: bool,
+    day: date,
+    agency: str | None,
+) -> Any:
+    """The city's night for ``sync``: each agency's figures, then exit 1 naming failed ones."""
+    from rulewatch.cli.console import out
+    from rulewatch.flows.nightly import AgenciesFailed
+
+    result = _run_nightly(settings, names, full_refresh, day, chosen, agency)
+    _print_city(settings, chosen, result, day)
+    out.print(f"warehouse: {_describe(settings.warehouse_url)}")
+    if result.failed:
+        raise JobFailed(str(AgenciesFailed(result)))
+    return result
 
 
 @app.command()
@@ -384,7 +469,17 @@ def report(
 
 @app.command()
 @_errors
-def demo() -> None:
+def demo(
+    agencies: Annotated[
+        int | None,
+        typer.Option(
+            "--agencies",
+            min=1,
+            max=500,
+            help="a city of N agencies (one with a failing source): their night, the league table",
+        ),
+    ] = None,
+) -> None:
     """Start the demo source systems, run the nightly pipeline on them, show the scorecards."""
     from rulewatch.cli.console import err, out, scorecard_table
     from rulewatch.common.stopping import stop_on_sigterm
@@ -393,6 +488,9 @@ def demo() -> None:
     from rulewatch.metrics.compute import compute_metrics, early_warnings
 
     stop_on_sigterm("demo")
+    if agencies is not None:
+        _demo_city(agencies)
+        return
     with start_demo_sources() as demo_sources:
         os.environ.update(demo_sources.env())
         settings = load_settings()
@@ -430,6 +528,71 @@ def demo() -> None:
         )
     for path in reports:
         out.print(f"report: {path}")
+    out.print(f"warehouse: {_describe(settings.warehouse_url)}")
+
+
+CITY_DEMO_DIR = "city-demo"
+
+
+def _demo_city(count: int) -> None:
+    """``demo --agencies N``: demo systems for N agencies, their night, the league table.
+
+    The city gets its own folder (``<data dir>/city-demo``: a copy of the config
+    folder with the ``agencies.yaml`` of the demo systems, and, unless
+    ``RULEWATCH_WAREHOUSE_URL`` is set, its own SQLite warehouse), so the plain
+    demo's warehouse stays the plain demo's. The copy retries a failing source
+    task no more (``retries.source_task: 0``): the failing agency is named after
+    its request retries, not a minute later.
+    """
+    import shutil
+
+    import yaml
+
+    from rulewatch.cli.console import err, league_table, out
+    from rulewatch.demo.agencies import demo_agencies, start_agency_sources
+    from rulewatch.demo.data import DEMO_TODAY
+    from rulewatch.metrics.compute import compute_metrics
+
+    base = load_settings()
+    home = base.data_dir / CITY_DEMO_DIR
+    config_dir = home / "config"
+    shutil.rmtree(config_dir, ignore_errors=True)
+    shutil.copytree(
+        base.config_dir,
+        config_dir,
+        ignore=lambda _d, names: [n for n in names if not n.endswith(".yaml")],
+    )
+    schedule_path = config_dir / "schedule.yaml"
+    schedule = yaml.safe_load(schedule_path.read_text(encoding="utf-8")) or {}
+    schedule.setdefault("retries", {})["source_task"] = 0
+    schedule_path.write_text(yaml.safe_dump(schedule, sort_keys=False), encoding="utf-8")
+    with start_agency_sources(demo_agencies(count)) as sources:
+        (config_dir / "agencies.yaml").write_text(sources.agencies_yaml(), encoding="utf-8")
+        os.environ.update(sources.env())
+        os.environ["RULEWATCH_CONFIG_DIR"] = str(config_dir)
+        os.environ["RULEWATCH_DATA_DIR"] = str(home)
+        settings = load_settings()
+        settings.pii_key()  # made for the demo and kept, as the plain demo does
+        err.print(
+            f"demo sources for {count} agencies: permits {sources.ports['permits']}, "
+            f"enforcement {sources.ports['enforcement']}, docreview "
+            f"{sources.ports['docreview']} on {sources.host}, one path per agency"
+        )
+        chosen = _agencies(settings, None, all_by_default=True)
+        result = _run_nightly(settings, list(SOURCE_NAMES), False, DEMO_TODAY, chosen)
+    engine = _warehouse(settings)
+    by_agency = {}
+    with engine.connect() as conn:
+        for scoped in chosen:
+            by_agency[scoped.agency_id] = compute_metrics(
+                conn, Period.parse(str(DEMO_TODAY.year)), DEMO_TODAY, scoped.targets
+            )
+    engine.dispose()
+    lang = settings.alerts.language
+    out.print(league_table(by_agency, f"{DEMO_TODAY.year} as of {DEMO_TODAY}: league table", lang))
+    for agency_id, why in result.failed.items():
+        out.print(f"[red]agency {agency_id} failed[/]: {why}", soft_wrap=True)
+    out.print(f"config: {config_dir / 'agencies.yaml'}")
     out.print(f"warehouse: {_describe(settings.warehouse_url)}")
 
 
@@ -495,12 +658,15 @@ def deploy(
     settings = load_settings()
     validate_cron(settings)
     validate_alert_urls(settings)
+    limits: dict[str, int] = {}
     try:
-        registered = deploy_to_pool(settings, pool)
+        registered = deploy_to_pool(settings, pool, limits)
     except DeployError as exc:
         raise JobFailed(str(exc)) from None
     for deployment in registered:
         print(f"deployment {deployment.name} on work pool {pool}")
+    for name, size in limits.items():
+        print(f"concurrency limit {name}: {size} at once")
     print(f"start workers with: prefect worker start --pool {pool}")
 
 

@@ -106,11 +106,20 @@ class RetriesSection(_Strict):
     source_task_delay_seconds: float = Field(default=30, ge=0)
 
 
+class ConcurrencySection(_Strict):
+    """How many agencies' nightly runs may be at work at once (issue 16): per source host
+    (a shared provincial system must not be hammered) and per warehouse."""
+
+    agencies_per_source_host: int = Field(default=4, ge=1)
+    agencies_per_warehouse: int = Field(default=8, ge=1)
+
+
 class ScheduleFile(_Strict):
     cron: str = "0 2 * * *"
     timezone: str = "Asia/Shanghai"
     timeouts: TimeoutsSection = TimeoutsSection()
     retries: RetriesSection = RetriesSection()
+    concurrency: ConcurrencySection = ConcurrencySection()
 
 
 class CalendarFile(_Strict):

@@ -1,11 +1,15 @@
 """The Prefect deployments of rulewatch's flows, served or on a work pool.
 
-Both ways register the same two deployments, named by where they run:
+Both ways register the same deployments, named by where they run:
 
 - ``rulewatch-nightly/<name>``: the nightly sync, on the cron and timezone of
   ``schedule.yaml``; at most one run at a time (a second one waits for the
   slot), and the warehouse's job lock keeps any other path out;
-- ``rulewatch-backfill/<name>``: no schedule, run on demand with ``start`` and ``end``.
+- ``rulewatch-backfill/<name>``: no schedule, run on demand with ``start`` and ``end``;
+- on a work pool with ``agencies.yaml``, ``rulewatch-agency-nightly/<name>``: one
+  agency's night, which the nightly flow runs once per agency (``run_deployment``),
+  so the pool's workers, on any machine, share the night; and the global
+  concurrency limits those runs take (per source host, per warehouse).
 
 Every parameter of both flows is editable in the Prefect UI. Entrypoints are
 module paths (``rulewatch.flows.nightly.nightly_sync``), so a worker needs the
@@ -28,10 +32,12 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
+from rulewatch.config.agencies import load_agencies
 from rulewatch.config.settings import ConfigError, Settings
 from rulewatch.config.source_systems import SOURCE_SYSTEMS
 from rulewatch.flows.backfill import backfill
-from rulewatch.flows.nightly import nightly_sync
+from rulewatch.flows.limits import upsert_limits, wanted_limits
+from rulewatch.flows.nightly import agency_nightly, nightly_sync
 
 DEFAULT_POOL = "rulewatch"
 POOL_DEPLOYMENT = "workers"  # run by `prefect worker start --pool ...`
@@ -69,14 +75,35 @@ def one_at_a_time() -> ConcurrencyLimitConfig:
 
 
 def nightly_deployment(
-    settings: Settings, name: str, job_variables: dict[str, Any] | None = None
+    settings: Settings,
+    name: str,
+    job_variables: dict[str, Any] | None = None,
+    agency_deployment: str | None = None,
 ) -> RunnerDeployment:
-    """The nightly sync on the configured cron and timezone."""
+    """The nightly sync on the configured cron and timezone; with ``agency_deployment``
+    (a city on a work pool) it runs each agency there and takes the concurrency limits."""
+    city = {"agency_deployment": agency_deployment, "concurrency_limits": True}
     return nightly_sync.to_deployment(
         name,
         schedule=Cron(settings.schedule.cron, timezone=settings.schedule.timezone),
         concurrency_limit=one_at_a_time(),
         description="Nightly sync of every source, then the metrics (rulewatch sync).",
+        tags=TAGS,
+        job_variables=job_variables,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        parameters=city if agency_deployment else None,
+    )
+
+
+def agency_nightly_deployment(
+    name: str, job_variables: dict[str, Any] | None = None
+) -> RunnerDeployment:
+    """One agency's night, run by the city's nightly flow (one run per agency, on any
+    worker of the pool). No deployment concurrency limit: agencies run side by side,
+    bounded by the global concurrency limits; the job lock keeps one agency single."""
+    return agency_nightly.to_deployment(
+        name,
+        description="One agency's nightly sync, started by rulewatch-nightly for each agency.",
         tags=TAGS,
         job_variables=job_variables,
         entrypoint_type=EntrypointType.MODULE_PATH,
@@ -151,21 +178,42 @@ def require_api_url() -> str:
     return url
 
 
-def deploy_to_pool(settings: Settings, pool: str = DEFAULT_POOL) -> list[Registered]:
-    """Register the nightly and backfill deployments on ``pool`` (created if missing)."""
+def deploy_to_pool(
+    settings: Settings, pool: str = DEFAULT_POOL, limits: dict[str, int] | None = None
+) -> list[Registered]:
+    """Register the nightly and backfill deployments on ``pool`` (created if missing).
+
+    With ``agencies.yaml`` also one agency's night, which the nightly flow runs once
+    per agency on the pool, and the global concurrency limits the runs take (set to
+    the configured sizes; ``limits`` receives them)."""
     import httpx
     from prefect.deployments.runner import DeploymentApplyError
 
     url = require_api_url()
+    agencies = load_agencies(settings)
+    city = agencies.path is not None
     try:
         ensure_process_pool(pool)
         env = secret_block_env()
         job_variables = {"env": env} if env else None
-        registered = []
-        for deployment in (
-            nightly_deployment(settings, POOL_DEPLOYMENT, job_variables),
+        per_agency = agency_nightly_deployment(POOL_DEPLOYMENT, job_variables)
+        deployments = [
+            nightly_deployment(
+                settings,
+                POOL_DEPLOYMENT,
+                job_variables,
+                agency_deployment=full_name(per_agency) if city else None,
+            ),
             backfill_deployment(POOL_DEPLOYMENT, job_variables),
-        ):
+        ]
+        if city:
+            deployments.append(per_agency)
+            wanted = wanted_limits(settings, agencies)
+            upsert_limits(wanted)
+            if limits is not None:
+                limits.update(wanted)
+        registered = []
+        for deployment in deployments:
             deployment_id = deployment.apply(work_pool_name=pool)
             registered.append(Registered(full_name(deployment), str(deployment_id)))
     except (httpx.HTTPError, DeploymentApplyError) as exc:

@@ -8,14 +8,19 @@ naming the source.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.states import Failed, State
 from sqlalchemy import Engine
 
@@ -27,9 +32,19 @@ from rulewatch.checks.targets import TargetRun, nightly_periods, run_target_chec
 from rulewatch.common.periods import Period
 from rulewatch.common.text import server_text
 from rulewatch.common.workdays import calendar_of
-from rulewatch.config.settings import SOURCE_NAMES, Settings, load_settings
+from rulewatch.config.agencies import ALL_AGENCIES, load_agencies, settings_for
+from rulewatch.config.settings import SOURCE_NAMES, ConfigError, Settings, load_settings
 from rulewatch.extract.engine import SourceError
-from rulewatch.flows.limits import source_task, step_task
+from rulewatch.flows.limits import (
+    WAREHOUSE_LIMIT,
+    slots,
+    source_limit,
+    source_task,
+    step_task,
+    upsert_limits,
+    wanted_limits,
+    warehouse_slots,
+)
 from rulewatch.metrics.compute import MetricValue, compute_metrics
 from rulewatch.report.provisional import recompute_provisional_history
 from rulewatch.report.tables import (
@@ -46,6 +61,10 @@ from rulewatch.warehouse.sync import MAX_ERROR_TEXT, ProgressCallback, SourceSyn
 _PROGRESS_SINK: list[ProgressCallback | None] = [None]
 #: Each running job's Great Expectations process, by job id (tasks run in threads of this one).
 _RECORDERS: dict[str, Recorder] = {}
+#: How many agencies' nights run at once in this process, by city run.
+_AGENCY_SLOTS: dict[str, threading.BoundedSemaphore] = {}
+#: The flow of one agency's night (its deployment: ``rulewatch-agency-nightly/<name>``).
+AGENCY_FLOW = "rulewatch-agency-nightly"
 
 
 @dataclass
@@ -77,20 +96,38 @@ def set_progress_sink(callback: ProgressCallback | None) -> None:
     _PROGRESS_SINK[0] = callback
 
 
-@task(name="sync-source", cache_policy=NO_CACHE, task_run_name="sync-{source}")
-def sync_source_task(source: str, job_id: str, full_refresh: bool) -> SourceSyncResult | State:
-    """Extract, validate and load one source."""
+def agency_settings(agency: str | None = None) -> Settings:
+    """The settings a step reads: one agency's of ``agencies.yaml`` (its sources,
+    targets, alert channels, folder), or, for None, today's settings unchanged."""
     settings = load_settings()
+    if agency is None:
+        return settings
+    agencies = load_agencies(settings)
+    return settings_for(settings, agencies, agencies.get(agency))
+
+
+@task(name="sync-source", cache_policy=NO_CACHE, task_run_name="sync-{source}")
+def sync_source_task(
+    source: str,
+    job_id: str,
+    full_refresh: bool,
+    agency: str | None = None,
+    limited: bool = False,
+) -> SourceSyncResult | State:
+    """Extract, validate and load one source (of one agency); ``limited``: holding a
+    slot of the source host's concurrency limit while it reads."""
+    settings = agency_settings(agency)
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
-        result = sync_source(
-            engine,
-            settings,
-            source,
-            job_id=job_id,
-            full_refresh=full_refresh,
-            progress=_PROGRESS_SINK[0],
-        )
+        with slots([source_limit(settings.source(source).base_url)], limited):
+            result = sync_source(
+                engine,
+                settings,
+                source,
+                job_id=job_id,
+                full_refresh=full_refresh,
+                progress=_PROGRESS_SINK[0],
+            )
     except SourceError as exc:  # an expected failure: one line, no traceback
         return Failed(message=str(exc), data=exc)
     finally:
@@ -108,9 +145,9 @@ def sync_source_task(source: str, job_id: str, full_refresh: bool) -> SourceSync
 
 
 @task(name="compute-metrics", cache_policy=NO_CACHE)
-def metrics_task(period: str, as_of: date) -> list[MetricValue]:
+def metrics_task(period: str, as_of: date, agency: str | None = None) -> list[MetricValue]:
     """The period's metrics from the warehouse, in SQL."""
-    settings = load_settings()
+    settings = agency_settings(agency)
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         with engine.connect() as conn:
@@ -120,9 +157,9 @@ def metrics_task(period: str, as_of: date) -> list[MetricValue]:
 
 
 @task(name="data-quality", cache_policy=NO_CACHE)
-def quality_task(job_id: str, as_of: date) -> QualityRun:
+def quality_task(job_id: str, as_of: date, agency: str | None = None) -> QualityRun:
     """The data-quality suites over the rows this job wrote (critical failures set aside)."""
-    settings = load_settings()
+    settings = agency_settings(agency)
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         run = run_quality_checks(
@@ -142,12 +179,14 @@ def quality_task(job_id: str, as_of: date) -> QualityRun:
 
 
 @task(name="target-checks", cache_policy=NO_CACHE)
-def target_checks_task(job_id: str, as_of: date, quality: QualityRun | None) -> TargetRun:
+def target_checks_task(
+    job_id: str, as_of: date, quality: QualityRun | None, agency: str | None = None
+) -> TargetRun:
     """The target checks of the nightly periods; the scorecard as Prefect artifacts."""
     from rulewatch.checks.config import load_checks_config
     from rulewatch.checks.display import publish_artifacts
 
-    settings = load_settings()
+    settings = agency_settings(agency)
     checks = load_checks_config(settings)
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
@@ -181,10 +220,10 @@ def target_checks_task(job_id: str, as_of: date, quality: QualityRun | None) -> 
 
 
 @task(name="report-tables", cache_policy=NO_CACHE)
-def report_tables_task(job_id: str, as_of: date) -> ReportTablesRefresh:
+def report_tables_task(job_id: str, as_of: date, agency: str | None = None) -> ReportTablesRefresh:
     """Refresh the report tables (metrics history, latest statuses, offenders) at as_of,
     unless they hold that date's figures already and nothing was written since."""
-    settings = load_settings()
+    settings = agency_settings(agency)
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         recomputed = recompute_provisional_history(engine, settings)
@@ -228,10 +267,12 @@ def gx_record_task(job_id: str) -> None:
 
 
 @task(name="alerts", cache_policy=NO_CACHE)
-def alerts_task(as_of: date, check_run_id: str | None = None) -> AlertRun:
+def alerts_task(
+    as_of: date, check_run_id: str | None = None, agency: str | None = None
+) -> AlertRun:
     """Announce slips, recoveries, reminders and early warnings of the target checks
     that ran one step before (``check_run_id``); send what is pending."""
-    settings = load_settings()
+    settings = agency_settings(agency)
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         # source failures, recoveries, stale data and the job's own recovery, sent below
@@ -259,25 +300,99 @@ def nightly_sync(
     full_refresh: bool = False,
     as_of: date | None = None,
     lock_wait_seconds: float = 0,
-) -> NightlyResult | State:
+    agency: str | None = None,
+    agency_deployment: str | None = None,
+    concurrency_limits: bool = False,
+) -> NightlyResult | CityResult | State:
     """Sync every source (concurrently), then compute the year-to-date metrics.
 
     The whole run, migrations included, holds the warehouse's job lock: a second
     sync waits up to ``lock_wait_seconds``, then fails with WarehouseBusy before
     writing anything.
+
+    With ``agencies.yaml`` this is the city's night (:func:`city_night`): one
+    child run per agency (``agency``: only that one), on ``agency_deployment``
+    when given (workers share the night), else in threads of this process;
+    ``concurrency_limits``: the runs take the Prefect limits ``rulewatch deploy``
+    created. Without the file, the night of the one agency, as always.
     """
     settings = load_settings()
+    agencies = load_agencies(settings)
+    chosen = agencies.select(agency)  # an unknown id fails before any work
+    as_of = as_of or today_in(settings)
+    if agencies.path is not None:
+        return city_night(
+            settings,
+            [a.agency_id for a in chosen],
+            sources=sources,
+            full_refresh=full_refresh,
+            as_of=as_of,
+            lock_wait_seconds=lock_wait_seconds,
+            whole_city=agency in (None, ALL_AGENCIES),
+            agency_deployment=agency_deployment,
+            concurrency_limits=concurrency_limits,
+        )
     names = list(sources or SOURCE_NAMES)
     for name in names:
         settings.source(name)  # a missing URL or credential fails before any work
+    return _night(settings, None, names, full_refresh, as_of, lock_wait_seconds)
+
+
+@flow(name=AGENCY_FLOW, flow_run_name="nightly-{agency}", log_prints=False)
+def agency_nightly(
+    agency: str,
+    sources: list[str] | None = None,
+    full_refresh: bool = False,
+    as_of: date | None = None,
+    lock_wait_seconds: float = 0,
+    concurrency_limits: bool = False,
+) -> NightlyResult | State:
+    """One agency's night: its sources, quality, metrics, target checks, report tables
+    and alerts, with its settings (``agencies.yaml``). Run by the city's night, as a
+    subflow or from its deployment on a worker; a failure is this run's failed state,
+    which the city's night names in the digest (no hook announces it on its own)."""
+    try:
+        settings = agency_settings(agency)
+        names = agency_source_names(settings, agency, sources)
+        for name in names:
+            settings.source(name)  # a missing variable or Secret block: this agency fails
+    except ConfigError as exc:
+        return Failed(message=str(exc), data=exc)
     as_of = as_of or today_in(settings)
+    try:
+        with slots([WAREHOUSE_LIMIT], concurrency_limits):
+            return _night(
+                settings, agency, names, full_refresh, as_of, lock_wait_seconds, concurrency_limits
+            )
+    except ConcurrencySlotAcquisitionError as exc:  # a limit deploy made was deleted
+        return Failed(message=f"Prefect concurrency limit: {exc}", data=exc)
+
+
+def agency_source_names(settings: Settings, agency: str, sources: list[str] | None) -> list[str]:
+    """The sources to sync for one agency: those asked for (default all) that it has."""
+    has = load_agencies(settings).get(agency).sources
+    return [name for name in (sources or SOURCE_NAMES) if name in has]
+
+
+def _night(
+    settings: Settings,
+    agency: str | None,
+    names: list[str],
+    full_refresh: bool,
+    as_of: date,
+    lock_wait_seconds: float,
+    limited: bool = False,
+) -> NightlyResult | State:
+    """The nightly steps of one agency (None: the settings' own), under its job lock."""
     recorder: Recorder | None = None
+    result = NightlyResult(job_id=str(uuid.uuid4()), as_of=as_of)
     try:
         with locked_warehouse(settings, "sync", lock_wait_seconds) as engine:
             heal_runs(engine)  # runs left `running` by a killed job become `abandoned`
-            result = NightlyResult(job_id=str(uuid.uuid4()), as_of=as_of)
             sync_task = source_task(sync_source_task, settings)
-            futures = {n: sync_task.submit(n, result.job_id, full_refresh) for n in names}
+            futures = {
+                n: sync_task.submit(n, result.job_id, full_refresh, agency, limited) for n in names
+            }
             for name, future in futures.items():
                 future.wait()
                 state = future.state
@@ -291,13 +406,17 @@ def nightly_sync(
             # (Started during the sync, its import slowed the sync by more than it saved.)
             recorder = _RECORDERS[result.job_id] = Recorder()
             ensure_calendar(engine, calendar_of(settings))  # the years the new data needs
-            result.quality = step_task(quality_task, settings)(result.job_id, as_of)
-            result.metrics = step_task(metrics_task, settings)(str(as_of.year), as_of)
+            result.quality = step_task(quality_task, settings)(result.job_id, as_of, agency)
+            result.metrics = step_task(metrics_task, settings)(str(as_of.year), as_of, agency)
             result.targets = step_task(target_checks_task, settings)(
-                result.job_id, as_of, result.quality
+                result.job_id, as_of, result.quality, agency
             )
-            result.report_tables = step_task(report_tables_task, settings)(result.job_id, as_of)
-            result.alerts = step_task(alerts_task, settings)(as_of, result.targets.check_run_id)
+            result.report_tables = step_task(report_tables_task, settings)(
+                result.job_id, as_of, agency
+            )
+            result.alerts = step_task(alerts_task, settings)(
+                as_of, result.targets.check_run_id, agency
+            )
             step_task(gx_record_task, settings)(result.job_id)
     except (WarehouseError, RecordError) as exc:  # busy, unreachable, GX failed: one line
         return Failed(message=str(exc), data=exc)
@@ -308,6 +427,179 @@ def nightly_sync(
     if result.failed:  # the run ends failed, naming the sources; no traceback to show
         return Failed(message=str(SourcesFailed(result)), data=result)
     return result
+
+
+# --- the city's night: one run per agency, then the city's steps --------------------------
+
+
+@dataclass
+class CityResult:
+    """What a city's night did: each agency's nightly result (when it ran here), the
+    agencies that failed with why, and the supervisor's digest."""
+
+    as_of: date
+    agencies: dict[str, NightlyResult | None] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # agency id -> one line
+    digest: Any = None  # the digest sent (None for a night of some agencies only)
+
+
+class AgenciesFailed(Exception):
+    """One or more agencies' runs failed; the others ran and the digest names them."""
+
+    def __init__(self, result: CityResult) -> None:
+        self.result = result
+        names = "; ".join(f"{k} ({v})" for k, v in result.failed.items())
+        super().__init__(f"nightly run failed for agencies: {names}")
+
+
+def city_night(
+    settings: Settings,
+    agency_ids: list[str],
+    *,
+    sources: list[str] | None,
+    full_refresh: bool,
+    as_of: date,
+    lock_wait_seconds: float,
+    whole_city: bool,
+    agency_deployment: str | None,
+    concurrency_limits: bool,
+) -> CityResult | State:
+    """Migrate and extend the calendar once under the warehouse's lock, run every agency,
+    then the city's steps. One agency's failure is its run's failed state, never this
+    run's exception; this run ends failed naming the agencies, after the digest."""
+    try:
+        with locked_warehouse(settings, "sync", lock_wait_seconds) as engine:
+            heal_runs(engine)
+            ensure_calendar(engine, calendar_of(settings))
+    except WarehouseError as exc:
+        return Failed(message=str(exc), data=exc)
+    if concurrency_limits:  # hosts whose URL deploy could not see get the configured size
+        upsert_limits(wanted_limits(settings, load_agencies(settings)), update=False)
+    params: dict[str, Any] = {
+        "sources": sources,
+        "full_refresh": full_refresh,
+        "as_of": as_of,
+        "lock_wait_seconds": lock_wait_seconds,
+        "concurrency_limits": concurrency_limits,
+    }
+    if agency_deployment:
+        timeout = settings.schedule.timeouts.flow_seconds
+        outcomes = run_on_workers(agency_deployment, agency_ids, params, timeout)
+    else:
+        at_once = min(
+            warehouse_slots(settings), settings.schedule.concurrency.agencies_per_source_host
+        )
+        outcomes = run_here(agency_ids, params, at_once)
+    result = CityResult(as_of=as_of)
+    for agency_id, (nightly, failure) in outcomes.items():
+        result.agencies[agency_id] = nightly
+        if failure is not None:
+            result.failed[agency_id] = failure
+    logger = get_run_logger()
+    for agency_id, why in result.failed.items():
+        logger.warning("agency %s failed: %s", agency_id, why)
+    result.digest = step_task(city_task, settings)(as_of, agency_ids, result.failed, whole_city)
+    if result.failed:
+        return Failed(message=str(AgenciesFailed(result)), data=result)
+    return result
+
+
+Outcome = tuple[NightlyResult | None, str | None]  # the agency's result here; why it failed
+
+
+@task(name="agency-night", cache_policy=NO_CACHE, task_run_name="night-{agency}")
+def agency_night_task(agency: str, params: dict[str, Any], slot_key: str) -> Outcome:
+    """One agency's night as a subflow, in a thread of this process (at most so many at once)."""
+    with _AGENCY_SLOTS[slot_key]:
+        state = agency_nightly(agency=agency, **params, return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    nightly = outcome if isinstance(outcome, NightlyResult) else None
+    if state.is_completed():
+        return nightly, None
+    return nightly, server_text(state.message or state.name, MAX_ERROR_TEXT)
+
+
+def run_here(agency_ids: list[str], params: dict[str, Any], at_once: int) -> dict[str, Outcome]:
+    """Every agency's night as a subflow of this run, ``at_once`` at a time (SQLite: one)."""
+    key = str(uuid.uuid4())
+    _AGENCY_SLOTS[key] = threading.BoundedSemaphore(at_once)
+    try:
+        futures = {a: agency_night_task.submit(a, params, key) for a in agency_ids}
+        outcomes: dict[str, Outcome] = {}
+        for agency_id, future in futures.items():
+            future.wait()
+            if future.state.is_completed():
+                outcomes[agency_id] = future.result()
+            else:  # the wrapper itself crashed (its subflow's failure is an outcome)
+                why = server_text(future.state.message or "crashed", MAX_ERROR_TEXT)
+                outcomes[agency_id] = (None, why)
+        return outcomes
+    finally:
+        _AGENCY_SLOTS.pop(key, None)
+
+
+def run_on_workers(
+    deployment: str, agency_ids: list[str], params: dict[str, Any], timeout: float
+) -> dict[str, Outcome]:
+    """Every agency's night as a run of ``deployment``, picked up by the pool's workers
+    (on any machine), linked to this run as subflows; waits for them all."""
+    from prefect.deployments import run_deployment
+
+    parameters = {**params, "as_of": params["as_of"].isoformat()}
+    runs = {
+        agency_id: run_deployment(
+            deployment,
+            parameters={**parameters, "agency": agency_id},
+            flow_run_name=f"nightly-{agency_id}",
+            timeout=0,
+            as_subflow=True,
+        )
+        for agency_id in agency_ids
+    }
+    finished = asyncio.run(_wait_for_runs([run.id for run in runs.values()], timeout))
+    outcomes: dict[str, Outcome] = {}
+    for agency_id, run in runs.items():
+        state = finished.get(run.id)
+        if state is None:
+            outcomes[agency_id] = (None, f"flow run {run.name} did not end within {timeout:.0f}s")
+        elif state.is_completed():
+            outcomes[agency_id] = (None, None)
+        else:
+            why = server_text(state.message or state.name, MAX_ERROR_TEXT)
+            outcomes[agency_id] = (None, f"{state.name}: {why}")
+    return outcomes
+
+
+async def _wait_for_runs(run_ids: list[UUID], timeout: float) -> dict[UUID, State]:
+    """The final state of each run that ended within ``timeout`` (Prefect's own wait)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import FlowWaitTimeout
+    from prefect.flow_runs import wait_for_flow_run
+
+    async with get_client() as client:
+
+        async def one(run_id: UUID) -> tuple[UUID, State | None]:
+            try:
+                run = await wait_for_flow_run(run_id, timeout=int(timeout), client=client)
+            except FlowWaitTimeout:
+                return run_id, None
+            return run_id, run.state
+
+        ended = await asyncio.gather(*(one(run_id) for run_id in run_ids))
+    return {run_id: state for run_id, state in ended if state is not None}
+
+
+@task(name="city", cache_policy=NO_CACHE)
+def city_task(as_of: date, agency_ids: list[str], failed: dict[str, str], whole_city: bool) -> Any:
+    """The city's steps after every agency's run: the rollup's report rows, and (for a
+    night of every agency) the supervisor's one digest naming the agencies that failed."""
+    get_run_logger().info(
+        "city: %d agencies ran, %d failed%s",
+        len(agency_ids),
+        len(failed),
+        "" if whole_city else " (some agencies only: no digest)",
+    )
+    return None
 
 
 @contextmanager
