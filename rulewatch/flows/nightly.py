@@ -573,7 +573,7 @@ def run_on_workers(
 async def _wait_for_runs(run_ids: list[UUID], timeout: float) -> dict[UUID, State]:
     """The final state of each run that ended within ``timeout`` (Prefect's own wait)."""
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import FlowWaitTimeout
+    from prefect.exceptions import FlowRunWaitTimeout
     from prefect.flow_runs import wait_for_flow_run
 
     async with get_client() as client:
@@ -581,7 +581,7 @@ async def _wait_for_runs(run_ids: list[UUID], timeout: float) -> dict[UUID, Stat
         async def one(run_id: UUID) -> tuple[UUID, State | None]:
             try:
                 run = await wait_for_flow_run(run_id, timeout=int(timeout), client=client)
-            except FlowWaitTimeout:
+            except FlowRunWaitTimeout:
                 return run_id, None
             return run_id, run.state
 
