@@ -297,13 +297,7 @@ def _run_nightly(
         for name in sources:
             settings.source(name)  # exit 2 on a missing URL or credential, before any work
     else:
-        from rulewatch.config.agencies import load_agencies
-
-        every = load_agencies(settings)
-        for scoped in agencies:
-            has = every.get(scoped.agency_id).sources
-            for name in (n for n in sources if n in has):
-                scoped.source(name)
+        _check_sources(settings, agencies, sources)
     try:  # alert URLs, warehouse, Prefect API: before any Prefect output
         check_before_sync(settings)
     except (WarehouseError, PreflightFailed) as exc:  # a night that cannot start has failed
@@ -349,6 +343,17 @@ def _run_nightly(
         raise JobFailed(str(SourcesFailed(outcome)))
     out.print(sync_table(outcome.sources, outcome.failed))
     return outcome
+
+
+def _check_sources(settings: Settings, agencies: list[Settings], sources: list[str]) -> None:
+    """Each agency's sources among ``sources`` resolve (URL, credentials), else exit 2."""
+    from rulewatch.config.agencies import load_agencies
+
+    every = load_agencies(settings)
+    for scoped in agencies:
+        has = every.get(scoped.agency_id).sources
+        for name in (n for n in sources if n in has):
+            scoped.source(name)
 
 
 def _print_city(settings: Settings, agencies: list[Settings], result: Any, as_of: date) -> None:
@@ -627,8 +632,11 @@ def serve(
     settings = load_settings()
     validate_cron(settings)
     validate_alert_urls(settings)
-    for name in SOURCE_NAMES:
-        settings.source(name)  # exit 2 now rather than fail every night
+    if _has_agencies_file(settings):  # every agency's sources: exit 2 now, not every night
+        _check_sources(settings, _agencies(settings, None, all_by_default=True), list(SOURCE_NAMES))
+    else:
+        for name in SOURCE_NAMES:
+            settings.source(name)  # exit 2 now rather than fail every night
     check_warehouse(settings)  # exit 1 now if the warehouse cannot be reached
     check_prefect_api()  # and a configured Prefect API must answer
     engine = _warehouse(settings, upgrade=True)  # serve runs the nightly job: it may migrate

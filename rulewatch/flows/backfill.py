@@ -10,6 +10,9 @@ sends alerts (a past slip is history, not news). Each month goes through
 (:func:`rulewatch.checks.targets.check_history`, the bulk form of the nightly
 checks), so each day's status is a stored check.
 
+With agencies.yaml it recomputes every agency's days (or one agency's,
+``agency``), each with that agency's settings.
+
 Run it from a deployment (``rulewatch deploy`` or ``rulewatch serve`` register
 it) with ``start`` and ``end`` parameters, e.g. every day of 2023.
 """
@@ -29,8 +32,9 @@ from sqlalchemy import Engine, select
 from rulewatch.checks.results import TargetCheck, checked_days
 from rulewatch.checks.targets import check_history
 from rulewatch.common.periods import Period
+from rulewatch.config.agencies import load_agencies
 from rulewatch.config.settings import ConfigError, Settings, load_settings
-from rulewatch.flows.nightly import locked_warehouse, today_in
+from rulewatch.flows.nightly import agency_settings, locked_warehouse, today_in
 from rulewatch.metrics.compute import MetricValue, compute_metrics_history
 from rulewatch.report.tables import (
     store_metrics_history,
@@ -177,9 +181,9 @@ def recompute_days(settings: Settings, first: date, last: date) -> list[DayFigur
 
 
 @task(name="backfill-days", cache_policy=NO_CACHE, task_run_name="backfill-{first}..{last}")
-def backfill_days_task(first: date, last: date) -> list[DayFigures]:
-    """Recompute one chunk of days."""
-    return recompute_days(load_settings(), first, last)
+def backfill_days_task(first: date, last: date, agency: str | None = None) -> list[DayFigures]:
+    """Recompute one chunk of days (of one agency of agencies.yaml)."""
+    return recompute_days(agency_settings(agency), first, last)
 
 
 @flow(name="rulewatch-backfill", log_prints=False)
@@ -187,17 +191,26 @@ def backfill(
     start: date,
     end: date | None = None,
     lock_wait_seconds: float = 0,
+    agency: str | None = None,
 ) -> BackfillResult | State:
     """Recompute the figures and target checks of every as-of date from ``start`` to
-    ``end`` (default today) into the report tables and check results."""
+    ``end`` (default today) into the report tables and check results.
+
+    With agencies.yaml, of every agency (``agency``: one of them): one task per
+    agency and month, all concurrent, each with its agency's settings."""
     settings = load_settings()
     end = end or today_in(settings)
     check_range(start, end)
+    agencies = load_agencies(settings)
+    chosen = agencies.select(agency)
+    ids = [None] if agencies.path is None else [a.agency_id for a in chosen]
     result = BackfillResult(start=start, end=end)
     try:
         with locked_warehouse(settings, "backfill", lock_wait_seconds) as engine:
             futures = [
-                backfill_days_task.submit(first, last) for first, last in month_chunks(start, end)
+                backfill_days_task.submit(first, last, agency_id)
+                for agency_id in ids
+                for first, last in month_chunks(start, end)
             ]
             for future in futures:
                 result.days.extend(future.result())
@@ -205,10 +218,11 @@ def backfill(
     except WarehouseBusy as exc:  # another job runs: one line, no traceback
         return Failed(message=str(exc), data=exc)
     get_run_logger().info(
-        "backfill %s..%s: %d days recomputed and checked, %d with a slipped target",
+        "backfill %s..%s: %d days recomputed and checked, %d with a slipped target%s",
         start,
         end,
-        len(result.days),
+        len(result.days) // len(ids),
         result.days_with_slips,
+        "" if agencies.path is None else f" (days of {len(ids)} agencies)",
     )
     return result

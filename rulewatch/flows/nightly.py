@@ -119,7 +119,8 @@ def sync_source_task(
     settings = agency_settings(agency)
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
-        with slots([source_limit(settings.source(source).base_url)], limited):
+        host = [source_limit(settings.source(source).base_url)] if limited else []
+        with slots(host, limited):
             result = sync_source(
                 engine,
                 settings,
