@@ -27,7 +27,13 @@ from sqlalchemy.engine import Connection
 
 from rulewatch.metrics.compute import target_status
 from rulewatch.warehouse.runs import holder_token
-from rulewatch.warehouse.schema import check_offender, check_result, check_run, now_utc
+from rulewatch.warehouse.schema import (
+    DEFAULT_AGENCY_ID,
+    check_offender,
+    check_result,
+    check_run,
+    now_utc,
+)
 
 TARGET_STATUSES = ("met", "slipped", "no_data")
 
@@ -327,8 +333,9 @@ def latest_target_statuses(
     *,
     as_of: date | None = None,
     with_offenders: bool = True,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> list[TargetCheck]:
-    """The latest stored check of every target, per period (or of one period).
+    """The latest stored check of every target of one agency, per period (or of one period).
 
     One entry per (metric, period) ever checked, ordered by metric and period.
     "Latest" is the check with the latest as-of date, and of those the last one
@@ -348,7 +355,9 @@ def latest_target_statuses(
         .label("rank")
     )
     ranked = select(check_result.c.check_result_id, rank).where(
-        check_result.c.metric.is_not(None), check_result.c.status.in_(TARGET_STATUSES)
+        check_result.c.agency_id == agency_id,
+        check_result.c.metric.is_not(None),
+        check_result.c.status.in_(TARGET_STATUSES),
     )
     if period is not None:
         ranked = ranked.where(check_result.c.period == period)
@@ -366,7 +375,8 @@ def latest_target_statuses(
         offenders = tuple(offenders_of(conn, row.check_result_id)) if with_offenders else ()
         check = _target(row, offenders)
         if row.status == "slipped":
-            check = dataclasses.replace(check, slipped_since=_slipped_since(conn, check))
+            since = _slipped_since(conn, check, agency_id)
+            check = dataclasses.replace(check, slipped_since=since)
         statuses.append(check)
     return statuses
 
@@ -378,6 +388,7 @@ def checked_days(
     *,
     job_id: str | None = None,
     by_a_job: bool = False,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> set[date]:
     """Which of ``days`` have a stored target check of ``period``: one run by the job
     ``job_id``, when given; with ``by_a_job``, one run by any nightly job (not by a
@@ -385,6 +396,7 @@ def checked_days(
     query = (
         select(check_result.c.as_of)
         .where(
+            check_result.c.agency_id == agency_id,
             check_result.c.period == period,
             check_result.c.as_of.in_(list(days)),
             check_result.c.metric.is_not(None),
@@ -416,19 +428,25 @@ def slipped_run_start(history: Iterable[tuple[date, str]]) -> date:
     return since
 
 
-def _slipped_since(conn: Connection, latest: TargetCheck) -> date:
-    history = target_history(conn, latest.metric, latest.period)
+def _slipped_since(conn: Connection, latest: TargetCheck, agency_id: str) -> date:
+    history = target_history(conn, latest.metric, latest.period, agency_id=agency_id)
     return slipped_run_start(
         [(c.as_of, c.status) for c in history if c.as_of < latest.as_of]
         + [(latest.as_of, latest.status)]
     )
 
 
-def target_history(conn: Connection, metric: str, period: str) -> list[TargetCheck]:
-    """Every stored check of one target in one period, oldest first (no offenders)."""
+def target_history(
+    conn: Connection, metric: str, period: str, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> list[TargetCheck]:
+    """Every stored check of one agency's target in one period, oldest first (no offenders)."""
     rows = conn.execute(
         select(check_result)
-        .where(check_result.c.metric == metric, check_result.c.period == period)
+        .where(
+            check_result.c.agency_id == agency_id,
+            check_result.c.metric == metric,
+            check_result.c.period == period,
+        )
         .order_by(check_result.c.check_result_id)
     ).all()
     return [_target(row) for row in rows]
