@@ -1,31 +1,27 @@
 """Metrics per agency and the city rollup, on SQLite and PostgreSQL (issue 16 §2).
 
-Three demo agencies (``rulewatch/demo/agencies.py``: the seed bureau, one deciding
-late, one filing late; the same natural keys in each, different sizes) are each synced into a warehouse of their own, the single-agency
-warehouse every figure must agree with; their core rows are then written, agency
-by agency, into one city warehouse. Each agency's figures there equal its own
+Three demo agencies (``tests/city_support.py``) are each synced into a warehouse
+of their own, the single-agency warehouse every figure must agree with; their
+core rows are then written, agency by agency, into one city warehouse. Each agency's figures there equal its own
 warehouse's; the rollup's numerators and denominators are the sums, its rates
 their ratios (which the demo data makes differ from the mean of the rates).
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
+from city_support import BASE, CityData, city_data, city_warehouse
 from pgschema import fresh_schema_url
-from sqlalchemy import Engine, event, func, insert, select
+from sqlalchemy import Engine, event, func, select
 
 from rulewatch.common.metric_ids import METRICS, RATE_METRICS
 from rulewatch.common.periods import Period
 from rulewatch.common.workdays import calendar_of
 from rulewatch.config.agencies import ALL_AGENCIES
-from rulewatch.config.settings import PACKAGE_CONFIG_DIR, Settings, load_settings
-from rulewatch.demo.agencies import AgencySources, demo_agencies, start_agency_sources
 from rulewatch.demo.data import DEMO_TODAY
 from rulewatch.metrics.compute import (
     MetricValue,
@@ -40,89 +36,32 @@ from rulewatch.metrics.compute import (
 )
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.schema import CORE_TABLES
-from rulewatch.warehouse.sync import sync_source
 
 PERIODS = ("2023", "2024", "2023-Q4", "2024-03")
-SOURCES = ("permits", "enforcement", "docreview")
-BASE = load_settings({})
 TARGETS = BASE.targets
 
 
 # --- fixtures -------------------------------------------------------------------------------
 
 
-def _settings(env: dict[str, str]) -> Settings:
-    settings = load_settings({**env, "RULEWATCH_PII_KEY": "city-test-key"})
-    for name in SOURCES:
-        options = getattr(settings.sources, name)
-        object.__setattr__(options, "max_retries", 1)
-        object.__setattr__(options, "backoff_factor", 0.0)
-    return settings
-
-
 @pytest.fixture(scope="module")
-def city_sources(tmp_path_factory) -> Iterator[tuple[AgencySources, dict[str, str], Path]]:  # noqa: ANN001
-    """The demo agencies, each synced into its own SQLite warehouse (agency ``default``):
-    (the running sources, agency id -> its warehouse URL, a config folder with their
-    agencies.yaml)."""
-    folder = tmp_path_factory.mktemp("city")
-    first, late, _, filed_late = demo_agencies(4, failing=False)
-    with start_agency_sources([first, late, filed_late]) as city:
-        singles: dict[str, str] = {}
-        for agency in city.agencies:
-            url = f"sqlite:///{folder / (agency.agency_id + '.db')}"
-            settings = _settings(
-                {
-                    **city.single_env(agency.agency_id),
-                    "RULEWATCH_WAREHOUSE_URL": url,
-                    "RULEWATCH_DATA_DIR": str(folder / agency.agency_id),
-                }
-            )
-            engine = open_warehouse(url, calendar_of(settings))
-            for source in SOURCES:
-                sync_source(engine, settings, source)
-            engine.dispose()
-            singles[agency.agency_id] = url
-        config = folder / "config"
-        shutil.copytree(PACKAGE_CONFIG_DIR, config)
-        (config / "agencies.yaml").write_text(city.agencies_yaml(), encoding="utf-8")
-        yield city, singles, config
-
-
-def copy_agencies(singles: dict[str, str], target: Engine) -> None:
-    """Every agency's core rows, as its own warehouse holds them, into ``target`` under its id.
-
-    Written directly: the loader writes the agency explicitly once the "wh" slice lands;
-    a second agency loaded today would land in ``default`` beside the first."""
-    for agency_id, url in singles.items():
-        source = open_warehouse(url, calendar_of(BASE))
-        with source.connect() as read, target.begin() as write:
-            for table in CORE_TABLES.values():
-                rows = [
-                    dict(r, agency_id=agency_id) for r in read.execute(select(table)).mappings()
-                ]
-                if rows:
-                    write.execute(insert(table), rows)
-        source.dispose()
+def city_sources(tmp_path_factory) -> Iterator[CityData]:  # noqa: ANN001
+    with city_data(tmp_path_factory.mktemp("city")) as data:
+        yield data
 
 
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
-def city_url(request, city_sources, tmp_path_factory) -> Iterator[str]:  # noqa: ANN001
+def city_url(request, city_sources: CityData, tmp_path_factory) -> Iterator[str]:  # noqa: ANN001
     """One city warehouse per backend holding the three agencies' core rows."""
-    _, singles, _ = city_sources
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('citywh') / 'city.db'}"
-        engine = open_warehouse(url, calendar_of(BASE))
-        copy_agencies(singles, engine)
-        engine.dispose()
+        city_warehouse(url, city_sources.singles)
         yield url
         return
     with fresh_schema_url() as url:
-        engine = open_warehouse(url, calendar_of(BASE))
-        copy_agencies(singles, engine)
-        engine.dispose()
+        city_warehouse(url, city_sources.singles)
         yield url
 
 
@@ -136,7 +75,7 @@ def city(city_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="module")
 def expected(city_sources) -> dict[str, dict[str, list[MetricValue]]]:  # noqa: ANN001
     """agency id -> period -> the metrics its own warehouse gives, named as its."""
-    _, singles, _ = city_sources
+    singles = city_sources.singles
     found: dict[str, dict[str, list[MetricValue]]] = {}
     for agency_id, url in singles.items():
         engine = open_warehouse(url, calendar_of(BASE))
@@ -152,8 +91,8 @@ def expected(city_sources) -> dict[str, dict[str, list[MetricValue]]]:  # noqa: 
     return found
 
 
-def ids(city_sources) -> list[str]:  # noqa: ANN001
-    return [a.agency_id for a in city_sources[0].agencies]
+def ids(city_sources: CityData) -> list[str]:
+    return list(city_sources.agency_ids)
 
 
 # --- each agency as its own warehouse gives it ----------------------------------------------
@@ -182,7 +121,7 @@ def test_each_agency_equals_its_own_warehouse(city, city_sources, expected, peri
 def test_record_level_queries_read_one_agency(city, city_sources) -> None:  # noqa: ANN001
     """The populations behind the rates, the provisional flags and the early warnings of
     each agency are its own warehouse's."""
-    _, singles, _ = city_sources
+    singles = city_sources.singles
     period = Period.parse("2024")
     for agency_id, url in singles.items():
         single = open_warehouse(url, calendar_of(BASE))
