@@ -7,12 +7,13 @@ shared out among them) are synced each into its own SQLite warehouse, and their
 core rows written into one city warehouse under their ids (SQLite, or the
 PostgreSQL schema of ``--pg``). Timed, the median of ``--repeat`` runs:
 
-- ``single``: :func:`compute_metrics` of one agency in its own warehouse (today's pass);
-- ``one_in_city``: the same agency's figures in the city warehouse;
-- ``each_in_turn``: every agency's figures, one :func:`compute_metrics` per agency;
+- ``own``: :func:`compute_metrics` of every agency in its own warehouse, one after
+  the other (what the agencies' separate deployments pay today, summed);
+- ``each_in_turn``: every agency's figures in the city warehouse, one
+  :func:`compute_metrics` per agency;
 - ``city``: :func:`compute_city_metrics`, every agency and the rollup in one pass;
-- ``history_one`` / ``history_city``: the same for a year-to-date history
-  (:func:`compute_metrics_history`, :func:`compute_city_history`).
+- ``history_own`` / ``history_each_in_turn`` / ``history_city``: the same for a
+  year-to-date history (:func:`compute_metrics_history`, :func:`compute_city_history`).
 
 Wall-clock seconds on a shared machine: compare within one run.
 """
@@ -91,13 +92,12 @@ def main() -> None:
         copy_agencies(singles, city_engine)
         ids = list(singles)
         every = dict.fromkeys(ids, targets)
-        single = open_warehouse(singles[ids[0]], calendar_of(BASE))
-        with single.connect() as own, city_engine.connect() as conn:
-            figures["single"] = _median(
-                lambda: compute_metrics(own, period, DEMO_TODAY, targets), args.repeat
-            )
-            figures["one_in_city"] = _median(
-                lambda: compute_metrics(conn, period, DEMO_TODAY, targets, agency_id=ids[0]),
+        owns = [open_warehouse(url, calendar_of(BASE)) for url in singles.values()]
+        own_conns = [engine.connect() for engine in owns]
+        history_repeat = max(1, args.repeat // 2)
+        with city_engine.connect() as conn:
+            figures["own"] = _median(
+                lambda: [compute_metrics(o, period, DEMO_TODAY, targets) for o in own_conns],
                 args.repeat,
             )
             figures["each_in_turn"] = _median(
@@ -111,15 +111,23 @@ def main() -> None:
                 args.repeat,
             )
             figures["history_days"] = len(days)
-            figures["history_one"] = _median(
-                lambda: compute_metrics_history(conn, year, days, targets, agency_id=ids[0]),
-                max(1, args.repeat // 2),
+            figures["history_own"] = _median(
+                lambda: [compute_metrics_history(o, year, days, targets) for o in own_conns],
+                history_repeat,
+            )
+            figures["history_each_in_turn"] = _median(
+                lambda: [
+                    compute_metrics_history(conn, year, days, targets, agency_id=a) for a in ids
+                ],
+                history_repeat,
             )
             figures["history_city"] = _median(
-                lambda: compute_city_history(conn, year, days, every, targets),
-                max(1, args.repeat // 2),
+                lambda: compute_city_history(conn, year, days, every, targets), history_repeat
             )
-        single.dispose()
+        for own in own_conns:
+            own.close()
+        for engine in owns:
+            engine.dispose()
         city_engine.dispose()
     figures["backend"] = "postgresql" if args.pg else "sqlite"
     figures["measured_on"] = date.today().isoformat()

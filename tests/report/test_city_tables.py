@@ -23,6 +23,7 @@ from rulewatch.config.agencies import ALL_AGENCIES, load_agencies, settings_for
 from rulewatch.config.settings import Settings, load_settings
 from rulewatch.demo.data import DEMO_TODAY
 from rulewatch.metrics.compute import compute_city_metrics, compute_metrics
+from rulewatch.report.provisional import HISTORY_KEY, history_key
 from rulewatch.report.tables import (
     backfill_rollup_history,
     refresh_report_tables,
@@ -39,6 +40,7 @@ from rulewatch.warehouse.schema import (
     report_metric,
     report_offender,
     report_target_status,
+    warehouse_meta,
 )
 
 PERIODS = [Period.parse("2023"), Period.parse("2024"), Period.parse("2024-Q2")]
@@ -264,3 +266,12 @@ def test_no_rollup_without_agencies_yaml(tmp_path) -> None:  # noqa: ANN001
     with engine.connect() as conn:
         assert conn.execute(select(report_metric)).first() is None
     engine.dispose()
+
+
+def test_each_agency_reconciles_its_provisional_history_under_its_own_key() -> None:
+    """One agency's pass must not mark another's history reconciled (warehouse_meta is
+    shared); the one agency without agencies.yaml keeps the key it always had."""
+    assert history_key("default") == HISTORY_KEY == "provisional_history_calendar"
+    keys = {history_key(a) for a in ("science-tech", "market-regulation", ALL_AGENCIES)}
+    assert len(keys) == 3 and HISTORY_KEY not in keys
+    assert len(history_key("a" * 40)) <= warehouse_meta.c.key.type.length
