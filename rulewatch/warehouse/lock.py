@@ -53,7 +53,6 @@ from rulewatch.warehouse.db import (
     migrate,
     redact,
     schema_state,
-    warehouse_error,
 )
 from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID
 
@@ -138,9 +137,10 @@ def migrate_if_behind(
     while migrating; True if this job migrated it.
 
     A current schema is left alone without the lock, so agencies starting together never
-    queue on it. A job migrating waits for the jobs running (up to ``wait_seconds``, else
-    :class:`WarehouseBusy`), and for another job's migration up to
-    :data:`MIGRATION_WAIT_SECONDS` at least, after which the schema is current.
+    queue on it. Otherwise the lock is waited for up to ``wait_seconds``, and at least
+    :data:`MIGRATION_WAIT_SECONDS` (another job's migration takes seconds, and leaves the
+    schema current); agency jobs hold it shared, so a migration waits for them and, if
+    they run on, stops with :class:`WarehouseBusy` having changed nothing.
     """
 
     def current() -> bool:
@@ -148,7 +148,9 @@ def migrate_if_behind(
             with engine.connect() as conn:
                 state, _, _ = schema_state(conn)
         except DBAPIError as exc:
-            raise warehouse_error(engine, exc, "connect") from None
+            if engine.dialect.name == "postgresql":  # unreachable: said once, not after 2 waits
+                raise _cannot_connect(engine, exc) from None
+            return False  # a corrupt or unreadable file: migrate() says so, as before
         return state in ("current", "newer")  # newer: migrate() says what to do
 
     if current():
@@ -197,10 +199,7 @@ def _pg_lock(
     try:
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     except OperationalError as exc:
-        first_line = str(exc.orig).strip().splitlines()[0]
-        raise WarehouseError(
-            f"warehouse {redact(str(engine.url))}: cannot connect: {first_line}"
-        ) from None
+        raise _cannot_connect(engine, exc) from None
     try:
         database, schema = conn.execute(text("SELECT current_database(), current_schema()")).one()
         warehouse = pg_lock_key(database, schema or "")
@@ -245,6 +244,11 @@ def _pg_lock(
                 conn.invalidate()
     finally:
         conn.close()
+
+
+def _cannot_connect(engine: Engine, exc: DBAPIError) -> WarehouseError:
+    first_line = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    return WarehouseError(f"warehouse {redact(str(engine.url))}: cannot connect: {first_line}")
 
 
 def _pg_holder(conn: Connection, key: int) -> str:
