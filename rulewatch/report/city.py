@@ -116,6 +116,11 @@ def _frame(rows: Sequence[object], columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame([tuple(r) for r in rows], columns=list(columns), dtype=object)
 
 
+def _nones(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every missing cell (NaN, NA, NaT: what a merge or a concat leaves) as None."""
+    return frame.astype(object).where(frame.notna(), None)
+
+
 def newest_metric_rows(
     conn: Connection,
     agency_ids: Sequence[str],
@@ -184,8 +189,7 @@ def league_table(
     grid = pd.DataFrame(
         [(m, a) for m in targets for a in agency_ids], columns=["metric", "agency_id"], dtype=object
     )
-    league = grid.merge(stored, on=["metric", "agency_id"], how="left")
-    league = league.astype(object).where(league.notna(), None)
+    league = _nones(grid.merge(stored, on=["metric", "agency_id"], how="left"))
     values = pd.to_numeric(league["value"], errors="coerce").astype("float64")
     league["rank"] = (
         values.groupby(league["metric"]).rank(method="min", ascending=False).astype("Int64")
@@ -341,10 +345,9 @@ def league_frame(data: CityData) -> pd.DataFrame:
             }
             parts.append(pd.DataFrame([city], columns=LEAGUE_COLUMNS, dtype=object))
     frame = pd.concat(parts, ignore_index=True) if parts else data.league.iloc[0:0]
-    frame = frame.astype(object).where(frame.notna(), None)
     for column in ("slipped_since", "as_of"):
         frame[column] = frame[column].map(_iso)
-    return frame[LEAGUE_COLUMNS]
+    return _nones(frame[LEAGUE_COLUMNS])
 
 
 def trends_frame(data: CityData) -> pd.DataFrame:
