@@ -385,10 +385,10 @@ def report(
     from rulewatch.report.write import write_report
     from rulewatch.warehouse.runs import heal_runs
 
-    if out_dir is None and agency is None:  # as before agencies: --out is required
-        ctx.fail("Missing option '--out'.")
     settings = load_settings()
-    chosen = _agencies(settings, agency, all_by_default=False)
+    chosen = _agencies(settings, agency, all_by_default=False)  # several: --agency needed
+    if out_dir is None and agency is None:  # one agency, as before agencies: --out needed
+        ctx.fail("Missing option '--out'.")
     label = _parse_period(period)
     day = _as_of(settings, as_of)
     city = agency == ALL_AGENCIES
