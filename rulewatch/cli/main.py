@@ -367,8 +367,9 @@ def report(
         str | None,
         typer.Option(
             "--out",
-            help="the folder to write the files to; with --agency, default the agency's "
-            "folder (DATA_DIR/agencies/ID/reports) or, for all, DATA_DIR/city",
+            help="the folder to write the files to; with --agency the default is the "
+            "agency's folder (DATA_DIR/agencies/ID/reports) and, for all, DATA_DIR/city "
+            "(with --out: DIR/agencies/ID and DIR/city)",
         ),
     ] = None,
     as_of: AsOf = None,
