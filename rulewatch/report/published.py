@@ -85,16 +85,21 @@ class PublishedReport(BaseModel):
 
     ``agency`` is whose figures they are: an agency id of ``agencies.yaml``, or ``all``
     for figures the city published about every agency together (the rollup); left out,
-    the ``default`` agency's, the one agency of a deployment without ``agencies.yaml``.
+    the ``default`` agency's, the one agency of a deployment without ``agencies.yaml``
+    (with the file, such a report belongs to no agency unless one has the id ``default``).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     period: str
-    agency: str = DEFAULT_AGENCY_ID
+    agency: str | None = None  # None: the default agency's
     title: str
     published_on: date | None = None
     figures: list[PublishedFigure]
+
+    @property
+    def agency_id(self) -> str:
+        return self.agency or DEFAULT_AGENCY_ID
 
     @field_validator("period", mode="before")
     @classmethod
@@ -123,7 +128,7 @@ def load_published(settings: Settings) -> PublishedFile:
 
 def published_by(published: PublishedFile, agency_id: str) -> PublishedFile:
     """The reports one agency (or ``all``, the city) published."""
-    return PublishedFile(reports=[r for r in published.reports if r.agency == agency_id])
+    return PublishedFile(reports=[r for r in published.reports if r.agency_id == agency_id])
 
 
 def check_published_agencies(
@@ -133,7 +138,7 @@ def check_published_agencies(
     agency ``agencies.yaml`` does not list (a typo would silently reconcile nothing)."""
     known = [*agency_ids, ALL_AGENCIES]
     for number, report in enumerate(published.reports):
-        if report.agency not in known:
+        if report.agency is not None and report.agency not in known:
             raise ConfigError(
                 f"{settings.config_dir / PUBLISHED_FILE}: reports[{number}].agency: "
                 f"{report.agency!r} is not an agency of agencies.yaml (known: {', '.join(known)})"

@@ -36,7 +36,7 @@ from rulewatch.config.settings import ConfigError, load_settings
 from rulewatch.metrics.compute import compute_metrics, early_warnings
 from rulewatch.report.city import write_city_report
 from rulewatch.report.data import metric_history, quarantine_counts, source_freshness
-from rulewatch.report.published import load_published, published_by
+from rulewatch.report.published import check_published_agencies, load_published, published_by
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.schema import quarantined_record
 
@@ -109,7 +109,10 @@ def test_published_figures_belong_to_an_agency(tmp_path) -> None:
     assert [r.title for r in published_by(published, "all").reports] == ["全市2024年度报告"]
     assert published_by(published, "alpha").reports == []
     package = load_settings({})  # the seed's file names no agency: the default agency's
-    assert len(published_by(load_published(package), "default").reports) == 1
+    seed = load_published(package)
+    assert len(published_by(seed, "default").reports) == 1
+    check_published_agencies(seed, ["alpha"], package)  # in a city: nobody's, no error
+    assert published_by(seed, "alpha").reports == published_by(seed, "all").reports == []
 
 
 def test_a_published_report_of_an_unknown_agency_names_its_key(warehouse, tmp_path) -> None:
