@@ -254,9 +254,14 @@ def gather_city(
     conn: Connection, settings: Settings, period: Period, as_of: date, language: str | None = None
 ) -> CityData:
     """Read the city report of ``period`` at ``as_of`` from the report tables, the sync
-    records and ``published.yaml``."""
-    lang = language or settings.alerts.language
+    records and ``published.yaml``; in the supervising office's language by default."""
     agencies = load_agencies(settings)
+    if language is not None:
+        lang = language
+    elif agencies.supervisor is not None:
+        lang = agencies.supervisor.alerts.language
+    else:
+        lang = settings.alerts.language
     ids = list(agencies.ids)
     names = {a.agency_id: a.name(lang) for a in agencies}
     if agencies.supervisor is not None:

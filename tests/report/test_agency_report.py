@@ -167,9 +167,11 @@ def test_report_all_writes_each_agencys_files_in_its_folder_and_the_city_report(
     html = (data / "agencies" / "alpha" / "reports" / f"report-{PERIOD}.html").read_text(
         encoding="utf-8"
     )
-    assert (
-        'data-agency="alpha"' in html and f"<h1>法治政府建设合规报告 {PERIOD} — 甲局</h1>" in html
-    )
+    assert 'data-agency="alpha"' in html
+    assert f"<h1>法治政府建设合规报告 {PERIOD} — 甲局</h1>" in html
+    draft = data / "agencies" / "alpha" / "reports" / f"annual-report-{PERIOD}.en.md"
+    title = f"# Alpha Bureau: Rule-of-law annual report {PERIOD}"
+    assert draft.read_text(encoding="utf-8").startswith(title)
 
 
 def test_without_agencies_report_agency_default_writes_todays_files_to_the_data_folder(
