@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from city_support import (
+from city_report_support import (
     AS_OF,
     FAILED,
     FILING,

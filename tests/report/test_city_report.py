@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from city_support import (
+from city_report_support import (
     AS_OF,
     CREDIT,
     FAILED,
