@@ -91,6 +91,7 @@ from rulewatch.config.settings import ConfigError, Settings
 from rulewatch.warehouse.loader import CONTRACT_CHECK
 from rulewatch.warehouse.schema import (
     CORE_TABLES,
+    DEFAULT_AGENCY_ID,
     landed_record,
     natural_key_column,
     now_utc,
@@ -165,17 +166,24 @@ def counting_rows(table: Table) -> list[ColumnElement]:
     return conditions
 
 
-def held_rows(stream: str) -> Select:
-    """Core rows an earlier data-quality run set aside (the quarantine names an expectation)."""
+def held_rows(stream: str, agency_id: str = DEFAULT_AGENCY_ID) -> Select:
+    """An agency's core rows an earlier data-quality run set aside (the quarantine names
+    an expectation)."""
     t = CORE_TABLES[stream]
     q = quarantined_record
     joined = q.join(
-        t, and_(natural_key_column(t) == q.c.natural_key, t.c.record_hash == q.c.record_hash)
+        t,
+        and_(
+            t.c.agency_id == q.c.agency_id,
+            natural_key_column(t) == q.c.natural_key,
+            t.c.record_hash == q.c.record_hash,
+        ),
     )
     return (
         select(*t.c)
         .select_from(joined)
         .where(
+            q.c.agency_id == agency_id,
             q.c.stream == stream,
             q.c.check_name != CONTRACT_CHECK,
             t.c.is_set_aside.is_(True),
@@ -192,9 +200,12 @@ def fresh_rows(stream: str, sync_run_ids: Sequence[str]) -> Select:
     )
 
 
-def batch_rows(stream: str, sync_run_ids: Sequence[str]) -> Batch:
-    """The stream's batch: rows the sync runs wrote that count, and rows held by a check."""
-    return union_all(fresh_rows(stream, sync_run_ids), held_rows(stream))
+def batch_rows(
+    stream: str, sync_run_ids: Sequence[str], agency_id: str = DEFAULT_AGENCY_ID
+) -> Batch:
+    """The stream's batch: rows the sync runs wrote that count (the runs are one agency's),
+    and the agency's rows held by a check."""
+    return union_all(fresh_rows(stream, sync_run_ids), held_rows(stream, agency_id))
 
 
 def suite_fingerprint(rules: Sequence[Rule]) -> str:
@@ -203,8 +214,12 @@ def suite_fingerprint(rules: Sequence[Rule]) -> str:
     return hashlib.sha256(text_.encode()).hexdigest()
 
 
-def _fingerprint_key(stream: str) -> str:
-    return f"quality_suite:{stream}"
+def _fingerprint_key(stream: str, agency_id: str = DEFAULT_AGENCY_ID) -> str:
+    """The ``warehouse_meta`` key (a shared table) of the suite that last checked an
+    agency's held rows of ``stream``; the one agency's key is as it always was."""
+    if agency_id == DEFAULT_AGENCY_ID:
+        return f"quality_suite:{stream}"
+    return f"quality_suite:{agency_id}:{stream}"
 
 
 def _any(conn: Connection, query: Batch) -> bool:
@@ -487,7 +502,11 @@ def run_quality_checks(
             if job_id is None:
                 raise ValueError("give the job_id or the sync_run_ids to check")
             sync_run_ids = job_sync_runs(conn, job_id)
-        run = QualityRun(start_check_run(conn, "data_quality", job_id=job_id, as_of=as_of))
+        run = QualityRun(
+            start_check_run(
+                conn, "data_quality", job_id=job_id, as_of=as_of, agency_id=settings.agency_id
+            )
+        )
     found: dict[str, list[Finding]] = {}
     validations: list[Validation] = []
     fingerprints: dict[str, str] = {}
@@ -495,7 +514,9 @@ def run_quality_checks(
         checked = dict(
             conn.execute(
                 select(warehouse_meta.c.key, warehouse_meta.c.value).where(
-                    warehouse_meta.c.key.in_([_fingerprint_key(s) for s in checks.suites])
+                    warehouse_meta.c.key.in_(
+                        [_fingerprint_key(s, settings.agency_id) for s in checks.suites]
+                    )
                 )
             ).all()
         )
@@ -509,11 +530,12 @@ def run_quality_checks(
             # When the suite changed, they are checked again and released if they pass.
             if (
                 not _any(conn, fresh_rows(stream, sync_run_ids))
-                and checked.get(_fingerprint_key(stream)) == fingerprints[stream]
+                and checked.get(_fingerprint_key(stream, settings.agency_id))
+                == fingerprints[stream]
             ):
                 continue
             name = f"quality.{stream}"
-            query = batch_rows(stream, sync_run_ids)
+            query = batch_rows(stream, sync_run_ids, settings.agency_id)
             rows, findings = evaluate_suite(conn, checks, stream, query, name)
             run.streams[stream].rows_checked = rows
             if rows:
@@ -532,9 +554,11 @@ def run_quality_checks(
     run.gx_seconds = time.perf_counter() - began
     with engine.begin() as conn:
         for stream, findings in found.items():
-            _apply(conn, run.streams[stream], findings, as_of)
-            store_results(conn, run.check_run_id, run.streams[stream].results)
-        _remember_suites(conn, {s: fingerprints[s] for s in found})
+            _apply(conn, run.streams[stream], findings, as_of, settings.agency_id)
+            store_results(
+                conn, run.check_run_id, run.streams[stream].results, agency_id=settings.agency_id
+            )
+        _remember_suites(conn, {s: fingerprints[s] for s in found}, settings.agency_id)
         run.seconds = time.perf_counter() - started
         finish_check_run(
             conn,
@@ -558,20 +582,24 @@ def run_quality_checks(
     return run
 
 
-def _remember_suites(conn: Connection, fingerprints: dict[str, str]) -> None:
-    """Note which version of each suite last checked its stream's held rows."""
+def _remember_suites(conn: Connection, fingerprints: dict[str, str], agency_id: str) -> None:
+    """Note which version of each suite last checked its stream's held rows (of the agency)."""
     if not fingerprints:
         return
-    keys = [_fingerprint_key(s) for s in fingerprints]
+    keys = [_fingerprint_key(s, agency_id) for s in fingerprints]
     conn.execute(warehouse_meta.delete().where(warehouse_meta.c.key.in_(keys)))
     conn.execute(
         warehouse_meta.insert(),
-        [{"key": _fingerprint_key(s), "value": fp} for s, fp in fingerprints.items()],
+        [{"key": _fingerprint_key(s, agency_id), "value": fp} for s, fp in fingerprints.items()],
     )
 
 
 def _apply(
-    conn: Connection, sq: StreamQuality, findings: list[Finding], as_of: date | None
+    conn: Connection,
+    sq: StreamQuality,
+    findings: list[Finding],
+    as_of: date | None,
+    agency_id: str,
 ) -> None:
     """Turn findings into results with all offenders; set aside what fails a critical rule."""
     stream = sq.stream
@@ -603,7 +631,7 @@ def _apply(
                 offenders=f.offenders,
             )
         )
-    sq.set_aside, sq.released = _set_aside(conn, stream, failing)
+    sq.set_aside, sq.released = _set_aside(conn, stream, failing, agency_id)
 
 
 def _insert(conn: Connection, table: Table) -> Any:
@@ -616,19 +644,27 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 
 
 def _set_aside(
-    conn: Connection, stream: str, failing: dict[str, list[tuple[str, str | None]]]
+    conn: Connection,
+    stream: str,
+    failing: dict[str, list[tuple[str, str | None]]],
+    agency_id: str,
 ) -> tuple[int, int]:
-    """Set aside rows failing critical expectations; release held rows that pass now.
+    """Set aside the agency's rows failing critical expectations; release its held rows
+    that pass now (another agency's rows of the same keys are never touched).
 
     Returns (newly set aside, released).
     """
     t = CORE_TABLES[stream]
     key = natural_key_column(t)
-    held = set(conn.execute(select(held_rows(stream).subquery().c[key.name])).scalars())
+    mine = t.c.agency_id == agency_id
+    held_keys = held_rows(stream, agency_id).subquery().c[key.name]
+    held = set(conn.execute(select(held_keys)).scalars())
     state: dict[str, Any] = {}
     for part in _chunks(sorted(failing)):
         for row in conn.execute(
-            select(key, t.c.record_hash, t.c.sync_run_id, t.c.is_set_aside).where(key.in_(part))
+            select(key, t.c.record_hash, t.c.sync_run_id, t.c.is_set_aside).where(
+                mine, key.in_(part)
+            )
         ):
             state[row[0]] = row
     new = [k for k in sorted(failing) if k in state and not state[k].is_set_aside]
@@ -637,7 +673,7 @@ def _set_aside(
         reasons = {k: "; ".join(f"{c}: {r}" for c, r in failing[k]) for k in new}
         conn.execute(
             update(t)
-            .where(key == bindparam("k"), t.c.record_hash == bindparam("h"))
+            .where(mine, key == bindparam("k"), t.c.record_hash == bindparam("h"))
             .values(is_set_aside=True, set_aside_reason=bindparam("why")),
             [{"k": k, "h": state[k].record_hash, "why": reasons[k]} for k in new],
         )
@@ -647,7 +683,9 @@ def _set_aside(
             payloads.update(
                 conn.execute(
                     select(landed_record.c.record_hash, landed_record.c.payload).where(
-                        landed_record.c.stream == stream, landed_record.c.record_hash.in_(part)
+                        landed_record.c.agency_id == agency_id,
+                        landed_record.c.stream == stream,
+                        landed_record.c.record_hash.in_(part),
                     )
                 ).all()
             )
@@ -659,6 +697,7 @@ def _set_aside(
             [
                 {
                     "sync_run_id": state[k].sync_run_id,
+                    "agency_id": agency_id,
                     "stream": stream,
                     "natural_key": k,
                     "check_name": failing[k][0][0],
@@ -673,6 +712,6 @@ def _set_aside(
     release = sorted(held - set(failing))
     for part in _chunks(release):
         conn.execute(
-            update(t).where(key.in_(part)).values(is_set_aside=False, set_aside_reason=None)
+            update(t).where(mine, key.in_(part)).values(is_set_aside=False, set_aside_reason=None)
         )
     return len(new), len(release)

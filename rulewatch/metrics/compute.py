@@ -28,6 +28,7 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     FromClause,
+    Join,
     Select,
     String,
     and_,
@@ -54,6 +55,8 @@ from rulewatch.common.metric_ids import METRICS, RATE_METRICS
 from rulewatch.common.periods import Period, year_earlier_as_of
 from rulewatch.config.settings import TargetOptions
 from rulewatch.warehouse.schema import (
+    CORE_TABLES,
+    DEFAULT_AGENCY_ID,
     calendar_day,
     document,
     inspection,
@@ -522,6 +525,25 @@ def _declare(window: Window, previous: Window, as_of: AsOf) -> list[_Table]:
 # --- public API -----------------------------------------------------------------------------
 
 
+def of_agency(query: Select, agency_id: str) -> Select:
+    """``query`` over one agency's rows: each core table in its FROM (joins walked, not
+    subqueries) filtered by ``agency_id``, so a population or an aggregate declared once
+    reads one agency of a city's warehouse."""
+    core = set(CORE_TABLES.values())
+    found: list[Any] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, Join):
+            walk(item.left)
+            walk(item.right)
+        elif item in core and item not in found:
+            found.append(item)
+
+    for item in query.get_final_froms():
+        walk(item)
+    return query.where(*[t.c.agency_id == agency_id for t in found])
+
+
 def compute_metrics(
     conn: Connection, period: Period, as_of: date, targets: Mapping[str, TargetOptions]
 ) -> list[MetricValue]:
@@ -538,6 +560,8 @@ def compute_metrics_history(
     period: Period,
     days: Sequence[date],
     targets: Mapping[str, TargetOptions],
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> dict[date, list[MetricValue]]:
     """The metrics of ``period`` cut at each of ``days``, as :func:`compute_metrics`
     gives them one day at a time, from one query per core table.
@@ -554,7 +578,7 @@ def compute_metrics_history(
     by_day: dict[date, list[list[Any]]] = {d: [] for d in days}
     for table in tables:
         found: dict[date, list[Any]] = {}
-        for row in conn.execute(table.aggregate_by(day_rows, as_of_col)):
+        for row in conn.execute(of_agency(table.aggregate_by(day_rows, as_of_col), agency_id)):
             found[as_date(row[0])] = list(row[1:])
         empty = [0] * table.width
         for day in days:
@@ -649,7 +673,9 @@ def _metric_values(
     return values_
 
 
-def provisional_metrics(conn: Connection, period: Period, as_of: date) -> frozenset[str]:
+def provisional_metrics(
+    conn: Connection, period: Period, as_of: date, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> frozenset[str]:
     """The rates of ``period`` cut at ``as_of`` whose figure is provisional: some record
     of the denominator counts working days of a year with no published arrangement."""
     found: set[str] = set()
@@ -663,7 +689,7 @@ def provisional_metrics(conn: Connection, period: Period, as_of: date) -> frozen
         query = query.where(table.valid)
         if table.windows:
             query = query.where(or_(*table.windows))
-        row = conn.execute(query).one()
+        row = conn.execute(of_agency(query, agency_id)).one()
         found |= {name for name, n in zip(rates, row, strict=True) if n}
     return frozenset(found)
 
@@ -678,7 +704,9 @@ def target_status(value: float | None, target: float | None) -> str:
     return "met" if value >= target else "slipped"
 
 
-def rate_population(metric: str, period: Period, as_of: date) -> Select:
+def rate_population(
+    metric: str, period: Period, as_of: date, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> Select:
     """The records of a rate's denominator: rows ``(natural_key, passes, reason)``.
 
     ``passes`` is the numerator's condition; ``reason`` says in a few English
@@ -686,15 +714,18 @@ def rate_population(metric: str, period: Period, as_of: date) -> Select:
     ``count(*)`` and ``count(passes)`` equal the rate's denominator and numerator.
     """
     previous = period.year_earlier().cut(year_earlier_as_of(as_of))
-    return _rate_table(metric, period.cut(as_of), previous, as_of).population(metric)
+    population = _rate_table(metric, period.cut(as_of), previous, as_of).population(metric)
+    return of_agency(population, agency_id)
 
 
-def rate_population_history(metric: str, period: Period, days: FromClause) -> Select:
+def rate_population_history(
+    metric: str, period: Period, days: FromClause, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> Select:
     """:func:`rate_population` at every as-of date of ``days`` (:func:`history_days`) in
     one query: rows ``(as_of, natural_key, passes, reason)``, by day and key."""
     window, previous = _history_windows(period, days)
     table = _rate_table(metric, window, previous, days.c.as_of)
-    return table.population_by(metric, days, days.c.as_of)
+    return of_agency(table.population_by(metric, days, days.c.as_of), agency_id)
 
 
 def _rate_table(metric: str, window: Window, previous: Window, as_of: AsOf) -> _Table:
@@ -714,7 +745,9 @@ def _rate_table(metric: str, window: Window, previous: Window, as_of: AsOf) -> _
     return table
 
 
-def early_warnings(conn: Connection, as_of: date, days: int) -> list[dict[str, Any]]:
+def early_warnings(
+    conn: Connection, as_of: date, days: int, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> list[dict[str, Any]]:
     """Normative documents that will slip ``docreview.filing_rate`` unless filed soon.
 
     Issued on or before ``as_of``, not filed at ``as_of``, and the filing deadline
@@ -725,6 +758,7 @@ def early_warnings(conn: Connection, as_of: date, days: int) -> list[dict[str, A
     query = (
         select(t.c.doc_id, t.c.title, t.c.issued_on, t.c.filing_deadline_on)
         .where(
+            t.c.agency_id == agency_id,
             _valid_document(),
             t.c.doc_type == "normative_document",
             t.c.issued_on <= as_of,
