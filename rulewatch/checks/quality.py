@@ -192,20 +192,25 @@ def held_rows(stream: str, agency_id: str = DEFAULT_AGENCY_ID) -> Select:
     )
 
 
-def fresh_rows(stream: str, sync_run_ids: Sequence[str]) -> Select:
-    """Rows the sync runs wrote that count."""
+def fresh_rows(
+    stream: str, sync_run_ids: Sequence[str], agency_id: str = DEFAULT_AGENCY_ID
+) -> Select:
+    """The agency's rows the sync runs wrote that count."""
     t = CORE_TABLES[stream]
     return select(*t.c).where(
-        t.c.sync_run_id.in_(list(sync_run_ids)), t.c.is_set_aside.is_(False), *counting_rows(t)
+        t.c.agency_id == agency_id,
+        t.c.sync_run_id.in_(list(sync_run_ids)),
+        t.c.is_set_aside.is_(False),
+        *counting_rows(t),
     )
 
 
 def batch_rows(
     stream: str, sync_run_ids: Sequence[str], agency_id: str = DEFAULT_AGENCY_ID
 ) -> Batch:
-    """The stream's batch: rows the sync runs wrote that count (the runs are one agency's),
-    and the agency's rows held by a check."""
-    return union_all(fresh_rows(stream, sync_run_ids), held_rows(stream, agency_id))
+    """The stream's batch: the agency's rows the sync runs wrote that count, and its rows
+    held by a check."""
+    return union_all(fresh_rows(stream, sync_run_ids, agency_id), held_rows(stream, agency_id))
 
 
 def suite_fingerprint(rules: Sequence[Rule]) -> str:
@@ -529,7 +534,7 @@ def run_quality_checks(
             # cannot have changed (a change arrives as a fresh row), so nothing is run.
             # When the suite changed, they are checked again and released if they pass.
             if (
-                not _any(conn, fresh_rows(stream, sync_run_ids))
+                not _any(conn, fresh_rows(stream, sync_run_ids, settings.agency_id))
                 and checked.get(_fingerprint_key(stream, settings.agency_id))
                 == fingerprints[stream]
             ):

@@ -315,9 +315,16 @@ def run_target_checks(
     return run
 
 
-def job_changed_nothing(conn: Connection, job_id: str) -> bool:
-    """No core row carries one of the job's sync runs, and its data quality moved no row."""
-    runs = select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job_id).scalar_subquery()
+def job_changed_nothing(
+    conn: Connection, job_id: str, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> bool:
+    """No core row carries one of the job's sync runs of the agency, and its data quality
+    moved no row of it."""
+    runs = (
+        select(sync_run.c.sync_run_id)
+        .where(sync_run.c.agency_id == agency_id, sync_run.c.job_id == job_id)
+        .scalar_subquery()
+    )
     for table in CORE_TABLES.values():
         hit = conn.execute(
             select(table.c.sync_run_id).where(table.c.sync_run_id.in_(runs)).limit(1)
@@ -327,6 +334,7 @@ def job_changed_nothing(conn: Connection, job_id: str) -> bool:
     moved = conn.execute(
         select(check_run.c.check_run_id)
         .where(
+            check_run.c.agency_id == agency_id,
             check_run.c.job_id == job_id,
             check_run.c.kind == "data_quality",
             (check_run.c.set_aside > 0) | (check_run.c.released > 0),
@@ -351,7 +359,7 @@ def _unchanged_outcomes(
     as-of date (which Great Expectations validated), those are the outcomes and
     GX need not run again. None when anything differs: GX checks everything.
     """
-    if job_id is None or not job_changed_nothing(conn, job_id):
+    if job_id is None or not job_changed_nothing(conn, job_id, agency_id=agency_id):
         return None
     outcomes: dict[str, tuple[list[Outcome], list[Offender]]] = {}
     for name, (metric, period, population) in populations.items():
