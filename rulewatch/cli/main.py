@@ -270,7 +270,7 @@ def check(
         engine.dispose()
     for scoped, checks, health, run, reconciled, sources, waiting in done:
         if named:
-            name = agencies.get(scoped.agency_id).name(settings.alerts.language)
+            name = agencies.get(scoped.agency_id).name(scoped.alerts.language)
             out.print(
                 f"[bold]agency {escape(scoped.agency_id)}[/]: {escape(name)}", highlight=False
             )

@@ -166,3 +166,46 @@ def test_quality_sets_aside_and_releases_only_the_agencys_rows(tmp_path: Path) -
         with engine.connect() as conn:
             aside = dict(conn.execute(select(document.c.agency_id, document.c.is_set_aside)).all())
         assert aside == {A: True, B: False}
+
+
+def test_check_command_prints_each_agencys_scorecard_under_its_name(tmp_path: Path) -> None:
+    from cli_support import clean_env, run_rulewatch
+
+    config = city_config(
+        tmp_path,
+        {A: "json://127.0.0.1:9/a", B: "json://127.0.0.1:9/b"},
+        CITY,
+        overrides={B: f"{{{ON_TIME}: {{target: 0.9}}}}"},
+        targets=TARGETS.replace("target: 1.0", "target: 0.1"),  # filing met: only B slips
+    )
+    with warehouse("sqlite", tmp_path) as (engine, base):
+        for agency_id in (A, B):
+            seed_targets(engine)
+            hand_to(engine, agency_id)
+        url = base.warehouse_url
+    env = clean_env(
+        RULEWATCH_WAREHOUSE_URL=url,
+        RULEWATCH_DATA_DIR=str(tmp_path),
+        RULEWATCH_CONFIG_DIR=str(config),
+    )
+    when = ("--period", "2024", "--as-of", AS_OF.isoformat())
+    res = run_rulewatch(env, "check", *when, "--fail-on-slip")
+    assert res.returncode == 3, res.stderr
+    out = res.stdout
+    head_a = "agency science-tech: Taizhou Science and Technology Bureau"
+    head_b = "agency market-regulation: Taizhou Market Regulation Bureau"
+    assert out.index(head_a) < out.index(head_b)
+    part_a, part_b = out[out.index(head_a) : out.index(head_b)], out[out.index(head_b) :]
+    assert "no target slipped" in part_a and f"slipped: {ON_TIME} 2024" in part_b
+    assert f"checks page: {tmp_path / 'agencies' / B / 'data_docs' / 'checks.html'}" in part_b
+
+    one = run_rulewatch(env, "check", *when, "--agency", A, "--fail-on-slip")
+    assert one.returncode == 0, one.stderr
+    assert head_a in one.stdout and head_b not in one.stdout
+
+    bad = run_rulewatch(env, "check", *when, "--agency", "nowhere")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "rulewatch: error: --agency 'nowhere': no such agency; known: science-tech, "
+        "market-regulation"
+    )
