@@ -18,7 +18,11 @@ expectations are reported and stored only.
 A stream whose sync wrote no row is not checked (GX's record costs seconds
 even for an empty batch) unless its suite changed since it last ran: the rows
 it holds were checked by that same suite and only a fresh version can change
-them."""
+them.
+
+A run is one agency's (``settings.agency_id``): its batch, the rows it sets aside
+or releases, the payloads it quarantines and the suite versions it remembers are
+that agency's alone."""
 
 from __future__ import annotations
 
@@ -166,7 +170,7 @@ def counting_rows(table: Table) -> list[ColumnElement]:
     return conditions
 
 
-def held_rows(stream: str, agency_id: str = DEFAULT_AGENCY_ID) -> Select:
+def held_rows(stream: str, *, agency_id: str = DEFAULT_AGENCY_ID) -> Select:
     """An agency's core rows an earlier data-quality run set aside (the quarantine names
     an expectation)."""
     t = CORE_TABLES[stream]
@@ -193,9 +197,9 @@ def held_rows(stream: str, agency_id: str = DEFAULT_AGENCY_ID) -> Select:
 
 
 def fresh_rows(
-    stream: str, sync_run_ids: Sequence[str], agency_id: str = DEFAULT_AGENCY_ID
+    stream: str, sync_run_ids: Sequence[str], *, agency_id: str = DEFAULT_AGENCY_ID
 ) -> Select:
-    """The agency's rows the sync runs wrote that count."""
+    """An agency's rows the sync runs wrote that count."""
     t = CORE_TABLES[stream]
     return select(*t.c).where(
         t.c.agency_id == agency_id,
@@ -206,11 +210,14 @@ def fresh_rows(
 
 
 def batch_rows(
-    stream: str, sync_run_ids: Sequence[str], agency_id: str = DEFAULT_AGENCY_ID
+    stream: str, sync_run_ids: Sequence[str], *, agency_id: str = DEFAULT_AGENCY_ID
 ) -> Batch:
-    """The stream's batch: the agency's rows the sync runs wrote that count, and its rows
-    held by a check."""
-    return union_all(fresh_rows(stream, sync_run_ids, agency_id), held_rows(stream, agency_id))
+    """An agency's batch of the stream: rows the sync runs wrote that count, and rows held
+    by a check."""
+    return union_all(
+        fresh_rows(stream, sync_run_ids, agency_id=agency_id),
+        held_rows(stream, agency_id=agency_id),
+    )
 
 
 def suite_fingerprint(rules: Sequence[Rule]) -> str:
@@ -219,9 +226,9 @@ def suite_fingerprint(rules: Sequence[Rule]) -> str:
     return hashlib.sha256(text_.encode()).hexdigest()
 
 
-def _fingerprint_key(stream: str, agency_id: str = DEFAULT_AGENCY_ID) -> str:
-    """The ``warehouse_meta`` key (a shared table) of the suite that last checked an
-    agency's held rows of ``stream``; the one agency's key is as it always was."""
+def _fingerprint_key(stream: str, agency_id: str) -> str:
+    """The ``warehouse_meta`` key of the suite version that last checked an agency's held
+    rows (the one agency's key is the one used before agencies)."""
     if agency_id == DEFAULT_AGENCY_ID:
         return f"quality_suite:{stream}"
     return f"quality_suite:{agency_id}:{stream}"
@@ -476,10 +483,16 @@ def _raise_for_sql(conn: Connection, checks: ChecksConfig, stream: str, batch: S
 # --- the run --------------------------------------------------------------------------------
 
 
-def job_sync_runs(conn: Connection, job_id: str) -> list[str]:
-    """The sync runs of one nightly job (failed ones too: their loaded pages stay)."""
+def job_sync_runs(
+    conn: Connection, job_id: str, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> list[str]:
+    """An agency's sync runs of one nightly job (failed ones too: their loaded pages stay)."""
     return list(
-        conn.execute(select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job_id)).scalars()
+        conn.execute(
+            select(sync_run.c.sync_run_id).where(
+                sync_run.c.agency_id == agency_id, sync_run.c.job_id == job_id
+            )
+        ).scalars()
     )
 
 
@@ -502,15 +515,14 @@ def run_quality_checks(
     """
     started = time.perf_counter()
     checks = checks or load_checks_config(settings)
+    agency_id = settings.agency_id
     with engine.begin() as conn:
         if sync_run_ids is None:
             if job_id is None:
                 raise ValueError("give the job_id or the sync_run_ids to check")
-            sync_run_ids = job_sync_runs(conn, job_id)
+            sync_run_ids = job_sync_runs(conn, job_id, agency_id=agency_id)
         run = QualityRun(
-            start_check_run(
-                conn, "data_quality", job_id=job_id, as_of=as_of, agency_id=settings.agency_id
-            )
+            start_check_run(conn, "data_quality", job_id=job_id, as_of=as_of, agency_id=agency_id)
         )
     found: dict[str, list[Finding]] = {}
     validations: list[Validation] = []
@@ -520,7 +532,7 @@ def run_quality_checks(
             conn.execute(
                 select(warehouse_meta.c.key, warehouse_meta.c.value).where(
                     warehouse_meta.c.key.in_(
-                        [_fingerprint_key(s, settings.agency_id) for s in checks.suites]
+                        [_fingerprint_key(s, agency_id) for s in checks.suites]
                     )
                 )
             ).all()
@@ -534,13 +546,12 @@ def run_quality_checks(
             # cannot have changed (a change arrives as a fresh row), so nothing is run.
             # When the suite changed, they are checked again and released if they pass.
             if (
-                not _any(conn, fresh_rows(stream, sync_run_ids, settings.agency_id))
-                and checked.get(_fingerprint_key(stream, settings.agency_id))
-                == fingerprints[stream]
+                not _any(conn, fresh_rows(stream, sync_run_ids, agency_id=agency_id))
+                and checked.get(_fingerprint_key(stream, agency_id)) == fingerprints[stream]
             ):
                 continue
             name = f"quality.{stream}"
-            query = batch_rows(stream, sync_run_ids, settings.agency_id)
+            query = batch_rows(stream, sync_run_ids, agency_id=agency_id)
             rows, findings = evaluate_suite(conn, checks, stream, query, name)
             run.streams[stream].rows_checked = rows
             if rows:
@@ -559,11 +570,9 @@ def run_quality_checks(
     run.gx_seconds = time.perf_counter() - began
     with engine.begin() as conn:
         for stream, findings in found.items():
-            _apply(conn, run.streams[stream], findings, as_of, settings.agency_id)
-            store_results(
-                conn, run.check_run_id, run.streams[stream].results, agency_id=settings.agency_id
-            )
-        _remember_suites(conn, {s: fingerprints[s] for s in found}, settings.agency_id)
+            _apply(conn, run.streams[stream], findings, as_of, agency_id)
+            store_results(conn, run.check_run_id, run.streams[stream].results, agency_id=agency_id)
+        _remember_suites(conn, {s: fingerprints[s] for s in found}, agency_id)
         run.seconds = time.perf_counter() - started
         finish_check_run(
             conn,
@@ -588,7 +597,7 @@ def run_quality_checks(
 
 
 def _remember_suites(conn: Connection, fingerprints: dict[str, str], agency_id: str) -> None:
-    """Note which version of each suite last checked its stream's held rows (of the agency)."""
+    """Note which version of each suite last checked the agency's held rows of its stream."""
     if not fingerprints:
         return
     keys = [_fingerprint_key(s, agency_id) for s in fingerprints]
@@ -654,16 +663,14 @@ def _set_aside(
     failing: dict[str, list[tuple[str, str | None]]],
     agency_id: str,
 ) -> tuple[int, int]:
-    """Set aside the agency's rows failing critical expectations; release its held rows
-    that pass now (another agency's rows of the same keys are never touched).
-
-    Returns (newly set aside, released).
+    """Set aside an agency's rows failing critical expectations; release its held rows
+    that pass now. Returns (newly set aside, released).
     """
     t = CORE_TABLES[stream]
     key = natural_key_column(t)
     mine = t.c.agency_id == agency_id
-    held_keys = held_rows(stream, agency_id).subquery().c[key.name]
-    held = set(conn.execute(select(held_keys)).scalars())
+    held_query = held_rows(stream, agency_id=agency_id).subquery()
+    held = set(conn.execute(select(held_query.c[key.name])).scalars())
     state: dict[str, Any] = {}
     for part in _chunks(sorted(failing)):
         for row in conn.execute(
@@ -701,8 +708,8 @@ def _set_aside(
             stmt,
             [
                 {
-                    "sync_run_id": state[k].sync_run_id,
                     "agency_id": agency_id,
+                    "sync_run_id": state[k].sync_run_id,
                     "stream": stream,
                     "natural_key": k,
                     "check_name": failing[k][0][0],
