@@ -409,7 +409,7 @@ def checked_days(
 ) -> set[date]:
     """Which of ``days`` have a stored target check of ``period``: one run by the job
     ``job_id``, when given; with ``by_a_job``, one run by any nightly job (not by a
-    backfill or ``rulewatch check``). Of one agency's checks."""
+    backfill or ``rulewatch check``)."""
     query = (
         select(check_result.c.as_of)
         .where(
