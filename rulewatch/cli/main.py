@@ -161,23 +161,54 @@ def kpis(
     as_json: Annotated[
         bool, typer.Option("--json", help="a JSON array on standard output")
     ] = False,
+    agency: AgencyOpt = None,
 ) -> None:
-    """The metrics of one period from the warehouse."""
+    """The metrics of one period from the warehouse (of one agency, or every agency and
+    the city rollup with --agency all)."""
+    from rich.markup import escape
+
     from rulewatch.cli.console import out, print_calendar_note, scorecard_table
-    from rulewatch.metrics.compute import compute_metrics
+    from rulewatch.config.agencies import ALL_AGENCIES, load_agencies
+    from rulewatch.metrics.compute import compute_city_metrics, compute_metrics
 
     settings = load_settings()
     label = _parse_period(period)
     day = _as_of(settings, as_of)
+    selected = _agencies(settings, agency, all_by_default=False)
+    agencies = load_agencies(settings)
+    city = agencies.path is not None and agency == ALL_AGENCIES
     engine = _warehouse(settings)
     with engine.connect() as conn:
-        metrics = compute_metrics(conn, Period.parse(label), day, settings.targets)
+        if city:  # every agency and the rollup, from one query per core table
+            targets = {s.agency_id: s.targets for s in selected}
+            found = compute_city_metrics(conn, Period.parse(label), day, targets, settings.targets)
+            shown = [(a, found[a]) for a in [*targets, ALL_AGENCIES]]
+        else:
+            one = selected[0]
+            metrics = compute_metrics(
+                conn, Period.parse(label), day, one.targets, agency_id=one.agency_id
+            )
+            shown = [(one.agency_id, metrics)]
     engine.dispose()
+    with_agency = agencies.path is not None
     if as_json:
-        sys.stdout.write(json.dumps([m.to_json() for m in metrics], ensure_ascii=False) + "\n")
+        objects = [m.to_json(with_agency=with_agency) for _, ms in shown for m in ms]
+        sys.stdout.write(json.dumps(objects, ensure_ascii=False) + "\n")
         return
-    out.print(scorecard_table(metrics, f"{label} as of {day}", settings.alerts.language))
-    print_calendar_note(settings, Period.parse(label), day, any(m.provisional for m in metrics))
+    language = settings.alerts.language
+    for agency_id, metrics in shown:
+        title = f"{label} as of {day}"
+        if with_agency:
+            if agency_id == ALL_AGENCIES:
+                n = len(shown) - 1
+                rollup = f"全市汇总，{n} 个单位" if language == "zh" else f"City rollup of {n}"
+                name = f"{rollup} ({agency_id})"
+            else:
+                name = f"{agencies.get(agency_id).name(language)} ({agency_id})"
+            title = f"{escape(name)}: {title}"
+        out.print(scorecard_table(metrics, title, language))
+    provisional = any(m.provisional for _, ms in shown for m in ms)
+    print_calendar_note(settings, Period.parse(label), day, provisional)
 
 
 def _print_alerts(run: Any) -> None:

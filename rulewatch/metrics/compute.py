@@ -11,6 +11,13 @@ Dates are the local ``*_on`` columns; working days come from joins on
 rate that counts a working day of a year whose arrangement is not published
 (Monday to Friday stands in) is *provisional*: the flag travels with the figure,
 and the reason of each such record says so.
+
+Every query reads one agency's rows (``agency_id``, ``default`` without
+``agencies.yaml``). The city rollup (agency ``all``, :func:`compute_city_metrics`,
+:func:`compute_city_history`) comes with its agencies' figures from the same one
+query per core table: grouped by agency, then their sums (a UNION ALL, which
+SQLite runs as well as PostgreSQL), so its rates are summed numerators over
+summed denominators, never a mean of the agencies' rates.
 """
 
 from __future__ import annotations
