@@ -521,7 +521,9 @@ def run_quality_checks(
             if job_id is None:
                 raise ValueError("give the job_id or the sync_run_ids to check")
             sync_run_ids = job_sync_runs(conn, job_id, agency_id=agency_id)
-        run = QualityRun(start_check_run(conn, "data_quality", job_id=job_id, as_of=as_of))
+        run = QualityRun(
+            start_check_run(conn, "data_quality", job_id=job_id, as_of=as_of, agency_id=agency_id)
+        )
     found: dict[str, list[Finding]] = {}
     validations: list[Validation] = []
     fingerprints: dict[str, str] = {}
@@ -569,7 +571,7 @@ def run_quality_checks(
     with engine.begin() as conn:
         for stream, findings in found.items():
             _apply(conn, run.streams[stream], findings, as_of, agency_id)
-            store_results(conn, run.check_run_id, run.streams[stream].results)
+            store_results(conn, run.check_run_id, run.streams[stream].results, agency_id=agency_id)
         _remember_suites(conn, {s: fingerprints[s] for s in found}, agency_id)
         run.seconds = time.perf_counter() - started
         finish_check_run(

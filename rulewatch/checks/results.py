@@ -3,7 +3,9 @@
 Tables (revision 0002): ``check_run`` (one row per run), ``check_result`` (one
 row per check evaluated in a run), ``check_offender`` (one row per offending
 record of a result: all of them). Every run is kept, so a trend or "since when
-has this target slipped" is a query.
+has this target slipped" is a query. Each row carries its agency (revision 0009):
+writers fill it, readers filter by it (``agency_id``, ``default`` without
+``agencies.yaml``).
 
 Public read API:
 
@@ -171,13 +173,15 @@ def start_check_run(
     job_id: str | None = None,
     period: str | None = None,
     as_of: date | None = None,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> str:
-    """Record the start of a check run; its id."""
+    """Record the start of an agency's check run; its id."""
     check_run_id = str(uuid.uuid4())
     conn.execute(
         insert(check_run).values(
             check_run_id=check_run_id,
             job_id=job_id,
+            agency_id=agency_id,
             kind=kind,
             period=period,
             as_of=as_of,
@@ -212,9 +216,15 @@ def finish_check_run(conn: Connection, check_run_id: str, **counts: Any) -> None
     )
 
 
-def store_results(conn: Connection, check_run_id: str, results: Iterable[CheckResult]) -> list[int]:
-    """Store the results of a run with all their offenders; their ids, in order."""
-    return _insert_results(conn, [(check_run_id, r) for r in results])
+def store_results(
+    conn: Connection,
+    check_run_id: str,
+    results: Iterable[CheckResult],
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
+) -> list[int]:
+    """Store the results of an agency's run with all their offenders; their ids, in order."""
+    return _insert_results(conn, [(check_run_id, r) for r in results], agency_id)
 
 
 def store_target_runs(
@@ -223,6 +233,7 @@ def store_target_runs(
     *,
     job_id: str | None = None,
     seconds: float = 0.0,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> list[tuple[str, list[int]]]:
     """Store finished target-check runs, one per (period, as-of date, results), as
     :func:`start_check_run`, :func:`store_results` and :func:`finish_check_run` would,
@@ -237,6 +248,7 @@ def store_target_runs(
             {
                 "check_run_id": run_id,
                 "job_id": job_id,
+                "agency_id": agency_id,
                 "kind": "targets",
                 "period": period,
                 "as_of": as_of,
@@ -255,14 +267,18 @@ def store_target_runs(
         ],
     )
     pairs = zip(run_ids, runs, strict=True)
-    ids = iter(_insert_results(conn, [(i, r) for i, (_, _, results) in pairs for r in results]))
+    ids = iter(
+        _insert_results(conn, [(i, r) for i, (_, _, results) in pairs for r in results], agency_id)
+    )
     return [
         (run_id, [next(ids) for _ in results])
         for run_id, (_, _, results) in zip(run_ids, runs, strict=True)
     ]
 
 
-def _insert_results(conn: Connection, results: Sequence[tuple[str, CheckResult]]) -> list[int]:
+def _insert_results(
+    conn: Connection, results: Sequence[tuple[str, CheckResult]], agency_id: str
+) -> list[int]:
     """One multi-row insert for the results (of their runs), one for their offenders."""
     if not results:
         return []
@@ -270,6 +286,7 @@ def _insert_results(conn: Connection, results: Sequence[tuple[str, CheckResult]]
     rows = [
         {
             "check_run_id": check_run_id,
+            "agency_id": agency_id,
             "checked_at": checked_at,
             **{k: v for k, v in r.__dict__.items() if k != "offenders"},
         }
@@ -280,7 +297,7 @@ def _insert_results(conn: Connection, results: Sequence[tuple[str, CheckResult]]
     )
     ids = [int(i) for i in conn.execute(returning, rows).scalars()]
     offenders = [
-        {"check_result_id": result_id, "natural_key": k, "reason": reason}
+        {"check_result_id": result_id, "natural_key": k, "reason": reason, "agency_id": agency_id}
         for result_id, (_, r) in zip(ids, results, strict=True)
         for k, reason in {o.natural_key: o.reason for o in r.offenders}.items()
     ]

@@ -257,8 +257,15 @@ def check(
     fail_on_slip: Annotated[
         bool, typer.Option("--fail-on-slip", help="exit 3 when a critical target slipped")
     ] = False,
+    agency: AgencyOpt = None,
 ) -> None:
-    """Check the targets on what the warehouse holds; list slipped ones and their records."""
+    """Check the targets on what the warehouse holds; list slipped ones and their records.
+
+    With agencies.yaml each selected agency (default: all) is checked against its own
+    thresholds and its scorecard printed under its name.
+    """
+    from rich.markup import escape
+
     from rulewatch.alerts.announce import open_deliveries
     from rulewatch.alerts.health import health_lines, health_pass, source_health
     from rulewatch.alerts.health import utc_now as health_now
@@ -266,36 +273,47 @@ def check(
     from rulewatch.checks.display import print_target_run
     from rulewatch.checks.targets import run_target_checks
     from rulewatch.cli.console import out, print_calendar_note
+    from rulewatch.config.agencies import load_agencies
+    from rulewatch.report.published import print_reconciliation, reconcile_period
     from rulewatch.warehouse.runs import snapshot
 
     settings = load_settings()
-    checks = load_checks_config(settings)
+    load_checks_config(settings)
     validate_alert_urls(settings)
     day = _as_of(settings, as_of)
     checked = Period.parse(_parse_period(period) if period is not None else str(day.year))
+    selected = _agencies(settings, agency, all_by_default=True)
+    agencies = load_agencies(settings)
+    named = agencies.path is not None
     engine = _warehouse(settings)
+    done = []
     try:
-        health = health_pass(engine, settings)  # heal crashed runs; failing/stale sources
-        run = run_target_checks(engine, settings, [checked], day, checks=checks)
-        from rulewatch.report.published import reconcile_period
-
-        reconciled = reconcile_period(engine, settings, checked, day)
-        with snapshot(engine) as conn:  # one consistent view, also while a sync writes
-            sources = source_health(conn, settings, health_now())
-            waiting = open_deliveries(conn)
+        for scoped in selected:
+            checks = load_checks_config(scoped)  # its Data Docs and checks page: its folder
+            health = health_pass(engine, scoped)  # heal crashed runs; failing/stale sources
+            run = run_target_checks(engine, scoped, [checked], day, checks=checks)
+            reconciled = reconcile_period(engine, scoped, checked, day)
+            with snapshot(engine) as conn:  # one consistent view, also while a sync writes
+                sources = source_health(conn, scoped, health_now())
+                waiting = open_deliveries(conn, agency_id=scoped.agency_id)
+            done.append((scoped, checks, health, run, reconciled, sources, waiting))
     finally:
         engine.dispose()
-    print_target_run(out, run, checks.listed_offenders)
-    print_calendar_note(settings, checked, day, any(c.provisional for c in run.checks))
-    from rulewatch.report.published import print_reconciliation
-
-    print_reconciliation(out, reconciled)
-    for line in health_lines(sources, waiting, health.healed):
-        out.print(line, markup=False, soft_wrap=True)  # one line per source, for grep
-    _print_alerts(health)
-    if run.checks_page is not None:
-        out.print(f"checks page: {run.checks_page}")
-    if fail_on_slip and run.critical_slipped:
+    for scoped, checks, health, run, reconciled, sources, waiting in done:
+        if named:
+            name = agencies.get(scoped.agency_id).name(scoped.alerts.language)
+            out.print(
+                f"[bold]agency {escape(scoped.agency_id)}[/]: {escape(name)}", highlight=False
+            )
+        print_target_run(out, run, checks.listed_offenders)
+        print_calendar_note(scoped, checked, day, any(c.provisional for c in run.checks))
+        print_reconciliation(out, reconciled)
+        for line in health_lines(sources, waiting, health.healed):
+            out.print(line, markup=False, soft_wrap=True)  # one line per source, for grep
+        _print_alerts(health)
+        if run.checks_page is not None:
+            out.print(f"checks page: {run.checks_page}")
+    if fail_on_slip and any(run.critical_slipped for _, _, _, run, *_ in done):
         raise typer.Exit(EXIT_SLIPPED)
 
 

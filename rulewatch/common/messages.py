@@ -43,10 +43,55 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alert.records": ("records", "相关记录"),
     "alert.more": ("and {n} more", "另有 {n} 条"),
     "alert.due": ("due {day}", "期限 {day}"),
+    "alert.agency_tag": ("[{name}] ", "【{name}】"),
+    "alert.agency_line": ("agency: {name} ({id})", "单位：{name}（{id}）"),
     "alert.provisional_line": (
         "provisional: counts working days of a year whose official holiday arrangement "
         "is not published yet (Monday to Friday stands in)",
         "暂定 (provisional): 涉及尚未公布放假安排年份的工作日, 暂按周一至周五计算",
+    ),
+    # the supervising office's nightly digest
+    "digest.title": ("nightly digest {as_of}: {summary}", "每日汇总 {as_of}：{summary}"),
+    "digest.summary_met": ("all {n} agencies met every target", "全部 {n} 个单位目标均达标"),
+    "digest.summary": (
+        "{slipped} of {n} agencies slipped, {failed} failed or did not run",
+        "{n} 个单位中 {slipped} 个未达标，{failed} 个运行失败或未运行",
+    ),
+    "digest.heading": (
+        "{office}: rulewatch nightly digest as of {as_of} ({n} agencies)",
+        "{office}：rulewatch 每日汇总，截至 {as_of}（共 {n} 个单位）",
+    ),
+    "digest.quiet": (
+        "All met: every agency met every target; no source failing or stale; no early warning.",
+        "全部达标：各单位目标均达标；无数据源失败或过期；无预警。",
+    ),
+    "digest.runs": ("Runs failed or missing", "运行失败或未运行"),
+    "digest.run_failed": ("run failed: {reason}", "运行失败：{reason}"),
+    "digest.did_not_run": (
+        "no check stored for {as_of}: did not run",
+        "无 {as_of} 的检查记录：未运行",
+    ),
+    "digest.slipped": ("Targets slipped", "未达标目标"),
+    "digest.slip_line": (
+        "{value} ({numerator} / {denominator}), target {target}, {severity}, slipped since {since}",
+        "{value}（{numerator} / {denominator}），目标 {target}，{severity}，自 {since} 起未达标",
+    ),
+    "digest.new": ("New since the last digest", "自上次汇总以来的变化"),
+    "digest.warnings": ("Early warnings", "预警"),
+    "digest.warning_count": ("{n} record(s)", "{n} 条"),
+    "digest.sources": ("Sources failing or stale", "数据源失败或过期"),
+    "digest.source_failing": (
+        "{source} failing since {since} UTC: {reason}",
+        "{source} 自 {since} UTC 起同步失败：{reason}",
+    ),
+    "digest.source_stale": (
+        "{source} stale: last successful sync {at} UTC ({hours} h ago)",
+        "{source} 数据过期：上次成功同步 {at} UTC（{hours} 小时前）",
+    ),
+    "digest.none": ("none", "无"),
+    "digest.met_count": (
+        "{met} of {n} agencies met every target checked.",
+        "{n} 个单位中 {met} 个全部目标达标。",
     ),
     # source and job health alerts
     "health.sync_failed": ("sync failing", "同步失败"),
