@@ -17,6 +17,12 @@ Two steps, each its own transaction:
 
 No secrets, pseudonyms or personal names go into an alert: it carries metric
 ids, figures, natural keys and reasons.
+
+Per agency (issue 16): ``alert_state``, ``alert`` and ``alert_delivery`` rows carry
+the agency (``settings.agency_id``); a non-default agency's dedupe keys lead with
+its id, so two agencies slipping the same target are two alerts, each to its own
+channels. With ``agencies.yaml`` a title and body name the agency; without it
+every text is as it always was.
 """
 
 from __future__ import annotations
@@ -43,13 +49,59 @@ from rulewatch.metrics.compute import (
     early_warnings,
 )
 from rulewatch.warehouse.runs import holder_gone, holder_token
-from rulewatch.warehouse.schema import alert, alert_delivery, alert_state, calendar_day, inspection
+from rulewatch.warehouse.schema import (
+    DEFAULT_AGENCY_ID,
+    alert,
+    alert_delivery,
+    alert_state,
+    calendar_day,
+    inspection,
+)
 
 log = logging.getLogger("rulewatch.alerts.announce")
 #: How many offenders an alert lists: the first ones by natural key (the stored order).
 MAX_LISTED = 20
 #: How long a ``sending`` claim holds before another run may take the delivery over.
 DELIVERY_LEASE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class AgencyLabel:
+    """How an alert names its agency: the id and its name in the alert's language."""
+
+    agency_id: str
+    name: str
+
+
+def agency_label(settings: Settings) -> AgencyLabel | None:
+    """The settings' agency as its alerts name it (``agencies.yaml``'s name in the alert
+    language); None without the file, so the one agency's texts stay as they were."""
+    from rulewatch.config.agencies import load_agencies
+
+    agencies = load_agencies(settings)
+    if agencies.path is None or settings.agency_id not in agencies.ids:
+        return None
+    agency = agencies.get(settings.agency_id)
+    return AgencyLabel(agency.agency_id, agency.name(settings.alerts.language))
+
+
+def dedupe_key(agency_id: str, key: str) -> str:
+    """An alert's dedupe key for an agency: the key itself for the one (default) agency,
+    ``<agency>:<key>`` for another, so each agency announces the same change once."""
+    return key if agency_id == DEFAULT_AGENCY_ID else f"{agency_id}:{key}"
+
+
+def alert_title(text: str, language: str, agency: AgencyLabel | None = None) -> str:
+    """``[rulewatch] `` and the agency's tag (with ``agencies.yaml``) before ``text``."""
+    tag = "" if agency is None else t("alert.agency_tag", language, name=agency.name)
+    return f"[rulewatch] {tag}{text}"
+
+
+def agency_line(language: str, agency: AgencyLabel | None) -> str | None:
+    """The first line of an agency's alert body; None for the one agency."""
+    if agency is None:
+        return None
+    return t("alert.agency_line", language, name=agency.name, id=agency.agency_id)
 
 
 @dataclass(frozen=True)
@@ -107,20 +159,32 @@ class AlertRun:
     deliveries: list[Delivery] = field(default_factory=list)
 
 
-def render_target(kind: str, s: TargetCheck, language: str) -> tuple[str, str]:
+def render_target(
+    kind: str, s: TargetCheck, language: str, agency: AgencyLabel | None = None
+) -> tuple[str, str]:
     """Title and body of a slip, recovery or reminder of a stored target check."""
-    title = f"[rulewatch] {s.metric} {s.period}: {t('alert.' + kind, language)}"
+    title = alert_title(f"{s.metric} {s.period}: {t('alert.' + kind, language)}", language, agency)
     if s.provisional:
         title += f" ({t('alert.provisional', language)})"
-    body = render("alert_target.txt.j2", kind=kind, s=s, lang=language, listed=MAX_LISTED)
+    body = render(
+        "alert_target.txt.j2",
+        kind=kind,
+        s=s,
+        lang=language,
+        listed=MAX_LISTED,
+        agency=agency_line(language, agency),
+    )
     return title, body.rstrip("\n")
 
 
-def render_warning(w: EarlyWarning, language: str) -> tuple[str, str]:
+def render_warning(
+    w: EarlyWarning, language: str, agency: AgencyLabel | None = None
+) -> tuple[str, str]:
     """Title and body of an early warning."""
     due = t("alert.due", language, day=w.due_on.isoformat())
-    title = f"[rulewatch] {w.metric}: {t('alert.early_warning', language)} {w.natural_key} ({due})"
-    return title, render("alert_warning.txt.j2", w=w, lang=language).rstrip("\n")
+    text = f"{w.metric}: {t('alert.early_warning', language)} {w.natural_key} ({due})"
+    body = render("alert_warning.txt.j2", w=w, lang=language, agency=agency_line(language, agency))
+    return alert_title(text, language, agency), body.rstrip("\n")
 
 
 def _now() -> datetime:
@@ -136,20 +200,24 @@ def plan_alerts(
     reminder_interval: timedelta,
     language: str = "zh",
     now: datetime | None = None,
+    agency_id: str = DEFAULT_AGENCY_ID,
+    agency: AgencyLabel | None = None,
 ) -> list[PlannedAlert]:
-    """Record, once, every state change worth announcing (in the caller's transaction).
+    """Record, once, every state change of one agency worth announcing (in the caller's
+    transaction).
 
-    ``statuses`` are stored target checks; each alert carries the check's severity
-    and ``check_result_id``, so it joins to the result that justified it."""
+    ``statuses`` are the agency's stored target checks; each alert carries the check's
+    severity and ``check_result_id``, so it joins to the result that justified it.
+    ``agency`` names the agency in the texts (None: as without ``agencies.yaml``)."""
     now = now or _now()
     planned: list[PlannedAlert] = []
     for s in statuses:
-        kind = _transition(conn, s, now, reminder_interval)
+        kind = _transition(conn, s, now, reminder_interval, agency_id)
         if kind is None:
             continue
-        title, body = render_target(kind, s, language)
+        title, body = render_target(kind, s, language, agency)
         stamp = now.isoformat() if kind != "recovered" else s.as_of.isoformat()
-        dedupe = f"{kind}:{s.metric}:{s.period}:{stamp}"
+        dedupe = dedupe_key(agency_id, f"{kind}:{s.metric}:{s.period}:{stamp}")
         planned += _record(
             conn,
             dedupe,
@@ -163,23 +231,38 @@ def plan_alerts(
             now,
             severity=s.severity,
             check_result_id=s.check_result_id,
+            agency_id=agency_id,
         )
     for w in warnings:
-        title, body = render_warning(w, language)
-        dedupe = f"early_warning:{w.metric}:{w.natural_key}:{w.due_on.isoformat()}"
+        title, body = render_warning(w, language, agency)
+        dedupe = dedupe_key(
+            agency_id, f"early_warning:{w.metric}:{w.natural_key}:{w.due_on.isoformat()}"
+        )
         exists = conn.execute(select(alert.c.alert_id).where(alert.c.dedupe_key == dedupe)).first()
         if exists is None:
             planned += _record(
-                conn, dedupe, "early_warning", w.metric, "", None, title, body, channels, now
+                conn,
+                dedupe,
+                "early_warning",
+                w.metric,
+                "",
+                None,
+                title,
+                body,
+                channels,
+                now,
+                agency_id=agency_id,
             )
     return planned
 
 
 def _transition(
-    conn: Connection, s: TargetCheck, now: datetime, reminder_interval: timedelta
+    conn: Connection, s: TargetCheck, now: datetime, reminder_interval: timedelta, agency_id: str
 ) -> str | None:
     """Move the target's announced state; the kind of alert it calls for, if any."""
-    kind = move_state(conn, s.metric, s.period, s.status, "slipped", now, reminder_interval)
+    kind = move_state(
+        conn, s.metric, s.period, s.status, "slipped", now, reminder_interval, agency_id=agency_id
+    )
     return "slipped" if kind == "bad" else kind
 
 
@@ -191,21 +274,28 @@ def move_state(
     bad: str,
     now: datetime,
     reminder_interval: timedelta,
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> str | None:
-    """Compare-and-set a subject's announced state (one ``alert_state`` row): the alert
-    the change calls for, "bad", "reminder", "recovered" or None.
+    """Compare-and-set an agency's subject's announced state (one ``alert_state`` row):
+    the alert the change calls for, "bad", "reminder", "recovered" or None.
 
     ``status`` is the state now, ``bad`` the one that is announced. A first sighting
     that is not bad, and a move between two states that are not, are recorded
     silently; two runs at once cannot both win the same change (the update names
     the state it saw).
     """
-    key = and_(alert_state.c.metric == subject, alert_state.c.period == aspect)
+    key = and_(
+        alert_state.c.agency_id == agency_id,
+        alert_state.c.metric == subject,
+        alert_state.c.period == aspect,
+    )
     is_bad = status == bad
     row = conn.execute(select(alert_state).where(key)).first()
     if row is None:
         conn.execute(
             insert(alert_state).values(
+                agency_id=agency_id,
                 metric=subject,
                 period=aspect,
                 status=status,
@@ -256,11 +346,13 @@ def _record(
     *,
     severity: str | None = None,
     check_result_id: int | None = None,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> list[PlannedAlert]:
     alert_id = str(uuid.uuid4())
     conn.execute(
         insert(alert).values(
             alert_id=alert_id,
+            agency_id=agency_id,
             dedupe_key=dedupe,
             kind=kind,
             metric=metric,
@@ -277,6 +369,7 @@ def _record(
         conn.execute(
             insert(alert_delivery).values(
                 alert_id=alert_id,
+                agency_id=agency_id,
                 channel_id=ch.channel_id,
                 channel=ch.display,
                 status="pending",
@@ -310,9 +403,11 @@ def deliver_pending(
     sender: Sender = apprise_send,
     max_attempts: int = 3,
     now: datetime | None = None,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> list[Delivery]:
-    """Send every pending delivery, and every claim whose lease ran out or whose
-    claimer died; failures stay pending for the next run."""
+    """Send every pending delivery of the agency (``all``: the supervisor's digest), and
+    every claim whose lease ran out or whose claimer died; failures stay pending for
+    the next run."""
     now = now or _now()
     by_id = {ch.channel_id: ch for ch in channels}
     with engine.connect() as conn:
@@ -329,7 +424,10 @@ def deliver_pending(
                 alert.c.body,
             )
             .join(alert, alert.c.alert_id == alert_delivery.c.alert_id)
-            .where(alert_delivery.c.status.in_(("pending", "sending")))
+            .where(
+                alert_delivery.c.agency_id == agency_id,
+                alert_delivery.c.status.in_(("pending", "sending")),
+            )
             .order_by(alert.c.created_at, alert.c.alert_id)
         ).all()
     results: list[Delivery] = []
@@ -425,8 +523,8 @@ class OpenDelivery:
     updated_at: datetime
 
 
-def open_deliveries(conn: Connection) -> list[OpenDelivery]:
-    """Every delivery not sent yet, oldest alert first (what `check` shows)."""
+def open_deliveries(conn: Connection, *, agency_id: str = DEFAULT_AGENCY_ID) -> list[OpenDelivery]:
+    """Every delivery of the agency not sent yet, oldest alert first (what `check` shows)."""
     rows = conn.execute(
         select(
             alert_delivery.c.alert_id,
@@ -438,14 +536,17 @@ def open_deliveries(conn: Connection) -> list[OpenDelivery]:
             alert_delivery.c.updated_at,
         )
         .join(alert, alert.c.alert_id == alert_delivery.c.alert_id)
-        .where(alert_delivery.c.status != "sent")
+        .where(alert_delivery.c.agency_id == agency_id, alert_delivery.c.status != "sent")
         .order_by(alert.c.created_at, alert.c.alert_id, alert_delivery.c.channel)
     ).all()
     return [OpenDelivery(*r) for r in rows]
 
 
-def early_warning_list(conn: Connection, as_of: date, days: int) -> list[EarlyWarning]:
-    """Filings due within ``days`` days, and double-random results close to 20 working days."""
+def early_warning_list(
+    conn: Connection, as_of: date, days: int, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> list[EarlyWarning]:
+    """The agency's filings due within ``days`` days, and double-random results close to
+    20 working days."""
     found = [
         EarlyWarning(
             "docreview.filing_rate",
@@ -453,7 +554,7 @@ def early_warning_list(conn: Connection, as_of: date, days: int) -> list[EarlyWa
             f"not filed; deadline {w['deadline']} in {w['days_left']} day(s)",
             w["deadline"],
         )
-        for w in early_warnings(conn, as_of, days)
+        for w in early_warnings(conn, as_of, days, agency_id=agency_id)
     ]
     cal_inspected, cal_today = calendar_day.alias("ci"), calendar_day.alias("ct")
     elapsed = cal_today.c.workday_seq - cal_inspected.c.workday_seq
@@ -472,6 +573,7 @@ def early_warning_list(conn: Connection, as_of: date, days: int) -> list[EarlyWa
             )
         )
         .where(
+            inspection.c.agency_id == agency_id,
             inspection.c.is_set_aside.is_(False),
             inspection.c.task_type == "double_random",
             inspection.c.outcome != "pending",
@@ -499,13 +601,18 @@ def early_warning_list(conn: Connection, as_of: date, days: int) -> list[EarlyWa
 
 
 def stored_checks(
-    conn: Connection, as_of: date, check_run_id: str | None = None
+    conn: Connection,
+    as_of: date,
+    check_run_id: str | None = None,
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> list[TargetCheck]:
-    """The stored target checks alerting follows: the latest check of every target and
-    period at ``as_of`` (only those of ``check_run_id`` when given), with offenders."""
+    """The stored target checks alerting follows: the agency's latest check of every
+    target and period at ``as_of`` (only those of ``check_run_id`` when given), with
+    offenders."""
     return [
         c
-        for c in latest_target_statuses(conn)
+        for c in latest_target_statuses(conn, agency_id=agency_id)
         if c.as_of == as_of and (check_run_id is None or c.check_run_id == check_run_id)
     ]
 
@@ -513,16 +620,20 @@ def stored_checks(
 def run_alerting(
     engine: Engine, settings: Settings, as_of: date, *, check_run_id: str | None = None
 ) -> AlertRun:
-    """Announce the state changes of the stored target checks at ``as_of`` (every checked
-    period and custom rate), record them once, send what is pending.
+    """Announce the state changes of the settings' agency's stored target checks at
+    ``as_of`` (every checked period and custom rate), record them once, send what is
+    pending to the agency's channels.
 
     Statuses are read, never recomputed: run the target checks first.
     """
     channels = [Channel(u) for u in settings.alert_urls]
+    agency_id = settings.agency_id
     run = AlertRun()
     with engine.begin() as conn:
-        statuses = stored_checks(conn, as_of, check_run_id)
-        warnings = early_warning_list(conn, as_of, settings.alerts.early_warning_days)
+        statuses = stored_checks(conn, as_of, check_run_id, agency_id=agency_id)
+        warnings = early_warning_list(
+            conn, as_of, settings.alerts.early_warning_days, agency_id=agency_id
+        )
         run.planned = plan_alerts(
             conn,
             statuses,
@@ -530,6 +641,8 @@ def run_alerting(
             channels,
             reminder_interval=timedelta(days=settings.alerts.reminder_interval_days),
             language=settings.alerts.language,
+            agency_id=agency_id,
+            agency=agency_label(settings),
         )
-    run.deliveries = deliver_pending(engine, channels)
+    run.deliveries = deliver_pending(engine, channels, agency_id=agency_id)
     return run

@@ -18,6 +18,9 @@ Subjects (``alert_state.metric``, ``alert_state.period``):
 
 :func:`health_pass` heals crashed runs first (``warehouse/runs.py``), so a
 killed sync is seen as abandoned, never as running.
+
+Everything is per agency (``settings.agency_id``): its sources' runs, its state
+rows, its alerts to its channels, named as :mod:`rulewatch.alerts.announce` names them.
 """
 
 from __future__ import annotations
@@ -28,15 +31,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.engine import Connection
 
 from rulewatch.alerts.announce import (
+    AgencyLabel,
     Channel,
     Delivery,
     PlannedAlert,
     _record,
+    agency_label,
+    agency_line,
+    alert_title,
     apprise_send,
+    dedupe_key,
     deliver_pending,
     move_state,
 )
@@ -99,11 +107,12 @@ class SourceHealth:
 
 
 def source_health(conn: Connection, settings: Settings, now: datetime) -> list[SourceHealth]:
-    """Every source that has ever been synced, read from ``sync_run``."""
+    """Every source of the settings' agency that has ever been synced, read from
+    ``sync_run``."""
     stale_after = timedelta(hours=settings.alerts.stale_after_hours)
     found = []
     for source in SOURCE_NAMES:
-        of_source = sync_run.c.source == source
+        of_source = and_(sync_run.c.agency_id == settings.agency_id, sync_run.c.source == source)
         newest = conn.execute(
             select(sync_run.c.status, sync_run.c.started_at)
             .where(of_source)
@@ -152,10 +161,18 @@ def source_health(conn: Connection, settings: Settings, now: datetime) -> list[S
     return found
 
 
-def render_source(kind: str, h: SourceHealth, language: str, settings: Settings) -> tuple[str, str]:
+def render_source(
+    kind: str,
+    h: SourceHealth,
+    language: str,
+    settings: Settings,
+    agency: AgencyLabel | None = None,
+) -> tuple[str, str]:
     """Title and body of a source alert (sync_failed, sync_failing, sync_recovered,
     stale, still_stale, fresh_again)."""
-    title = f"[rulewatch] {_h('source', language, name=h.source)}: {_h(kind, language)}"
+    title = alert_title(
+        f"{_h('source', language, name=h.source)}: {_h(kind, language)}", language, agency
+    )
     last_ok = _h("last_ok", language, at=_stamp(h.last_succeeded_at, language))
     if kind in ("sync_failed", "sync_failing"):
         lines = [
@@ -185,12 +202,20 @@ def render_source(kind: str, h: SourceHealth, language: str, settings: Settings)
                 limit=settings.alerts.stale_after_hours,
             )
         ]
-    return title, "\n".join(lines)
+    return title, _with_agency(lines, language, agency)
 
 
-def render_job(kind: str, language: str, line: str) -> tuple[str, str]:
+def _with_agency(lines: list[str], language: str, agency: AgencyLabel | None) -> str:
+    first = agency_line(language, agency)
+    return "\n".join(lines if first is None else [first, *lines])
+
+
+def render_job(
+    kind: str, language: str, line: str, agency: AgencyLabel | None = None
+) -> tuple[str, str]:
     """Title and body of a job alert (job_failed, job_failing, job_recovered)."""
-    return f"[rulewatch] {_h('job', language)} rulewatch-nightly: {_h(kind, language)}", line
+    text = f"{_h('job', language)} rulewatch-nightly: {_h(kind, language)}"
+    return alert_title(text, language, agency), _with_agency([line], language, agency)
 
 
 _SOURCE_KINDS = {
@@ -210,6 +235,7 @@ def plan_health_alerts(
     """Record, once, every change of a source's sync and freshness state."""
     reminder = timedelta(days=settings.alerts.reminder_interval_days)
     language = settings.alerts.language
+    agency_id, agency = settings.agency_id, agency_label(settings)
     planned: list[PlannedAlert] = []
     for h in health:
         subject = f"source:{h.source}"
@@ -217,14 +243,27 @@ def plan_health_alerts(
             ("sync", h.is_failing, "failing"),
             ("stale", h.is_stale, "stale"),
         ):
-            move = move_state(conn, subject, aspect, bad if is_bad else "ok", bad, now, reminder)
+            status = bad if is_bad else "ok"
+            move = move_state(
+                conn, subject, aspect, status, bad, now, reminder, agency_id=agency_id
+            )
             if move is None:
                 continue
             kind = _SOURCE_KINDS[aspect][move]
-            title, body = render_source(kind, h, language, settings)
-            dedupe = f"{kind}:{subject}:{now.isoformat()}"
+            title, body = render_source(kind, h, language, settings, agency)
+            dedupe = dedupe_key(agency_id, f"{kind}:{subject}:{now.isoformat()}")
             planned += _record(
-                conn, dedupe, kind, subject, aspect, None, title, body, channels, now
+                conn,
+                dedupe,
+                kind,
+                subject,
+                aspect,
+                None,
+                title,
+                body,
+                channels,
+                now,
+                agency_id=agency_id,
             )
     return planned
 
@@ -238,17 +277,31 @@ def plan_job_alert(
     line: str,
     now: datetime,
 ) -> list[PlannedAlert]:
-    """Move the nightly job's state: failed (from a hook) or got through (alerts step)."""
+    """Move the agency's nightly job state: failed (from a hook) or got through (alerts step)."""
     reminder = timedelta(days=settings.alerts.reminder_interval_days)
+    agency_id = settings.agency_id
+    status = "failed" if is_failed else "ok"
     move = move_state(
-        conn, JOB_SUBJECT, "run", "failed" if is_failed else "ok", "failed", now, reminder
+        conn, JOB_SUBJECT, "run", status, "failed", now, reminder, agency_id=agency_id
     )
     if move is None:
         return []
     kind = _JOB_KINDS[move]
-    title, body = render_job(kind, settings.alerts.language, line)
-    dedupe = f"{kind}:{JOB_SUBJECT}:{now.isoformat()}"
-    return _record(conn, dedupe, kind, JOB_SUBJECT, "run", None, title, body, channels, now)
+    title, body = render_job(kind, settings.alerts.language, line, agency_label(settings))
+    dedupe = dedupe_key(agency_id, f"{kind}:{JOB_SUBJECT}:{now.isoformat()}")
+    return _record(
+        conn,
+        dedupe,
+        kind,
+        JOB_SUBJECT,
+        "run",
+        None,
+        title,
+        body,
+        channels,
+        now,
+        agency_id=agency_id,
+    )
 
 
 @dataclass
@@ -269,7 +322,8 @@ def health_pass(
     job_got_through: bool = False,
     deliver: bool = True,
 ) -> HealthRun:
-    """Heal crashed runs, announce source failures, recoveries and stale data, send.
+    """Heal crashed runs, announce the settings' agency's source failures, recoveries and
+    stale data, send to its channels.
 
     ``job_got_through`` (the nightly flow's alerts step) also ends a failed job state.
     ``deliver=False`` leaves the sending to the caller's own delivery step.
@@ -286,7 +340,7 @@ def health_pass(
                 conn, settings, channels, is_failed=False, line=line, now=now
             )
     if deliver:
-        run.deliveries = deliver_pending(engine, channels, now=now)
+        run.deliveries = deliver_pending(engine, channels, now=now, agency_id=settings.agency_id)
     return run
 
 

@@ -208,14 +208,16 @@ def load_checks_config(settings: Settings) -> ChecksConfig:
     assert isinstance(parsed, ChecksFile)
     _check_columns(path, parsed)
 
-    def under_data_dir(value: str) -> Path:
+    def under_output_dir(value: str) -> Path:
+        # the agency's folder (agencies.yaml), else the data folder: its Data Docs,
+        # validation results and checks page are its own
         p = Path(value).expanduser()
-        return p if p.is_absolute() else settings.data_dir / p
+        return p if p.is_absolute() else settings.output_dir / p
 
     return ChecksConfig(
         path=path,
-        data_docs_dir=under_data_dir(parsed.data_docs_dir),
-        validations_dir=under_data_dir(parsed.validations_dir),
+        data_docs_dir=under_output_dir(parsed.data_docs_dir),
+        validations_dir=under_output_dir(parsed.validations_dir),
         data_docs_keep_days=parsed.data_docs_keep_days,
         target_periods=tuple(dict.fromkeys(parsed.target_periods)),
         listed_offenders=parsed.listed_offenders,

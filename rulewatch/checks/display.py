@@ -14,6 +14,7 @@ from rulewatch.checks.quality import QualityRun
 from rulewatch.checks.results import TargetCheck
 from rulewatch.checks.targets import TargetRun
 from rulewatch.common.numbers import PROVISIONAL_CAPTION, PROVISIONAL_MARK, format_percent
+from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID
 
 TABLE_ARTIFACT_KEY = "rulewatch-targets"
 SUMMARY_ARTIFACT_KEY = "rulewatch-checks"
@@ -153,17 +154,31 @@ def markdown_summary(targets: TargetRun, quality: QualityRun | None, listed: int
     return "\n".join(lines) + "\n"
 
 
-def publish_artifacts(targets: TargetRun, quality: QualityRun | None, listed: int) -> None:
-    """The scorecard as a Prefect table artifact and a markdown summary (in a flow run)."""
+def artifact_key(key: str, agency_id: str = DEFAULT_AGENCY_ID) -> str:
+    """A Prefect artifact key of one agency: the key itself for the one (default) agency,
+    ``<key>-<agency>`` for another, so each agency's scorecard has its own history."""
+    return key if agency_id == DEFAULT_AGENCY_ID else f"{key}-{agency_id}"
+
+
+def publish_artifacts(
+    targets: TargetRun,
+    quality: QualityRun | None,
+    listed: int,
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
+) -> None:
+    """The agency's scorecard as a Prefect table artifact and a markdown summary (in a
+    flow run)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+    of = "" if agency_id == DEFAULT_AGENCY_ID else f" of {agency_id}"
     create_table_artifact(
         table_rows(targets),
-        key=TABLE_ARTIFACT_KEY,
-        description=f"rulewatch target checks as of {targets.as_of}",
+        key=artifact_key(TABLE_ARTIFACT_KEY, agency_id),
+        description=f"rulewatch target checks{of} as of {targets.as_of}",
     )
     create_markdown_artifact(
         markdown_summary(targets, quality, listed),
-        key=SUMMARY_ARTIFACT_KEY,
-        description="slipped targets, their records, data quality",
+        key=artifact_key(SUMMARY_ARTIFACT_KEY, agency_id),
+        description=f"slipped targets, their records, data quality{of}",
     )

@@ -23,7 +23,12 @@ from sqlalchemy import Engine, select
 
 from rulewatch.checks.results import TargetCheck
 from rulewatch.common.numbers import format_percent
-from rulewatch.warehouse.schema import check_offender, check_result, check_run
+from rulewatch.warehouse.schema import (
+    DEFAULT_AGENCY_ID,
+    check_offender,
+    check_result,
+    check_run,
+)
 
 #: The page's name, beside Data Docs' ``index.html``.
 PAGE_NAME = "checks.html"
@@ -97,12 +102,19 @@ class QualitySummary:
     failed_results: list[QualityResult]
 
 
-def latest_quality(engine: Engine, listed: int) -> QualitySummary | None:
-    """The newest finished data-quality run's failed expectations, ``listed`` keys each."""
+def latest_quality(
+    engine: Engine, listed: int, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> QualitySummary | None:
+    """The agency's newest finished data-quality run's failed expectations, ``listed``
+    keys each."""
     with engine.connect() as conn:
         run = conn.execute(
             select(check_run)
-            .where(check_run.c.kind == "data_quality", check_run.c.finished_at.is_not(None))
+            .where(
+                check_run.c.agency_id == agency_id,
+                check_run.c.kind == "data_quality",
+                check_run.c.finished_at.is_not(None),
+            )
             .order_by(check_run.c.started_at.desc())
             .limit(1)
         ).first()

@@ -18,7 +18,11 @@ expectations are reported and stored only.
 A stream whose sync wrote no row is not checked (GX's record costs seconds
 even for an empty batch) unless its suite changed since it last ran: the rows
 it holds were checked by that same suite and only a fresh version can change
-them."""
+them.
+
+A run is one agency's (``settings.agency_id``): its batch, the rows it sets aside
+or releases, the payloads it quarantines and the suite versions it remembers are
+that agency's alone."""
 
 from __future__ import annotations
 
@@ -91,6 +95,7 @@ from rulewatch.config.settings import ConfigError, Settings
 from rulewatch.warehouse.loader import CONTRACT_CHECK
 from rulewatch.warehouse.schema import (
     CORE_TABLES,
+    DEFAULT_AGENCY_ID,
     landed_record,
     natural_key_column,
     now_utc,
@@ -165,17 +170,24 @@ def counting_rows(table: Table) -> list[ColumnElement]:
     return conditions
 
 
-def held_rows(stream: str) -> Select:
-    """Core rows an earlier data-quality run set aside (the quarantine names an expectation)."""
+def held_rows(stream: str, *, agency_id: str = DEFAULT_AGENCY_ID) -> Select:
+    """An agency's core rows an earlier data-quality run set aside (the quarantine names
+    an expectation)."""
     t = CORE_TABLES[stream]
     q = quarantined_record
     joined = q.join(
-        t, and_(natural_key_column(t) == q.c.natural_key, t.c.record_hash == q.c.record_hash)
+        t,
+        and_(
+            t.c.agency_id == q.c.agency_id,
+            natural_key_column(t) == q.c.natural_key,
+            t.c.record_hash == q.c.record_hash,
+        ),
     )
     return (
         select(*t.c)
         .select_from(joined)
         .where(
+            q.c.agency_id == agency_id,
             q.c.stream == stream,
             q.c.check_name != CONTRACT_CHECK,
             t.c.is_set_aside.is_(True),
@@ -184,17 +196,28 @@ def held_rows(stream: str) -> Select:
     )
 
 
-def fresh_rows(stream: str, sync_run_ids: Sequence[str]) -> Select:
-    """Rows the sync runs wrote that count."""
+def fresh_rows(
+    stream: str, sync_run_ids: Sequence[str], *, agency_id: str = DEFAULT_AGENCY_ID
+) -> Select:
+    """An agency's rows the sync runs wrote that count."""
     t = CORE_TABLES[stream]
     return select(*t.c).where(
-        t.c.sync_run_id.in_(list(sync_run_ids)), t.c.is_set_aside.is_(False), *counting_rows(t)
+        t.c.agency_id == agency_id,
+        t.c.sync_run_id.in_(list(sync_run_ids)),
+        t.c.is_set_aside.is_(False),
+        *counting_rows(t),
     )
 
 
-def batch_rows(stream: str, sync_run_ids: Sequence[str]) -> Batch:
-    """The stream's batch: rows the sync runs wrote that count, and rows held by a check."""
-    return union_all(fresh_rows(stream, sync_run_ids), held_rows(stream))
+def batch_rows(
+    stream: str, sync_run_ids: Sequence[str], *, agency_id: str = DEFAULT_AGENCY_ID
+) -> Batch:
+    """An agency's batch of the stream: rows the sync runs wrote that count, and rows held
+    by a check."""
+    return union_all(
+        fresh_rows(stream, sync_run_ids, agency_id=agency_id),
+        held_rows(stream, agency_id=agency_id),
+    )
 
 
 def suite_fingerprint(rules: Sequence[Rule]) -> str:
@@ -203,8 +226,12 @@ def suite_fingerprint(rules: Sequence[Rule]) -> str:
     return hashlib.sha256(text_.encode()).hexdigest()
 
 
-def _fingerprint_key(stream: str) -> str:
-    return f"quality_suite:{stream}"
+def _fingerprint_key(stream: str, agency_id: str) -> str:
+    """The ``warehouse_meta`` key of the suite version that last checked an agency's held
+    rows (the one agency's key is the one used before agencies)."""
+    if agency_id == DEFAULT_AGENCY_ID:
+        return f"quality_suite:{stream}"
+    return f"quality_suite:{agency_id}:{stream}"
 
 
 def _any(conn: Connection, query: Batch) -> bool:
@@ -456,10 +483,16 @@ def _raise_for_sql(conn: Connection, checks: ChecksConfig, stream: str, batch: S
 # --- the run --------------------------------------------------------------------------------
 
 
-def job_sync_runs(conn: Connection, job_id: str) -> list[str]:
-    """The sync runs of one nightly job (failed ones too: their loaded pages stay)."""
+def job_sync_runs(
+    conn: Connection, job_id: str, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> list[str]:
+    """An agency's sync runs of one nightly job (failed ones too: their loaded pages stay)."""
     return list(
-        conn.execute(select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job_id)).scalars()
+        conn.execute(
+            select(sync_run.c.sync_run_id).where(
+                sync_run.c.agency_id == agency_id, sync_run.c.job_id == job_id
+            )
+        ).scalars()
     )
 
 
@@ -482,12 +515,15 @@ def run_quality_checks(
     """
     started = time.perf_counter()
     checks = checks or load_checks_config(settings)
+    agency_id = settings.agency_id
     with engine.begin() as conn:
         if sync_run_ids is None:
             if job_id is None:
                 raise ValueError("give the job_id or the sync_run_ids to check")
-            sync_run_ids = job_sync_runs(conn, job_id)
-        run = QualityRun(start_check_run(conn, "data_quality", job_id=job_id, as_of=as_of))
+            sync_run_ids = job_sync_runs(conn, job_id, agency_id=agency_id)
+        run = QualityRun(
+            start_check_run(conn, "data_quality", job_id=job_id, as_of=as_of, agency_id=agency_id)
+        )
     found: dict[str, list[Finding]] = {}
     validations: list[Validation] = []
     fingerprints: dict[str, str] = {}
@@ -495,7 +531,9 @@ def run_quality_checks(
         checked = dict(
             conn.execute(
                 select(warehouse_meta.c.key, warehouse_meta.c.value).where(
-                    warehouse_meta.c.key.in_([_fingerprint_key(s) for s in checks.suites])
+                    warehouse_meta.c.key.in_(
+                        [_fingerprint_key(s, agency_id) for s in checks.suites]
+                    )
                 )
             ).all()
         )
@@ -508,12 +546,12 @@ def run_quality_checks(
             # cannot have changed (a change arrives as a fresh row), so nothing is run.
             # When the suite changed, they are checked again and released if they pass.
             if (
-                not _any(conn, fresh_rows(stream, sync_run_ids))
-                and checked.get(_fingerprint_key(stream)) == fingerprints[stream]
+                not _any(conn, fresh_rows(stream, sync_run_ids, agency_id=agency_id))
+                and checked.get(_fingerprint_key(stream, agency_id)) == fingerprints[stream]
             ):
                 continue
             name = f"quality.{stream}"
-            query = batch_rows(stream, sync_run_ids)
+            query = batch_rows(stream, sync_run_ids, agency_id=agency_id)
             rows, findings = evaluate_suite(conn, checks, stream, query, name)
             run.streams[stream].rows_checked = rows
             if rows:
@@ -532,9 +570,9 @@ def run_quality_checks(
     run.gx_seconds = time.perf_counter() - began
     with engine.begin() as conn:
         for stream, findings in found.items():
-            _apply(conn, run.streams[stream], findings, as_of)
-            store_results(conn, run.check_run_id, run.streams[stream].results)
-        _remember_suites(conn, {s: fingerprints[s] for s in found})
+            _apply(conn, run.streams[stream], findings, as_of, agency_id)
+            store_results(conn, run.check_run_id, run.streams[stream].results, agency_id=agency_id)
+        _remember_suites(conn, {s: fingerprints[s] for s in found}, agency_id)
         run.seconds = time.perf_counter() - started
         finish_check_run(
             conn,
@@ -558,20 +596,24 @@ def run_quality_checks(
     return run
 
 
-def _remember_suites(conn: Connection, fingerprints: dict[str, str]) -> None:
-    """Note which version of each suite last checked its stream's held rows."""
+def _remember_suites(conn: Connection, fingerprints: dict[str, str], agency_id: str) -> None:
+    """Note which version of each suite last checked the agency's held rows of its stream."""
     if not fingerprints:
         return
-    keys = [_fingerprint_key(s) for s in fingerprints]
+    keys = [_fingerprint_key(s, agency_id) for s in fingerprints]
     conn.execute(warehouse_meta.delete().where(warehouse_meta.c.key.in_(keys)))
     conn.execute(
         warehouse_meta.insert(),
-        [{"key": _fingerprint_key(s), "value": fp} for s, fp in fingerprints.items()],
+        [{"key": _fingerprint_key(s, agency_id), "value": fp} for s, fp in fingerprints.items()],
     )
 
 
 def _apply(
-    conn: Connection, sq: StreamQuality, findings: list[Finding], as_of: date | None
+    conn: Connection,
+    sq: StreamQuality,
+    findings: list[Finding],
+    as_of: date | None,
+    agency_id: str,
 ) -> None:
     """Turn findings into results with all offenders; set aside what fails a critical rule."""
     stream = sq.stream
@@ -603,7 +645,7 @@ def _apply(
                 offenders=f.offenders,
             )
         )
-    sq.set_aside, sq.released = _set_aside(conn, stream, failing)
+    sq.set_aside, sq.released = _set_aside(conn, stream, failing, agency_id)
 
 
 def _insert(conn: Connection, table: Table) -> Any:
@@ -616,19 +658,25 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 
 
 def _set_aside(
-    conn: Connection, stream: str, failing: dict[str, list[tuple[str, str | None]]]
+    conn: Connection,
+    stream: str,
+    failing: dict[str, list[tuple[str, str | None]]],
+    agency_id: str,
 ) -> tuple[int, int]:
-    """Set aside rows failing critical expectations; release held rows that pass now.
-
-    Returns (newly set aside, released).
+    """Set aside an agency's rows failing critical expectations; release its held rows
+    that pass now. Returns (newly set aside, released).
     """
     t = CORE_TABLES[stream]
     key = natural_key_column(t)
-    held = set(conn.execute(select(held_rows(stream).subquery().c[key.name])).scalars())
+    mine = t.c.agency_id == agency_id
+    held_query = held_rows(stream, agency_id=agency_id).subquery()
+    held = set(conn.execute(select(held_query.c[key.name])).scalars())
     state: dict[str, Any] = {}
     for part in _chunks(sorted(failing)):
         for row in conn.execute(
-            select(key, t.c.record_hash, t.c.sync_run_id, t.c.is_set_aside).where(key.in_(part))
+            select(key, t.c.record_hash, t.c.sync_run_id, t.c.is_set_aside).where(
+                mine, key.in_(part)
+            )
         ):
             state[row[0]] = row
     new = [k for k in sorted(failing) if k in state and not state[k].is_set_aside]
@@ -637,7 +685,7 @@ def _set_aside(
         reasons = {k: "; ".join(f"{c}: {r}" for c, r in failing[k]) for k in new}
         conn.execute(
             update(t)
-            .where(key == bindparam("k"), t.c.record_hash == bindparam("h"))
+            .where(mine, key == bindparam("k"), t.c.record_hash == bindparam("h"))
             .values(is_set_aside=True, set_aside_reason=bindparam("why")),
             [{"k": k, "h": state[k].record_hash, "why": reasons[k]} for k in new],
         )
@@ -647,7 +695,9 @@ def _set_aside(
             payloads.update(
                 conn.execute(
                     select(landed_record.c.record_hash, landed_record.c.payload).where(
-                        landed_record.c.stream == stream, landed_record.c.record_hash.in_(part)
+                        landed_record.c.agency_id == agency_id,
+                        landed_record.c.stream == stream,
+                        landed_record.c.record_hash.in_(part),
                     )
                 ).all()
             )
@@ -658,6 +708,7 @@ def _set_aside(
             stmt,
             [
                 {
+                    "agency_id": agency_id,
                     "sync_run_id": state[k].sync_run_id,
                     "stream": stream,
                     "natural_key": k,
@@ -673,6 +724,6 @@ def _set_aside(
     release = sorted(held - set(failing))
     for part in _chunks(release):
         conn.execute(
-            update(t).where(key.in_(part)).values(is_set_aside=False, set_aside_reason=None)
+            update(t).where(mine, key.in_(part)).values(is_set_aside=False, set_aside_reason=None)
         )
     return len(new), len(release)

@@ -3,7 +3,9 @@
 Tables (revision 0002): ``check_run`` (one row per run), ``check_result`` (one
 row per check evaluated in a run), ``check_offender`` (one row per offending
 record of a result: all of them). Every run is kept, so a trend or "since when
-has this target slipped" is a query.
+has this target slipped" is a query. Each row carries its agency (revision 0009):
+writers fill it, readers filter by it (``agency_id``, ``default`` without
+``agencies.yaml``).
 
 Public read API:
 
@@ -27,7 +29,13 @@ from sqlalchemy.engine import Connection
 
 from rulewatch.metrics.compute import target_status
 from rulewatch.warehouse.runs import holder_token
-from rulewatch.warehouse.schema import check_offender, check_result, check_run, now_utc
+from rulewatch.warehouse.schema import (
+    DEFAULT_AGENCY_ID,
+    check_offender,
+    check_result,
+    check_run,
+    now_utc,
+)
 
 TARGET_STATUSES = ("met", "slipped", "no_data")
 
@@ -165,13 +173,15 @@ def start_check_run(
     job_id: str | None = None,
     period: str | None = None,
     as_of: date | None = None,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> str:
-    """Record the start of a check run; its id."""
+    """Record the start of an agency's check run; its id."""
     check_run_id = str(uuid.uuid4())
     conn.execute(
         insert(check_run).values(
             check_run_id=check_run_id,
             job_id=job_id,
+            agency_id=agency_id,
             kind=kind,
             period=period,
             as_of=as_of,
@@ -206,9 +216,15 @@ def finish_check_run(conn: Connection, check_run_id: str, **counts: Any) -> None
     )
 
 
-def store_results(conn: Connection, check_run_id: str, results: Iterable[CheckResult]) -> list[int]:
-    """Store the results of a run with all their offenders; their ids, in order."""
-    return _insert_results(conn, [(check_run_id, r) for r in results])
+def store_results(
+    conn: Connection,
+    check_run_id: str,
+    results: Iterable[CheckResult],
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
+) -> list[int]:
+    """Store the results of an agency's run with all their offenders; their ids, in order."""
+    return _insert_results(conn, [(check_run_id, r) for r in results], agency_id)
 
 
 def store_target_runs(
@@ -217,6 +233,7 @@ def store_target_runs(
     *,
     job_id: str | None = None,
     seconds: float = 0.0,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> list[tuple[str, list[int]]]:
     """Store finished target-check runs, one per (period, as-of date, results), as
     :func:`start_check_run`, :func:`store_results` and :func:`finish_check_run` would,
@@ -231,6 +248,7 @@ def store_target_runs(
             {
                 "check_run_id": run_id,
                 "job_id": job_id,
+                "agency_id": agency_id,
                 "kind": "targets",
                 "period": period,
                 "as_of": as_of,
@@ -249,14 +267,18 @@ def store_target_runs(
         ],
     )
     pairs = zip(run_ids, runs, strict=True)
-    ids = iter(_insert_results(conn, [(i, r) for i, (_, _, results) in pairs for r in results]))
+    ids = iter(
+        _insert_results(conn, [(i, r) for i, (_, _, results) in pairs for r in results], agency_id)
+    )
     return [
         (run_id, [next(ids) for _ in results])
         for run_id, (_, _, results) in zip(run_ids, runs, strict=True)
     ]
 
 
-def _insert_results(conn: Connection, results: Sequence[tuple[str, CheckResult]]) -> list[int]:
+def _insert_results(
+    conn: Connection, results: Sequence[tuple[str, CheckResult]], agency_id: str
+) -> list[int]:
     """One multi-row insert for the results (of their runs), one for their offenders."""
     if not results:
         return []
@@ -264,6 +286,7 @@ def _insert_results(conn: Connection, results: Sequence[tuple[str, CheckResult]]
     rows = [
         {
             "check_run_id": check_run_id,
+            "agency_id": agency_id,
             "checked_at": checked_at,
             **{k: v for k, v in r.__dict__.items() if k != "offenders"},
         }
@@ -274,7 +297,7 @@ def _insert_results(conn: Connection, results: Sequence[tuple[str, CheckResult]]
     )
     ids = [int(i) for i in conn.execute(returning, rows).scalars()]
     offenders = [
-        {"check_result_id": result_id, "natural_key": k, "reason": reason}
+        {"check_result_id": result_id, "natural_key": k, "reason": reason, "agency_id": agency_id}
         for result_id, (_, r) in zip(ids, results, strict=True)
         for k, reason in {o.natural_key: o.reason for o in r.offenders}.items()
     ]
@@ -327,8 +350,9 @@ def latest_target_statuses(
     *,
     as_of: date | None = None,
     with_offenders: bool = True,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> list[TargetCheck]:
-    """The latest stored check of every target, per period (or of one period).
+    """The latest stored check of every target of one agency, per period (or of one period).
 
     One entry per (metric, period) ever checked, ordered by metric and period.
     "Latest" is the check with the latest as-of date, and of those the last one
@@ -348,7 +372,9 @@ def latest_target_statuses(
         .label("rank")
     )
     ranked = select(check_result.c.check_result_id, rank).where(
-        check_result.c.metric.is_not(None), check_result.c.status.in_(TARGET_STATUSES)
+        check_result.c.agency_id == agency_id,
+        check_result.c.metric.is_not(None),
+        check_result.c.status.in_(TARGET_STATUSES),
     )
     if period is not None:
         ranked = ranked.where(check_result.c.period == period)
@@ -366,7 +392,8 @@ def latest_target_statuses(
         offenders = tuple(offenders_of(conn, row.check_result_id)) if with_offenders else ()
         check = _target(row, offenders)
         if row.status == "slipped":
-            check = dataclasses.replace(check, slipped_since=_slipped_since(conn, check))
+            since = _slipped_since(conn, check, agency_id)
+            check = dataclasses.replace(check, slipped_since=since)
         statuses.append(check)
     return statuses
 
@@ -378,6 +405,7 @@ def checked_days(
     *,
     job_id: str | None = None,
     by_a_job: bool = False,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> set[date]:
     """Which of ``days`` have a stored target check of ``period``: one run by the job
     ``job_id``, when given; with ``by_a_job``, one run by any nightly job (not by a
@@ -385,6 +413,7 @@ def checked_days(
     query = (
         select(check_result.c.as_of)
         .where(
+            check_result.c.agency_id == agency_id,
             check_result.c.period == period,
             check_result.c.as_of.in_(list(days)),
             check_result.c.metric.is_not(None),
@@ -416,19 +445,25 @@ def slipped_run_start(history: Iterable[tuple[date, str]]) -> date:
     return since
 
 
-def _slipped_since(conn: Connection, latest: TargetCheck) -> date:
-    history = target_history(conn, latest.metric, latest.period)
+def _slipped_since(conn: Connection, latest: TargetCheck, agency_id: str) -> date:
+    history = target_history(conn, latest.metric, latest.period, agency_id=agency_id)
     return slipped_run_start(
         [(c.as_of, c.status) for c in history if c.as_of < latest.as_of]
         + [(latest.as_of, latest.status)]
     )
 
 
-def target_history(conn: Connection, metric: str, period: str) -> list[TargetCheck]:
-    """Every stored check of one target in one period, oldest first (no offenders)."""
+def target_history(
+    conn: Connection, metric: str, period: str, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> list[TargetCheck]:
+    """Every stored check of one agency's target in one period, oldest first (no offenders)."""
     rows = conn.execute(
         select(check_result)
-        .where(check_result.c.metric == metric, check_result.c.period == period)
+        .where(
+            check_result.c.agency_id == agency_id,
+            check_result.c.metric == metric,
+            check_result.c.period == period,
+        )
         .order_by(check_result.c.check_result_id)
     ).all()
     return [_target(row) for row in rows]

@@ -13,8 +13,10 @@ every one of them with its reason. GX records two expectations on the batch:
   in Data Docs (the first 200, as GX caps them); the stored result carries
   every offender.
 
-Targets come from ``targets.yaml`` (threshold, severity) and the custom rates of
-``checks.yaml``; which periods the nightly run checks is ``target_periods``."""
+Targets come from ``targets.yaml`` (threshold, severity; an agency's overrides of
+``agencies.yaml`` merged in by ``settings_for``) and the custom rates of
+``checks.yaml``; which periods the nightly run checks is ``target_periods``. A run
+checks one agency (``settings.agency_id``): its core rows only, stored as its own."""
 
 from __future__ import annotations
 
@@ -86,6 +88,7 @@ from rulewatch.metrics.compute import (
 )
 from rulewatch.warehouse.schema import (
     CORE_TABLES,
+    DEFAULT_AGENCY_ID,
     check_result,
     check_run,
     natural_key_column,
@@ -129,7 +132,9 @@ def nightly_periods(as_of: date, kinds: Sequence[str]) -> list[Period]:
     return [Period.parse(labels[k]) for k in kinds]
 
 
-def custom_population(rate: CustomRate, period: Period, as_of: date) -> Select:
+def custom_population(
+    rate: CustomRate, period: Period, as_of: date, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> Select:
     """A custom rate's records, as :func:`rate_population` gives them for the 22 metrics."""
     t = CORE_TABLES[rate.stream]
     window = period.cut(as_of)
@@ -137,12 +142,14 @@ def custom_population(rate: CustomRate, period: Period, as_of: date) -> Select:
     in_period = false() if window is None else day.between(window[0], window[1])
     return (
         select(*_custom_record(rate))
-        .where(*_custom_rows(rate), in_period)
+        .where(*_custom_rows(rate, agency_id), in_period)
         .order_by(natural_key_column(t))
     )
 
 
-def custom_population_history(rate: CustomRate, period: Period, days: FromClause) -> Select:
+def custom_population_history(
+    rate: CustomRate, period: Period, days: FromClause, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> Select:
     """:func:`custom_population` at every as-of date of ``days`` (:func:`history_days`):
     rows ``(as_of, natural_key, passes, reason)``, by day and key."""
     t = CORE_TABLES[rate.stream]
@@ -150,7 +157,7 @@ def custom_population_history(rate: CustomRate, period: Period, days: FromClause
     return (
         select(days.c.as_of.label("as_of"), *_custom_record(rate))
         .select_from(t.join(days, in_period))
-        .where(*_custom_rows(rate))
+        .where(*_custom_rows(rate, agency_id))
         .order_by(days.c.as_of, natural_key_column(t))
     )
 
@@ -167,9 +174,10 @@ def _custom_record(rate: CustomRate) -> list[ColumnElement]:
     ]
 
 
-def _custom_rows(rate: CustomRate) -> list[ColumnElement]:
+def _custom_rows(rate: CustomRate, agency_id: str) -> list[ColumnElement]:
     t = CORE_TABLES[rate.stream]
     return [
+        t.c.agency_id == agency_id,
         t.c.is_set_aside.is_(False),
         *counting_rows(t),
         literal_column(f"({rate.population})", Boolean),
@@ -191,7 +199,8 @@ def run_target_checks(
     checks: ChecksConfig | None = None,
     recorder: Recorder | None = None,
 ) -> TargetRun:
-    """Check every target for each period cut at ``as_of``; store and return the results.
+    """Check every target of the settings' agency for each period cut at ``as_of``;
+    store and return the results.
 
     GX records the run (Data Docs) here or, given a ``recorder``, in its process.
     """
@@ -199,6 +208,7 @@ def run_target_checks(
     checks = checks or load_checks_config(settings)
     targets: dict[str, TargetOptions] = {**settings.targets, **checks.custom_targets()}
     labels = tuple(p.label for p in periods)
+    agency_id = settings.agency_id
     with engine.begin() as conn:
         check_run_id = start_check_run(
             conn,
@@ -206,6 +216,7 @@ def run_target_checks(
             job_id=job_id,
             period=labels[0] if len(labels) == 1 else None,
             as_of=as_of,
+            agency_id=agency_id,
         )
     run = TargetRun(check_run_id, as_of, labels)
     populations: dict[str, tuple[str, Period, Select]] = {}
@@ -213,13 +224,16 @@ def run_target_checks(
     provisional: dict[str, frozenset[str]] = {}
     with engine.connect() as conn:
         for period in periods:
-            provisional[period.label] = provisional_metrics(conn, period, as_of)
+            provisional[period.label] = provisional_metrics(
+                conn, period, as_of, agency_id=agency_id
+            )
             for metric, options in targets.items():
                 if metric in checks.custom_rates:
-                    population = custom_population(checks.custom_rates[metric], period, as_of)
+                    rate = checks.custom_rates[metric]
+                    population = custom_population(rate, period, as_of, agency_id=agency_id)
                     _try_custom(conn, checks, metric, population)
                 else:
-                    population = rate_population(metric, period, as_of)
+                    population = rate_population(metric, period, as_of, agency_id=agency_id)
                 name = f"targets.{metric}.{period.label}"
                 populations[name] = (metric, period, population)
                 expectations[name] = (
@@ -242,7 +256,7 @@ def run_target_checks(
                         },
                     ),
                 )
-        carried = _unchanged_outcomes(conn, job_id, populations, targets, as_of)
+        carried = _unchanged_outcomes(conn, job_id, populations, targets, as_of, agency_id)
         validations: list[Validation] = []
         found: dict[str, tuple[list[Outcome], list[Offender]]] = {}
         if carried is None:  # else the same figures were checked and recorded before
@@ -275,7 +289,7 @@ def run_target_checks(
             )
             run.checks.append(check)
             results.append(result)
-        ids = store_results(conn, check_run_id, results)
+        ids = store_results(conn, check_run_id, results, agency_id=agency_id)
         run.seconds = time.perf_counter() - started
         finish_check_run(
             conn,
@@ -295,15 +309,22 @@ def run_target_checks(
         periods=labels,
         check_run_id=check_run_id,
         targets=run.checks,
-        quality=latest_quality(engine, checks.listed_offenders),
+        quality=latest_quality(engine, checks.listed_offenders, agency_id=agency_id),
         listed=checks.listed_offenders,
     )
     return run
 
 
-def job_changed_nothing(conn: Connection, job_id: str) -> bool:
-    """No core row carries one of the job's sync runs, and its data quality moved no row."""
-    runs = select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job_id).scalar_subquery()
+def job_changed_nothing(
+    conn: Connection, job_id: str, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> bool:
+    """No core row carries one of the job's sync runs of the agency, and its data quality
+    moved no row of it."""
+    runs = (
+        select(sync_run.c.sync_run_id)
+        .where(sync_run.c.agency_id == agency_id, sync_run.c.job_id == job_id)
+        .scalar_subquery()
+    )
     for table in CORE_TABLES.values():
         hit = conn.execute(
             select(table.c.sync_run_id).where(table.c.sync_run_id.in_(runs)).limit(1)
@@ -313,6 +334,7 @@ def job_changed_nothing(conn: Connection, job_id: str) -> bool:
     moved = conn.execute(
         select(check_run.c.check_run_id)
         .where(
+            check_run.c.agency_id == agency_id,
             check_run.c.job_id == job_id,
             check_run.c.kind == "data_quality",
             (check_run.c.set_aside > 0) | (check_run.c.released > 0),
@@ -328,6 +350,7 @@ def _unchanged_outcomes(
     populations: dict[str, tuple[str, Period, Select]],
     targets: dict[str, TargetOptions],
     as_of: date,
+    agency_id: str,
 ) -> dict[str, tuple[list[Outcome], list[Offender]]] | None:
     """For a nightly job that changed no row: the outcomes, if all are as last checked.
 
@@ -336,7 +359,7 @@ def _unchanged_outcomes(
     as-of date (which Great Expectations validated), those are the outcomes and
     GX need not run again. None when anything differs: GX checks everything.
     """
-    if job_id is None or not job_changed_nothing(conn, job_id):
+    if job_id is None or not job_changed_nothing(conn, job_id, agency_id=agency_id):
         return None
     outcomes: dict[str, tuple[list[Outcome], list[Offender]]] = {}
     for name, (metric, period, population) in populations.items():
@@ -348,6 +371,7 @@ def _unchanged_outcomes(
         last = conn.execute(
             select(check_result)
             .where(
+                check_result.c.agency_id == agency_id,
                 check_result.c.metric == metric,
                 check_result.c.period == period.label,
                 check_result.c.as_of == as_of,
@@ -518,20 +542,23 @@ def check_history(
     started = time.perf_counter()
     checks = checks or load_checks_config(settings)
     targets: dict[str, TargetOptions] = {**settings.targets, **checks.custom_targets()}
+    agency_id = settings.agency_id
     counted: dict[str, dict[date, tuple[int, int]]] = {}
     listed: dict[str, dict[date, list[Offender]]] = {}
     with engine.connect() as conn:
         if metrics is None or not set(days) <= set(metrics):
-            metrics = compute_metrics_history(conn, period, days, settings.targets)
+            metrics = compute_metrics_history(
+                conn, period, days, settings.targets, agency_id=agency_id
+            )
         table = history_days(conn, period, days)
         for metric in targets:
             if metric in checks.custom_rates:
                 rate = checks.custom_rates[metric]
-                population = custom_population_history(rate, period, table)
+                population = custom_population_history(rate, period, table, agency_id=agency_id)
                 _try_custom(conn, checks, metric, population)
                 counted[metric] = _count_by_day(conn, population)
             else:
-                population = rate_population_history(metric, period, table)
+                population = rate_population_history(metric, period, table, agency_id=agency_id)
             listed[metric] = defaultdict(list)
             for day, key, reason in conn.execute(offender_query(population)):
                 listed[metric][as_date(day)].append(Offender(str(key), reason))
@@ -563,6 +590,7 @@ def check_history(
             [(period.label, day, [r for _, r in decided[day]]) for day in days],
             job_id=job_id,
             seconds=time.perf_counter() - started,
+            agency_id=agency_id,
         )
     seconds = (time.perf_counter() - started) / len(days)
     return [
@@ -604,7 +632,11 @@ def ensure_target_checks(
     at ``as_of`` (of the job ``job_id``, when given: a nightly job checks its own data),
     so that every status read at that date is a stored check."""
     with engine.connect() as conn:
-        missing = [p for p in periods if not checked_days(conn, p.label, [as_of], job_id=job_id)]
+        missing = [
+            p
+            for p in periods
+            if not checked_days(conn, p.label, [as_of], job_id=job_id, agency_id=settings.agency_id)
+        ]
     if not missing:
         return []
     checks = load_checks_config(settings)

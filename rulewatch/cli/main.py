@@ -167,23 +167,54 @@ def kpis(
     as_json: Annotated[
         bool, typer.Option("--json", help="a JSON array on standard output")
     ] = False,
+    agency: AgencyOpt = None,
 ) -> None:
-    """The metrics of one period from the warehouse."""
+    """The metrics of one period from the warehouse (of one agency, or every agency and
+    the city rollup with --agency all)."""
+    from rich.markup import escape
+
     from rulewatch.cli.console import out, print_calendar_note, scorecard_table
-    from rulewatch.metrics.compute import compute_metrics
+    from rulewatch.config.agencies import ALL_AGENCIES, load_agencies
+    from rulewatch.metrics.compute import compute_city_metrics, compute_metrics
 
     settings = load_settings()
     label = _parse_period(period)
     day = _as_of(settings, as_of)
+    selected = _agencies(settings, agency, all_by_default=False)
+    agencies = load_agencies(settings)
+    city = agencies.path is not None and agency == ALL_AGENCIES
     engine = _warehouse(settings)
     with engine.connect() as conn:
-        metrics = compute_metrics(conn, Period.parse(label), day, settings.targets)
+        if city:  # every agency and the rollup, from one query per core table
+            targets = {s.agency_id: s.targets for s in selected}
+            found = compute_city_metrics(conn, Period.parse(label), day, targets, settings.targets)
+            shown = [(a, found[a]) for a in [*targets, ALL_AGENCIES]]
+        else:
+            one = selected[0]
+            metrics = compute_metrics(
+                conn, Period.parse(label), day, one.targets, agency_id=one.agency_id
+            )
+            shown = [(one.agency_id, metrics)]
     engine.dispose()
+    with_agency = agencies.path is not None
     if as_json:
-        sys.stdout.write(json.dumps([m.to_json() for m in metrics], ensure_ascii=False) + "\n")
+        objects = [m.to_json(with_agency=with_agency) for _, ms in shown for m in ms]
+        sys.stdout.write(json.dumps(objects, ensure_ascii=False) + "\n")
         return
-    out.print(scorecard_table(metrics, f"{label} as of {day}", settings.alerts.language))
-    print_calendar_note(settings, Period.parse(label), day, any(m.provisional for m in metrics))
+    language = settings.alerts.language
+    for agency_id, metrics in shown:
+        title = f"{label} as of {day}"
+        if with_agency:
+            if agency_id == ALL_AGENCIES:
+                n = len(shown) - 1
+                rollup = f"全市汇总，{n} 个单位" if language == "zh" else f"City rollup of {n}"
+                name = f"{rollup} ({agency_id})"
+            else:
+                name = f"{agencies.get(agency_id).name(language)} ({agency_id})"
+            title = f"{escape(name)}: {title}"
+        out.print(scorecard_table(metrics, title, language))
+    provisional = any(m.provisional for _, ms in shown for m in ms)
+    print_calendar_note(settings, Period.parse(label), day, provisional)
 
 
 def _print_alerts(run: Any) -> None:
@@ -232,8 +263,15 @@ def check(
     fail_on_slip: Annotated[
         bool, typer.Option("--fail-on-slip", help="exit 3 when a critical target slipped")
     ] = False,
+    agency: AgencyOpt = None,
 ) -> None:
-    """Check the targets on what the warehouse holds; list slipped ones and their records."""
+    """Check the targets on what the warehouse holds; list slipped ones and their records.
+
+    With agencies.yaml each selected agency (default: all) is checked against its own
+    thresholds and its scorecard printed under its name.
+    """
+    from rich.markup import escape
+
     from rulewatch.alerts.announce import open_deliveries
     from rulewatch.alerts.health import health_lines, health_pass, source_health
     from rulewatch.alerts.health import utc_now as health_now
@@ -241,36 +279,47 @@ def check(
     from rulewatch.checks.display import print_target_run
     from rulewatch.checks.targets import run_target_checks
     from rulewatch.cli.console import out, print_calendar_note
+    from rulewatch.config.agencies import load_agencies
+    from rulewatch.report.published import print_reconciliation, reconcile_period
     from rulewatch.warehouse.runs import snapshot
 
     settings = load_settings()
-    checks = load_checks_config(settings)
+    load_checks_config(settings)
     validate_alert_urls(settings)
     day = _as_of(settings, as_of)
     checked = Period.parse(_parse_period(period) if period is not None else str(day.year))
+    selected = _agencies(settings, agency, all_by_default=True)
+    agencies = load_agencies(settings)
+    named = agencies.path is not None
     engine = _warehouse(settings)
+    done = []
     try:
-        health = health_pass(engine, settings)  # heal crashed runs; failing/stale sources
-        run = run_target_checks(engine, settings, [checked], day, checks=checks)
-        from rulewatch.report.published import reconcile_period
-
-        reconciled = reconcile_period(engine, settings, checked, day)
-        with snapshot(engine) as conn:  # one consistent view, also while a sync writes
-            sources = source_health(conn, settings, health_now())
-            waiting = open_deliveries(conn)
+        for scoped in selected:
+            checks = load_checks_config(scoped)  # its Data Docs and checks page: its folder
+            health = health_pass(engine, scoped)  # heal crashed runs; failing/stale sources
+            run = run_target_checks(engine, scoped, [checked], day, checks=checks)
+            reconciled = reconcile_period(engine, scoped, checked, day)
+            with snapshot(engine) as conn:  # one consistent view, also while a sync writes
+                sources = source_health(conn, scoped, health_now())
+                waiting = open_deliveries(conn, agency_id=scoped.agency_id)
+            done.append((scoped, checks, health, run, reconciled, sources, waiting))
     finally:
         engine.dispose()
-    print_target_run(out, run, checks.listed_offenders)
-    print_calendar_note(settings, checked, day, any(c.provisional for c in run.checks))
-    from rulewatch.report.published import print_reconciliation
-
-    print_reconciliation(out, reconciled)
-    for line in health_lines(sources, waiting, health.healed):
-        out.print(line, markup=False, soft_wrap=True)  # one line per source, for grep
-    _print_alerts(health)
-    if run.checks_page is not None:
-        out.print(f"checks page: {run.checks_page}")
-    if fail_on_slip and run.critical_slipped:
+    for scoped, checks, health, run, reconciled, sources, waiting in done:
+        if named:
+            name = agencies.get(scoped.agency_id).name(scoped.alerts.language)
+            out.print(
+                f"[bold]agency {escape(scoped.agency_id)}[/]: {escape(name)}", highlight=False
+            )
+        print_target_run(out, run, checks.listed_offenders)
+        print_calendar_note(scoped, checked, day, any(c.provisional for c in run.checks))
+        print_reconciliation(out, reconciled)
+        for line in health_lines(sources, waiting, health.healed):
+            out.print(line, markup=False, soft_wrap=True)  # one line per source, for grep
+        _print_alerts(health)
+        if run.checks_page is not None:
+            out.print(f"checks page: {run.checks_page}")
+    if fail_on_slip and any(run.critical_slipped for _, _, _, run, *_ in done):
         raise typer.Exit(EXIT_SLIPPED)
 
 
@@ -451,24 +500,58 @@ def _sync_city(
 @app.command()
 @_errors
 def report(
+    ctx: typer.Context,
     period: PeriodOpt,
-    out_dir: Annotated[str, typer.Option("--out", help="the folder to write the files to")],
+    out_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="the folder to write the files to; with --agency the default is the "
+            "agency's folder (DATA_DIR/agencies/ID/reports) and, for all, DATA_DIR/city "
+            "(with --out: DIR/agencies/ID and DIR/city)",
+        ),
+    ] = None,
     as_of: AsOf = None,
+    agency: AgencyOpt = None,
 ) -> None:
-    """Write the period's report: HTML, CSV and XLSX exports, annual-report drafts."""
+    """Write the period's report: HTML, CSV and XLSX exports, annual-report drafts.
+
+    ``--agency all`` writes every agency's report and the city report (a league
+    table of the agencies per target, the city's rollup, trends, offending
+    records, freshness and published figures per agency).
+    """
+    from rulewatch.config.agencies import ALL_AGENCIES
+    from rulewatch.report.city import CITY_FOLDER, write_city_report
     from rulewatch.report.write import write_report
     from rulewatch.warehouse.runs import heal_runs
 
     settings = load_settings()
+    chosen = _agencies(settings, agency, all_by_default=False)  # several: --agency needed
+    if out_dir is None and agency is None:  # one agency, as before agencies: --out needed
+        ctx.fail("Missing option '--out'.")
     label = _parse_period(period)
     day = _as_of(settings, as_of)
+    city = agency == ALL_AGENCIES
+    root = None if out_dir is None else Path(out_dir)
+
+    def folder(scoped: Settings) -> Path:
+        if root is None:
+            return scoped.output_dir / "reports"
+        return root / "agencies" / scoped.agency_id if city else root
+
     engine = _warehouse(settings)
+    paths: list[Path] = []
     try:
         heal_runs(engine)  # a killed sync shows as abandoned in the freshness section
-        files = write_report(engine, settings, Period.parse(label), day, Path(out_dir))
+        for scoped in chosen:
+            files = write_report(engine, scoped, Period.parse(label), day, folder(scoped))
+            paths += files.paths
+        if city:
+            where = settings.data_dir / CITY_FOLDER if root is None else root / CITY_FOLDER
+            paths += write_city_report(engine, settings, Period.parse(label), day, where).paths
     finally:
         engine.dispose()
-    for path in files.paths:
+    for path in paths:
         print(path)
 
 

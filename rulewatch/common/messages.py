@@ -43,10 +43,55 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alert.records": ("records", "相关记录"),
     "alert.more": ("and {n} more", "另有 {n} 条"),
     "alert.due": ("due {day}", "期限 {day}"),
+    "alert.agency_tag": ("[{name}] ", "【{name}】"),
+    "alert.agency_line": ("agency: {name} ({id})", "单位：{name}（{id}）"),
     "alert.provisional_line": (
         "provisional: counts working days of a year whose official holiday arrangement "
         "is not published yet (Monday to Friday stands in)",
         "暂定 (provisional): 涉及尚未公布放假安排年份的工作日, 暂按周一至周五计算",
+    ),
+    # the supervising office's nightly digest
+    "digest.title": ("nightly digest {as_of}: {summary}", "每日汇总 {as_of}：{summary}"),
+    "digest.summary_met": ("all {n} agencies met every target", "全部 {n} 个单位目标均达标"),
+    "digest.summary": (
+        "{slipped} of {n} agencies slipped, {failed} failed or did not run",
+        "{n} 个单位中 {slipped} 个未达标，{failed} 个运行失败或未运行",
+    ),
+    "digest.heading": (
+        "{office}: rulewatch nightly digest as of {as_of} ({n} agencies)",
+        "{office}：rulewatch 每日汇总，截至 {as_of}（共 {n} 个单位）",
+    ),
+    "digest.quiet": (
+        "All met: every agency met every target; no source failing or stale; no early warning.",
+        "全部达标：各单位目标均达标；无数据源失败或过期；无预警。",
+    ),
+    "digest.runs": ("Runs failed or missing", "运行失败或未运行"),
+    "digest.run_failed": ("run failed: {reason}", "运行失败：{reason}"),
+    "digest.did_not_run": (
+        "no check stored for {as_of}: did not run",
+        "无 {as_of} 的检查记录：未运行",
+    ),
+    "digest.slipped": ("Targets slipped", "未达标目标"),
+    "digest.slip_line": (
+        "{value} ({numerator} / {denominator}), target {target}, {severity}, slipped since {since}",
+        "{value}（{numerator} / {denominator}），目标 {target}，{severity}，自 {since} 起未达标",
+    ),
+    "digest.new": ("New since the last digest", "自上次汇总以来的变化"),
+    "digest.warnings": ("Early warnings", "预警"),
+    "digest.warning_count": ("{n} record(s)", "{n} 条"),
+    "digest.sources": ("Sources failing or stale", "数据源失败或过期"),
+    "digest.source_failing": (
+        "{source} failing since {since} UTC: {reason}",
+        "{source} 自 {since} UTC 起同步失败：{reason}",
+    ),
+    "digest.source_stale": (
+        "{source} stale: last successful sync {at} UTC ({hours} h ago)",
+        "{source} 数据过期：上次成功同步 {at} UTC（{hours} 小时前）",
+    ),
+    "digest.none": ("none", "无"),
+    "digest.met_count": (
+        "{met} of {n} agencies met every target checked.",
+        "{n} 个单位中 {met} 个全部目标达标。",
     ),
     # source and job health alerts
     "health.sync_failed": ("sync failing", "同步失败"),
@@ -91,6 +136,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "chart.no_history": ("no history yet", "暂无历史"),
     "chart.targets_monthly": ("Targets per month", "各目标按月情况"),
     "chart.counts_monthly": ("Counts per month", "按月业务量"),
+    "chart.city_trends": ("Targets per month, by agency", "各单位目标按月走势"),
     # report
     "title": ("Rule-of-law compliance report", "法治政府建设合规报告"),
     "as_of": ("as of", "截至"),
@@ -144,6 +190,27 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "set_aside_now": ("records set aside now", "当前被隔离记录"),
     "no_quarantine": ("No record has been set aside.", "无隔离记录。"),
     "draft": ("Annual-report draft", "年度报告草稿"),
+    # the city report
+    "city.title": ("Rule-of-law league table", "法治政府建设考核排名"),
+    "city.city": ("the city", "全市"),
+    "city.rollup": ("city (all agencies)", "全市合计"),
+    "city.agencies": ("agencies", "单位数"),
+    "city.agency": ("agency", "单位"),
+    "city.rank": ("rank", "排名"),
+    "city.league": ("League table per target", "各目标排名"),
+    "city.slips": ("Slipped targets", "未达标目标"),
+    "city.no_slips": ("Every agency meets every target.", "各单位全部目标达标。"),
+    "city.not_checked": ("not checked", "未检查"),
+    "city.trends": ("Trends", "走势"),
+    "city.no_trends": ("No monthly figures stored for this period.", "本期无按月数据。"),
+    "city.offenders": ("Offending records by agency", "各单位问题记录"),
+    "city.freshness": ("Data freshness per agency", "各单位数据源更新情况"),
+    "city.recon": ("Published figures reconciled, per agency", "各单位已公布数据核对"),
+    "city.rollup_note": (
+        "The city row sums every agency's numerators and denominators; it is not an "
+        "average of their rates.",
+        "全市合计按各单位分子、分母分别求和计算,不是各单位比率的平均数。",
+    ),
     "provisional_note": (
         "Provisional: counts working days of a year whose official holiday arrangement "
         "is not published yet (Monday to Friday stands in); it is recomputed when the "

@@ -53,7 +53,7 @@ from rulewatch.report.tables import (
     report_tables_current,
 )
 from rulewatch.warehouse.db import WarehouseError, ensure_calendar, make_engine, open_warehouse
-from rulewatch.warehouse.lock import job_lock
+from rulewatch.warehouse.lock import job_lock, migrate_if_behind
 from rulewatch.warehouse.runs import heal_runs
 from rulewatch.warehouse.sync import MAX_ERROR_TEXT, ProgressCallback, SourceSyncResult, sync_source
 
@@ -307,9 +307,9 @@ def nightly_sync(
 ) -> NightlyResult | CityResult | State:
     """Sync every source (concurrently), then compute the year-to-date metrics.
 
-    The whole run, migrations included, holds the warehouse's job lock: a second
-    sync waits up to ``lock_wait_seconds``, then fails with WarehouseBusy before
-    writing anything.
+    The whole run holds the agency's job lock (migrations, when the schema is behind,
+    the warehouse-wide lock before it): a second sync waits up to ``lock_wait_seconds``,
+    then fails with WarehouseBusy before writing anything.
 
     With ``agencies.yaml`` this is the city's night (:func:`city_night`): one
     child run per agency (``agency``: only that one), on ``agency_deployment``
@@ -605,13 +605,17 @@ def city_task(as_of: date, agency_ids: list[str], failed: dict[str, str], whole_
 
 @contextmanager
 def locked_warehouse(settings: Settings, job: str, wait_seconds: float) -> Iterator[Engine]:
-    """The warehouse for one writing job: its job lock held for the block (else
-    WarehouseBusy), the schema migrated under it, the engine disposed at the end."""
+    """The warehouse for one writing job of ``settings``' agency: the schema migrated
+    first if behind (under the warehouse-wide lock, briefly), then the agency's job lock
+    held for the block (else WarehouseBusy), the engine disposed at the end."""
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
-        with job_lock(engine, job, wait_seconds=wait_seconds):
+        calendar = calendar_of(settings)
+        migrate_if_behind(engine, job, calendar, wait_seconds=wait_seconds)
+        with job_lock(engine, job, wait_seconds=wait_seconds, agency_id=settings.agency_id):
             timeouts = settings.schedule.timeouts
-            open_warehouse(settings.warehouse_url, calendar_of(settings), timeouts).dispose()
+            # current by now: this brings the calendar table up to date only
+            open_warehouse(settings.warehouse_url, calendar, timeouts).dispose()
             yield engine
     finally:
         engine.dispose()

@@ -11,6 +11,13 @@ Dates are the local ``*_on`` columns; working days come from joins on
 rate that counts a working day of a year whose arrangement is not published
 (Monday to Friday stands in) is *provisional*: the flag travels with the figure,
 and the reason of each such record says so.
+
+Every query reads one agency's rows (``agency_id``, ``default`` without
+``agencies.yaml``). The city rollup (agency ``all``, :func:`compute_city_metrics`,
+:func:`compute_city_history`) comes with its agencies' figures from the same one
+query per core table: grouped by agency, then their sums (a UNION ALL, which
+SQLite runs as well as PostgreSQL), so its rates are summed numerators over
+summed denominators, never a mean of the agencies' rates.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    CompoundSelect,
     Date,
     FromClause,
     Select,
@@ -44,6 +52,7 @@ from sqlalchemy import (
     text,
     true,
     type_coerce,
+    union_all,
     values,
 )
 from sqlalchemy.engine import Connection
@@ -52,8 +61,10 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from rulewatch.common.metric_ids import METRICS, RATE_METRICS
 from rulewatch.common.periods import Period, year_earlier_as_of
+from rulewatch.config.agencies import ALL_AGENCIES
 from rulewatch.config.settings import TargetOptions
 from rulewatch.warehouse.schema import (
+    DEFAULT_AGENCY_ID,
     calendar_day,
     document,
     inspection,
@@ -88,11 +99,16 @@ class MetricValue:
     target: float | None
     status: str  # met, slipped, no_data, info
     provisional: bool = False  # counts working days of a year not yet published
+    #: The agency the figure is of; ``all`` for the city rollup (summed numerators and
+    #: denominators of the agencies it covers).
+    agency_id: str = DEFAULT_AGENCY_ID
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, with_agency: bool = False) -> dict[str, Any]:
         """The object of the ``kpis --json`` array (as_of as ``YYYY-MM-DD``);
-        ``"provisional": true`` only on a provisional figure, as the contract has it."""
-        data = {
+        ``"provisional": true`` only on a provisional figure, as the contract has it.
+        ``with_agency`` (set when agencies.yaml exists) names the agency first."""
+        data: dict[str, Any] = {"agency": self.agency_id} if with_agency else {}
+        data |= {
             "metric": self.metric,
             "period": self.period,
             "as_of": self.as_of.isoformat(),
@@ -202,6 +218,7 @@ class _Table:
 
     source: FromClause  # the table with its calendar joins
     key: ColumnElement  # natural key
+    agency: ColumnElement  # the agency key: every query reads one agency, or a set of them
     valid: ColumnElement  # rows that count at all
     counts: dict[str, ColumnElement] = field(default_factory=dict)
     rates: dict[str, _Rate] = field(default_factory=dict)
@@ -209,9 +226,9 @@ class _Table:
     # aggregate read only the period's rows through the date indexes.
     windows: tuple[ColumnElement, ...] = ()
 
-    def aggregate(self) -> Select:
-        """One row: every count, then (denominator, numerator, provisional records) of
-        every rate (the last 0 for a rate that counts no working days)."""
+    def _figures(self) -> list[ColumnElement]:
+        """Every count, then (denominator, numerator, provisional records) of every rate
+        (the last 0 for a rate that counts no working days)."""
         columns = [_count(c) for c in self.counts.values()]
         for rate in self.rates.values():
             columns += [_count(rate.population), _count(and_(rate.population, rate.passes))]
@@ -220,7 +237,15 @@ class _Table:
                 if rate.provisional is None
                 else _count(and_(rate.population, rate.provisional))
             )
-        query = select(*columns).select_from(self.source).where(self.valid)
+        return columns
+
+    def aggregate(self, agency_id: str = DEFAULT_AGENCY_ID) -> Select:
+        """One row of the agency's figures (:meth:`_figures`)."""
+        query = (
+            select(*self._figures())
+            .select_from(self.source)
+            .where(self.valid, self.agency == agency_id)
+        )
         return query.where(or_(*self.windows)) if self.windows else query
 
     @property
@@ -228,36 +253,82 @@ class _Table:
         """Columns of :meth:`aggregate`."""
         return len(self.counts) + 3 * len(self.rates)
 
-    def aggregate_by(self, days: FromClause, as_of: ColumnElement) -> Select:
+    def aggregate_by(
+        self, days: FromClause, as_of: ColumnElement, agency_id: str = DEFAULT_AGENCY_ID
+    ) -> Select:
         """:meth:`aggregate` per day of ``days`` (whose columns the declarations use):
         one row per day that has rows, the day first; a day without rows is all zeros."""
-        columns = list(self.aggregate().selected_columns)
         on = or_(*self.windows) if self.windows else true()
         return (
-            select(as_of, *columns)
+            select(as_of, *self._figures())
             .select_from(self.source.join(days, on))
-            .where(self.valid)
+            .where(self.valid, self.agency == agency_id)
             .group_by(as_of)
         )
 
-    def population(self, metric: str) -> Select:
+    def aggregate_agencies(
+        self,
+        agency_ids: Sequence[str],
+        days: FromClause | None = None,
+        as_of: ColumnElement | None = None,
+    ) -> CompoundSelect:
+        """The figures of each of ``agency_ids`` and of their rollup in one query: rows
+        ``(agency_id, [as_of,] figures...)``, per agency (and day of ``days``) grouped,
+        then ``all`` per day, each figure the sum of the agencies' (UNION ALL rather than
+        ROLLUP, which SQLite lacks). An agency (or day) without rows has no row: zeros;
+        the rollup of one as-of date always has its row."""
+        keys: list[ColumnElement] = [self.agency]
+        source: FromClause = self.source
+        on = or_(*self.windows) if self.windows else true()
+        if days is not None and as_of is not None:
+            keys.append(as_of)
+            source = self.source.join(days, on)
+        figures = [c.label(f"f{i}") for i, c in enumerate(self._figures())]
+        per_agency = (
+            select(*[k.label(k.name) for k in keys], *figures)
+            .select_from(source)
+            .where(self.valid, self.agency.in_(list(agency_ids)))
+            .group_by(*keys)
+        )
+        if days is None and self.windows:
+            per_agency = per_agency.where(on)
+        per = per_agency.cte(f"per_agency_{self.key.table.name}")
+        day = [per.c.as_of] if len(keys) > 1 else []
+        rollup = (
+            select(
+                literal(ALL_AGENCIES, String).label("agency_id"),
+                *day,
+                *[func.coalesce(func.sum(per.c[f.name]), 0) for f in figures],
+            )
+            .select_from(per)
+            .group_by(*day)
+        )
+        return union_all(select(per), rollup)
+
+    def population(self, metric: str, agency_id: str = DEFAULT_AGENCY_ID) -> Select:
         """One row per record of the rate's denominator: (natural_key, passes, reason)."""
         rate = self.rates[metric]
         return (
             select(*self._record(rate))
             .select_from(self.source)
-            .where(self.valid, rate.population)
+            .where(self.valid, self.agency == agency_id, rate.population)
             .order_by(self.key)
         )
 
-    def population_by(self, metric: str, days: FromClause, as_of: ColumnElement) -> Select:
+    def population_by(
+        self,
+        metric: str,
+        days: FromClause,
+        as_of: ColumnElement,
+        agency_id: str = DEFAULT_AGENCY_ID,
+    ) -> Select:
         """:meth:`population` at each day of ``days``: (as_of, natural_key, passes, reason)."""
         rate = self.rates[metric]
         on = or_(*self.windows) if self.windows else true()
         return (
             select(as_of.label("as_of"), *self._record(rate))
             .select_from(self.source.join(days, on))
-            .where(self.valid, rate.population)
+            .where(self.valid, self.agency == agency_id, rate.population)
             .order_by(as_of, self.key)
         )
 
@@ -315,6 +386,7 @@ def _permits(window: Window, previous: Window) -> _Table:
     return _Table(
         source=source,
         key=t.c.application_id,
+        agency=t.c.agency_id,
         valid=t.c.is_set_aside.is_(False),
         counts=counts,
         rates={"permits.on_time_rate": on_time},
@@ -345,6 +417,7 @@ def _inspections(window: Window, as_of: AsOf) -> _Table:
     return _Table(
         source=source,
         key=t.c.inspection_no,
+        agency=t.c.agency_id,
         valid=t.c.is_set_aside.is_(False),
         windows=(in_p,),
         counts={"enforcement.inspections": in_p, "enforcement.double_random": double_random},
@@ -407,6 +480,7 @@ def _roster(as_of: AsOf) -> _Table:
     return _Table(
         source=t,
         key=t.c.officer_id,
+        agency=t.c.agency_id,
         valid=active,
         counts={
             "enforcement.certified_officers": certified,
@@ -434,6 +508,7 @@ def _documents(window: Window, as_of: AsOf) -> _Table:
     return _Table(
         source=t,
         key=t.c.doc_id,
+        agency=t.c.agency_id,
         valid=_valid_document(),
         windows=(issued, _in(reviewed_on, window), _in(t.c.status_changed_on, window)),
         counts={
@@ -523,14 +598,55 @@ def _declare(window: Window, previous: Window, as_of: AsOf) -> list[_Table]:
 
 
 def compute_metrics(
-    conn: Connection, period: Period, as_of: date, targets: Mapping[str, TargetOptions]
+    conn: Connection,
+    period: Period,
+    as_of: date,
+    targets: Mapping[str, TargetOptions],
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
+    agencies: Sequence[str] = (),
 ) -> list[MetricValue]:
-    """All 22 metrics of ``period`` cut at ``as_of``, in ``METRICS`` order.
+    """All 22 metrics of ``period`` cut at ``as_of``, in ``METRICS`` order, of one agency's
+    core rows; for ``agency_id="all"`` the city rollup of ``agencies`` (summed numerators
+    and denominators, :func:`compute_city_metrics`), with ``targets`` its thresholds.
 
     One aggregate query per core table; no record leaves the database.
     """
-    rows = [list(conn.execute(table.aggregate()).one()) for table in _tables(period, as_of)]
-    return _metric_values(period, as_of, _tables(period, as_of), rows, targets)
+    if agency_id == ALL_AGENCIES:
+        return compute_city_metrics(conn, period, as_of, dict.fromkeys(agencies, targets), targets)[
+            ALL_AGENCIES
+        ]
+    tables = _tables(period, as_of)
+    rows = [list(conn.execute(table.aggregate(agency_id)).one()) for table in tables]
+    return _metric_values(period, as_of, tables, rows, targets, agency_id)
+
+
+def compute_city_metrics(
+    conn: Connection,
+    period: Period,
+    as_of: date,
+    targets: Mapping[str, Mapping[str, TargetOptions]],
+    rollup_targets: Mapping[str, TargetOptions],
+) -> dict[str, list[MetricValue]]:
+    """The metrics of each agency of ``targets`` (agency id -> its thresholds) and of their
+    city rollup (key ``all``, statuses against ``rollup_targets``: targets.yaml's), as
+    :func:`compute_metrics` gives them one agency at a time, from one query per core table.
+
+    The rollup's numerator and denominator of every rate, count and year on year are the
+    sums of the agencies' (summed in SQL), its rate their ratio: never a mean of rates.
+    """
+    agency_ids = list(targets)
+    tables = _tables(period, as_of)
+    found: dict[str, list[list[Any]]] = {a: [] for a in [*agency_ids, ALL_AGENCIES]}
+    for table in tables:
+        rows = {row[0]: list(row[1:]) for row in conn.execute(table.aggregate_agencies(agency_ids))}
+        for agency, figures in found.items():
+            figures.append(rows.get(agency, [0] * table.width))
+    every = {**targets, ALL_AGENCIES: rollup_targets}
+    return {
+        agency: _metric_values(period, as_of, tables, rows, every[agency], agency)
+        for agency, rows in found.items()
+    }
 
 
 def compute_metrics_history(
@@ -538,14 +654,22 @@ def compute_metrics_history(
     period: Period,
     days: Sequence[date],
     targets: Mapping[str, TargetOptions],
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
+    agencies: Sequence[str] = (),
 ) -> dict[date, list[MetricValue]]:
     """The metrics of ``period`` cut at each of ``days``, as :func:`compute_metrics`
-    gives them one day at a time, from one query per core table.
+    gives them one day at a time (of one agency, or the rollup ``all`` of ``agencies``),
+    from one query per core table.
 
     The days join the core tables as a table of (as_of, year-earlier as_of) rows and
     every count is grouped by day, so a year of history costs four set operations
     rather than four queries per day. No day may be before ``period`` starts.
     """
+    if agency_id == ALL_AGENCIES:
+        return compute_city_history(conn, period, days, dict.fromkeys(agencies, targets), targets)[
+            ALL_AGENCIES
+        ]
     if not days:
         return {}
     day_rows = history_days(conn, period, days)
@@ -554,12 +678,47 @@ def compute_metrics_history(
     by_day: dict[date, list[list[Any]]] = {d: [] for d in days}
     for table in tables:
         found: dict[date, list[Any]] = {}
-        for row in conn.execute(table.aggregate_by(day_rows, as_of_col)):
+        for row in conn.execute(table.aggregate_by(day_rows, as_of_col, agency_id)):
             found[as_date(row[0])] = list(row[1:])
         empty = [0] * table.width
         for day in days:
             by_day[day].append(found.get(day, empty))
-    return {day: _metric_values(period, day, tables, rows, targets) for day, rows in by_day.items()}
+    return {
+        day: _metric_values(period, day, tables, rows, targets, agency_id)
+        for day, rows in by_day.items()
+    }
+
+
+def compute_city_history(
+    conn: Connection,
+    period: Period,
+    days: Sequence[date],
+    targets: Mapping[str, Mapping[str, TargetOptions]],
+    rollup_targets: Mapping[str, TargetOptions],
+) -> dict[str, dict[date, list[MetricValue]]]:
+    """:func:`compute_city_metrics` at each of ``days``: agency id (and ``all``) -> as-of
+    date -> metrics, from one query per core table for every agency and day."""
+    agency_ids = list(targets)
+    every = {**targets, ALL_AGENCIES: rollup_targets}
+    if not days:
+        return {agency: {} for agency in every}
+    day_rows = history_days(conn, period, days)
+    tables = _tables_at(period, day_rows)
+    found: dict[tuple[str, date], list[list[Any]]] = {
+        (agency, day): [] for agency in every for day in days
+    }
+    for table in tables:
+        query = table.aggregate_agencies(agency_ids, day_rows, day_rows.c.as_of)
+        rows = {(row[0], as_date(row[1])): list(row[2:]) for row in conn.execute(query)}
+        for key, figures in found.items():
+            figures.append(rows.get(key, [0] * table.width))
+    return {
+        agency: {
+            day: _metric_values(period, day, tables, found[(agency, day)], every[agency], agency)
+            for day in days
+        }
+        for agency in every
+    }
 
 
 def history_days(conn: Connection, period: Period, days: Sequence[date]) -> FromClause:
@@ -607,8 +766,10 @@ def _metric_values(
     tables: Sequence[_Table],
     rows: Sequence[list[Any]],
     targets: Mapping[str, TargetOptions],
+    agency_id: str,
 ) -> list[MetricValue]:
-    """The 22 metrics from each table's aggregate row (as :meth:`_Table.aggregate`)."""
+    """The 22 metrics of one agency (or ``all``) from each table's aggregate row (as
+    :meth:`_Table.aggregate`)."""
     counts: dict[str, int] = {}
     fractions: dict[str, tuple[int, int]] = {}
     provisional: set[str] = set()
@@ -623,7 +784,9 @@ def _metric_values(
                 provisional.add(name)
 
     def metric(name: str, value: Any, num: Any, den: Any, target: Any, status: str) -> MetricValue:
-        return MetricValue(name, period.label, as_of, value, num, den, target, status)
+        return MetricValue(
+            name, period.label, as_of, value, num, den, target, status, agency_id=agency_id
+        )
 
     values_: list[MetricValue] = []
     for name, (kind, _, _) in METRICS.items():
@@ -649,9 +812,12 @@ def _metric_values(
     return values_
 
 
-def provisional_metrics(conn: Connection, period: Period, as_of: date) -> frozenset[str]:
+def provisional_metrics(
+    conn: Connection, period: Period, as_of: date, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> frozenset[str]:
     """The rates of ``period`` cut at ``as_of`` whose figure is provisional: some record
-    of the denominator counts working days of a year with no published arrangement."""
+    of the agency's denominator counts working days of a year with no published
+    arrangement."""
     found: set[str] = set()
     for table in _tables(period, as_of):
         rates = {n: r for n, r in table.rates.items() if r.provisional is not None}
@@ -660,7 +826,7 @@ def provisional_metrics(conn: Connection, period: Period, as_of: date) -> frozen
         query = select(
             *[_count(and_(r.population, r.provisional)) for r in rates.values()]
         ).select_from(table.source)
-        query = query.where(table.valid)
+        query = query.where(table.valid, table.agency == agency_id)
         if table.windows:
             query = query.where(or_(*table.windows))
         row = conn.execute(query).one()
@@ -678,23 +844,27 @@ def target_status(value: float | None, target: float | None) -> str:
     return "met" if value >= target else "slipped"
 
 
-def rate_population(metric: str, period: Period, as_of: date) -> Select:
-    """The records of a rate's denominator: rows ``(natural_key, passes, reason)``.
+def rate_population(
+    metric: str, period: Period, as_of: date, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> Select:
+    """The records of one agency's rate's denominator: rows ``(natural_key, passes, reason)``.
 
     ``passes`` is the numerator's condition; ``reason`` says in a few English
     words why a failing record fails (null when it passes). Ordered by key.
     ``count(*)`` and ``count(passes)`` equal the rate's denominator and numerator.
     """
     previous = period.year_earlier().cut(year_earlier_as_of(as_of))
-    return _rate_table(metric, period.cut(as_of), previous, as_of).population(metric)
+    return _rate_table(metric, period.cut(as_of), previous, as_of).population(metric, agency_id)
 
 
-def rate_population_history(metric: str, period: Period, days: FromClause) -> Select:
+def rate_population_history(
+    metric: str, period: Period, days: FromClause, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> Select:
     """:func:`rate_population` at every as-of date of ``days`` (:func:`history_days`) in
     one query: rows ``(as_of, natural_key, passes, reason)``, by day and key."""
     window, previous = _history_windows(period, days)
     table = _rate_table(metric, window, previous, days.c.as_of)
-    return table.population_by(metric, days, days.c.as_of)
+    return table.population_by(metric, days, days.c.as_of, agency_id)
 
 
 def _rate_table(metric: str, window: Window, previous: Window, as_of: AsOf) -> _Table:
@@ -714,8 +884,11 @@ def _rate_table(metric: str, window: Window, previous: Window, as_of: AsOf) -> _
     return table
 
 
-def early_warnings(conn: Connection, as_of: date, days: int) -> list[dict[str, Any]]:
-    """Normative documents that will slip ``docreview.filing_rate`` unless filed soon.
+def early_warnings(
+    conn: Connection, as_of: date, days: int, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> list[dict[str, Any]]:
+    """One agency's normative documents that will slip ``docreview.filing_rate`` unless
+    filed soon.
 
     Issued on or before ``as_of``, not filed at ``as_of``, and the filing deadline
     within ``as_of`` .. ``as_of + days`` (a deadline today is not yet missed).
@@ -726,6 +899,7 @@ def early_warnings(conn: Connection, as_of: date, days: int) -> list[dict[str, A
         select(t.c.doc_id, t.c.title, t.c.issued_on, t.c.filing_deadline_on)
         .where(
             _valid_document(),
+            t.c.agency_id == agency_id,
             t.c.doc_type == "normative_document",
             t.c.issued_on <= as_of,
             not_(_filed_at(as_of)),

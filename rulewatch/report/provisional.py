@@ -12,9 +12,11 @@ alerting step, which reads the nightly checks, announces a recovery where a slip
 was only an artefact of the Monday-to-Friday stand-in.
 
 Which arrangement the stored history was last reconciled with is kept in
-``warehouse_meta`` (``provisional_history_calendar``), beside the arrangement the
-calendar table was built from (``calendar_arrangement``); a run that dies half-way
-leaves the key unchanged, so the next one does it again.
+``warehouse_meta`` per agency (``provisional_history_calendar`` for the one agency
+without ``agencies.yaml``, ``provisional_history:<agency>`` otherwise, ``…:all`` for
+the city rollup), beside the arrangement the calendar table was built from
+(``calendar_arrangement``, shared); a run that dies half-way leaves its key
+unchanged, so the next one does it again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
@@ -29,10 +32,17 @@ from sqlalchemy.engine import Connection
 from rulewatch.checks.results import TARGET_STATUSES
 from rulewatch.checks.targets import check_history
 from rulewatch.common.periods import Period
+from rulewatch.config.agencies import ALL_AGENCIES
 from rulewatch.config.settings import Settings
-from rulewatch.metrics.compute import compute_metrics
-from rulewatch.report.tables import store_metrics, store_statuses, target_statuses
+from rulewatch.metrics.compute import compute_city_metrics, compute_metrics
+from rulewatch.report.tables import (
+    rollup_agencies,
+    store_metrics,
+    store_statuses,
+    target_statuses,
+)
 from rulewatch.warehouse.schema import (
+    DEFAULT_AGENCY_ID,
     check_result,
     report_metric,
     report_target_status,
@@ -63,8 +73,15 @@ def _meta(conn: Connection, key: str) -> str | None:
     ).scalar_one_or_none()
 
 
-def _provisional_checks(conn: Connection) -> dict[str, list[date]]:
-    """Per period, the as-of dates whose latest stored check of some target is provisional."""
+def history_key(agency_id: str) -> str:
+    """The ``warehouse_meta`` key of the arrangement an agency's history was reconciled with
+    (at most 64 characters: an agency id has at most 40)."""
+    return HISTORY_KEY if agency_id == DEFAULT_AGENCY_ID else f"provisional_history:{agency_id}"
+
+
+def _provisional_checks(conn: Connection, agency_id: str) -> dict[str, list[date]]:
+    """Per period, the as-of dates whose latest stored check of some target of the agency
+    is provisional."""
     rank = (
         func.row_number()
         .over(
@@ -75,7 +92,11 @@ def _provisional_checks(conn: Connection) -> dict[str, list[date]]:
     )
     latest = (
         select(check_result.c.period, check_result.c.as_of, check_result.c.is_provisional, rank)
-        .where(check_result.c.metric.is_not(None), check_result.c.status.in_(TARGET_STATUSES))
+        .where(
+            check_result.c.agency_id == agency_id,
+            check_result.c.metric.is_not(None),
+            check_result.c.status.in_(TARGET_STATUSES),
+        )
         .subquery()
     )
     days: dict[str, list[date]] = defaultdict(list)
@@ -90,39 +111,38 @@ def _provisional_checks(conn: Connection) -> dict[str, list[date]]:
 
 
 def recompute_provisional_history(engine: Engine, settings: Settings) -> ProvisionalRecompute:
-    """Recompute the stored provisional figures and re-run the provisional checks if the
-    calendar changed since they were last reconciled; the key last."""
+    """Recompute the agency's (``settings.agency_id``) stored provisional figures and re-run
+    its provisional checks if the calendar changed since they were last reconciled; the
+    agency's key last."""
     result = ProvisionalRecompute()
+    agency = settings.agency_id
+    key = history_key(agency)
     with engine.connect() as conn:
         arrangement = _meta(conn, ARRANGEMENT_KEY)
-        if arrangement is None or arrangement == _meta(conn, HISTORY_KEY):
+        if arrangement is None or arrangement == _meta(conn, key):
             return result
-        rows = conn.execute(
-            select(report_metric.c.period, report_metric.c.as_of)
-            .where(report_metric.c.is_provisional.is_(True))
-            .distinct()
-            .order_by(report_metric.c.as_of, report_metric.c.period)
-        ).all()
-        checked = _provisional_checks(conn)
+        rows = _provisional_rows(conn, agency)
+        checked = _provisional_checks(conn, agency)
         latest = defaultdict(set)
         for metric, period, as_of in conn.execute(
             select(
                 report_target_status.c.metric,
                 report_target_status.c.period,
                 report_target_status.c.as_of,
-            ).where(report_target_status.c.is_provisional.is_(True))
+            ).where(
+                report_target_status.c.agency_id == agency,
+                report_target_status.c.is_provisional.is_(True),
+            )
         ):
             latest[(period, as_of)].add(metric)
     for label, as_of in rows:  # one transaction per (period, as-of date)
         period = Period.parse(label)
         with engine.begin() as conn:
-            computed_by, job_id = conn.execute(
-                select(report_metric.c.computed_by, report_metric.c.job_id)
-                .where(report_metric.c.period == label, report_metric.c.as_of == as_of)
-                .limit(1)
-            ).one()
-            metrics = compute_metrics(conn, period, as_of, settings.targets)
-            store_metrics(conn, period, metrics, computed_by=computed_by, job_id=job_id)
+            computed_by, job_id = _computed_by(conn, agency, label, as_of)
+            metrics = compute_metrics(conn, period, as_of, settings.targets, agency_id=agency)
+            store_metrics(
+                conn, period, metrics, computed_by=computed_by, job_id=job_id, agency_id=agency
+            )
         result.recomputed.append((label, as_of))
         result.still_provisional += sum(m.provisional for m in metrics)
     for label, days in checked.items():
@@ -130,12 +150,76 @@ def recompute_provisional_history(engine: Engine, settings: Settings) -> Provisi
         result.rechecked += [(label, day) for day in days]
     for (label, as_of), names in sorted(latest.items()):
         with engine.begin() as conn:
-            statuses = [
-                s for s in target_statuses(conn, Period.parse(label), as_of) if s.metric in names
-            ]
-            written, _ = store_statuses(conn, statuses)
+            latest_of_day = target_statuses(conn, Period.parse(label), as_of, agency_id=agency)
+            statuses = [s for s in latest_of_day if s.metric in names]
+            written, _ = store_statuses(conn, statuses, agency_id=agency)
         result.statuses += written
-    with engine.begin() as conn:
-        conn.execute(warehouse_meta.delete().where(warehouse_meta.c.key == HISTORY_KEY))
-        conn.execute(warehouse_meta.insert(), {"key": HISTORY_KEY, "value": arrangement})
+    _reconciled(engine, key, arrangement)
     return result
+
+
+def recompute_provisional_rollup(engine: Engine, settings: Settings) -> ProvisionalRecompute:
+    """The city rollup's (agency ``all``) stored provisional figures recomputed once the
+    calendar changed, as :func:`recompute_provisional_history` does for one agency (the
+    rollup has no checks); nothing without ``agencies.yaml``. The city step runs it after
+    the agencies'."""
+    result = ProvisionalRecompute()
+    agency_ids = rollup_agencies(settings)
+    key = history_key(ALL_AGENCIES)
+    with engine.connect() as conn:
+        arrangement = _meta(conn, ARRANGEMENT_KEY)
+        if not agency_ids or arrangement is None or arrangement == _meta(conn, key):
+            return result
+        rows = _provisional_rows(conn, ALL_AGENCIES)
+    every = dict.fromkeys(agency_ids, settings.targets)
+    for label, as_of in rows:
+        period = Period.parse(label)
+        with engine.begin() as conn:
+            computed_by, job_id = _computed_by(conn, ALL_AGENCIES, label, as_of)
+            city = compute_city_metrics(conn, period, as_of, every, settings.targets)
+            metrics = city[ALL_AGENCIES]
+            store_metrics(
+                conn,
+                period,
+                metrics,
+                computed_by=computed_by,
+                job_id=job_id,
+                agency_id=ALL_AGENCIES,
+            )
+        result.recomputed.append((label, as_of))
+        result.still_provisional += sum(m.provisional for m in metrics)
+    _reconciled(engine, key, arrangement)
+    return result
+
+
+def _provisional_rows(conn: Connection, agency_id: str) -> list[tuple[str, date]]:
+    """The (period, as-of date) of the agency's stored provisional ``report_metric`` rows."""
+    return [
+        (period, as_of)
+        for period, as_of in conn.execute(
+            select(report_metric.c.period, report_metric.c.as_of)
+            .where(report_metric.c.agency_id == agency_id, report_metric.c.is_provisional.is_(True))
+            .distinct()
+            .order_by(report_metric.c.as_of, report_metric.c.period)
+        )
+    ]
+
+
+def _computed_by(conn: Connection, agency_id: str, period: str, as_of: date) -> tuple[str, Any]:
+    """Who wrote the stored rows (kept when they are recomputed): (computed_by, job_id)."""
+    row = conn.execute(
+        select(report_metric.c.computed_by, report_metric.c.job_id)
+        .where(
+            report_metric.c.agency_id == agency_id,
+            report_metric.c.period == period,
+            report_metric.c.as_of == as_of,
+        )
+        .limit(1)
+    ).one()
+    return row.computed_by, row.job_id
+
+
+def _reconciled(engine: Engine, key: str, arrangement: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(warehouse_meta.delete().where(warehouse_meta.c.key == key))
+        conn.execute(warehouse_meta.insert(), {"key": key, "value": arrangement})

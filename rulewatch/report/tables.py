@@ -5,8 +5,11 @@
 - ``report_target_status`` — one row per target per period: its latest status;
 - ``report_offender`` — one row per offending record of that latest status.
 
-The nightly job refreshes them for the periods around its as-of date
-(:func:`report_periods`); :func:`backfill_history` rebuilds past dates from the
+Every row is one agency's (``agency_id``, ``settings.agency_id``); with
+``agencies.yaml`` the city step adds the rollup's ``report_metric`` rows, agency
+``all`` (:func:`refresh_rollup_metrics`), summed numerators and denominators of
+every agency. The nightly job refreshes them for the periods around its as-of
+date (:func:`report_periods`); :func:`backfill_history` rebuilds past dates from the
 current state, which the contract allows ("events after the as-of date have
 not happened yet"). A target's status is always a stored target check
 (:class:`rulewatch.checks.results.TargetCheck`) of the same period and date:
@@ -31,13 +34,17 @@ from rulewatch.checks.results import (
 from rulewatch.checks.targets import check_history, ensure_target_checks, job_changed_nothing
 from rulewatch.common.metric_ids import METRICS
 from rulewatch.common.periods import Period
+from rulewatch.config.agencies import ALL_AGENCIES, load_agencies
 from rulewatch.config.settings import Settings
 from rulewatch.metrics.compute import (
     MetricValue,
+    compute_city_history,
+    compute_city_metrics,
     compute_metrics,
     compute_metrics_history,
 )
 from rulewatch.warehouse.schema import (
+    DEFAULT_AGENCY_ID,
     now_utc,
     report_metric,
     report_offender,
@@ -88,12 +95,18 @@ def store_metrics(
     *,
     computed_by: str,
     job_id: str | None = None,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> int:
-    """Replace the ``report_metric`` rows of the metrics' period and as-of date."""
+    """Replace the agency's ``report_metric`` rows of the metrics' period and as-of date."""
     if not metrics:
         return 0
     return store_metrics_history(
-        conn, period, {metrics[0].as_of: metrics}, computed_by=computed_by, job_id=job_id
+        conn,
+        period,
+        {metrics[0].as_of: metrics},
+        computed_by=computed_by,
+        job_id=job_id,
+        agency_id=agency_id,
     )
 
 
@@ -104,20 +117,28 @@ def store_metrics_history(
     *,
     computed_by: str,
     job_id: str | None = None,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> int:
-    """Replace the ``report_metric`` rows of ``period`` at each as-of date of ``history``
-    (one delete and one bulk insert for them all); rows written."""
+    """Replace the agency's (or the rollup's, ``all``) ``report_metric`` rows of ``period``
+    at each as-of date of ``history`` (one delete and one bulk insert for them all); rows
+    written. Every metric must be the agency's."""
     days = [day for day, metrics in history.items() if metrics]
     if not days:
         return 0
+    strays = {m.agency_id for d in days for m in history[d]} - {agency_id}
+    if strays:
+        raise ValueError(f"metrics of agency {sorted(strays)} stored as {agency_id!r}")
     conn.execute(
         delete(report_metric).where(
-            report_metric.c.period == period.label, report_metric.c.as_of.in_(days)
+            report_metric.c.agency_id == agency_id,
+            report_metric.c.period == period.label,
+            report_metric.c.as_of.in_(days),
         )
     )
     computed_at = now_utc()
     rows = [
         {
+            "agency_id": agency_id,
             "metric": m.metric,
             "period": period.label,
             "as_of": as_of,
@@ -142,15 +163,19 @@ def store_metrics_history(
     return len(rows)
 
 
-def target_statuses(conn: Connection, period: Period, as_of: date) -> list[TargetCheck]:
-    """Every target's status for ``period`` at ``as_of``, with all its offenders: the
-    stored target checks of that date (the last run of it), since when each slipped
-    by the stored checks before it. Run the checks of the date first."""
-    return latest_target_statuses(conn, period.label, as_of=as_of)
+def target_statuses(
+    conn: Connection, period: Period, as_of: date, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> list[TargetCheck]:
+    """Every target's status of one agency for ``period`` at ``as_of``, with all its
+    offenders: the agency's stored target checks of that date (the last run of it), since
+    when each slipped by the stored checks before it. Run the checks of the date first."""
+    return latest_target_statuses(conn, period.label, as_of=as_of, agency_id=agency_id)
 
 
-def store_statuses(conn: Connection, statuses: Iterable[TargetCheck]) -> tuple[int, int]:
-    """Make these the latest statuses, unless a newer as-of date is stored already.
+def store_statuses(
+    conn: Connection, statuses: Iterable[TargetCheck], *, agency_id: str = DEFAULT_AGENCY_ID
+) -> tuple[int, int]:
+    """Make these the agency's latest statuses, unless a newer as-of date is stored already.
 
     Each must be a stored check (``check_result_id``): a status is never computed
     beside the checks. Returns (statuses written, offenders written).
@@ -160,18 +185,25 @@ def store_statuses(conn: Connection, statuses: Iterable[TargetCheck]) -> tuple[i
     for s in statuses:
         if s.check_result_id is None:
             raise ValueError(f"{s.metric} {s.period} {s.as_of}: a status that is no stored check")
-        key = (report_target_status.c.metric == s.metric, report_target_status.c.period == s.period)
+        key = (
+            report_target_status.c.agency_id == agency_id,
+            report_target_status.c.metric == s.metric,
+            report_target_status.c.period == s.period,
+        )
         stored = conn.execute(select(report_target_status.c.as_of).where(*key)).scalar()
         if stored is not None and stored > s.as_of:
             continue
         conn.execute(delete(report_target_status).where(*key))
         conn.execute(
             delete(report_offender).where(
-                report_offender.c.metric == s.metric, report_offender.c.period == s.period
+                report_offender.c.agency_id == agency_id,
+                report_offender.c.metric == s.metric,
+                report_offender.c.period == s.period,
             )
         )
         conn.execute(
             insert(report_target_status).values(
+                agency_id=agency_id,
                 **s.columns(),
                 slipped_since=s.slipped_since,
                 check_result_id=s.check_result_id,
@@ -184,6 +216,7 @@ def store_statuses(conn: Connection, statuses: Iterable[TargetCheck]) -> tuple[i
                 insert(report_offender),
                 [
                     {
+                        "agency_id": agency_id,
                         "metric": s.metric,
                         "period": s.period,
                         "natural_key": k,
@@ -207,64 +240,158 @@ def refresh_report_tables(
     job_id: str | None = None,
     periods: Sequence[Period] | None = None,
 ) -> ReportTablesRefresh:
-    """Write the metrics, latest statuses and offenders of ``periods`` at ``as_of``.
+    """Write the agency's (``settings.agency_id``) metrics, latest statuses and offenders
+    of ``periods`` at ``as_of``.
 
-    The statuses are the stored target checks of that date; a period with none
-    (by the job ``job_id``, when given) is checked first. One transaction per
-    period, so a reader never sees half a period.
+    The statuses are the agency's stored target checks of that date; a period with
+    none (by the job ``job_id``, when given) is checked first. One transaction per
+    period, so a reader never sees half a period. The city rollup is the city step's
+    (:func:`refresh_rollup_metrics`), once every agency is done.
     """
     result = ReportTablesRefresh(as_of=as_of)
+    agency = settings.agency_id
     periods = list(periods if periods is not None else report_periods(as_of))
     ensure_target_checks(engine, settings, periods, as_of, job_id=job_id)
     for period in periods:
         with engine.begin() as conn:
-            metrics = compute_metrics(conn, period, as_of, settings.targets)
+            metrics = compute_metrics(conn, period, as_of, settings.targets, agency_id=agency)
             result.metric_rows += store_metrics(
-                conn, period, metrics, computed_by=computed_by, job_id=job_id
+                conn, period, metrics, computed_by=computed_by, job_id=job_id, agency_id=agency
             )
-            written, offenders = store_statuses(conn, target_statuses(conn, period, as_of))
+            statuses = target_statuses(conn, period, as_of, agency_id=agency)
+            written, offenders = store_statuses(conn, statuses, agency_id=agency)
         result.periods.append(period.label)
         result.statuses += written
         result.offenders += offenders
     return result
 
 
-def backfill_history(engine: Engine, settings: Settings, start: date, end: date) -> int:
-    """Rebuild the year-to-date history of every as-of date in ``start..end``: the
-    ``report_metric`` rows of each date that has none yet (a nightly row is never
-    overwritten) and the target checks (:func:`check_history`) of each date with no
-    stored check, so every date's status is a stored check. Metric rows written."""
-    with engine.connect() as conn:
-        have = {
-            (period, day)
-            for period, day in conn.execute(
-                select(report_metric.c.period, report_metric.c.as_of)
-                .where(report_metric.c.as_of.between(start, end))
-                .distinct()
+def rollup_agencies(settings: Settings) -> tuple[str, ...]:
+    """The agencies the city rollup sums: every one of ``agencies.yaml``; none without it
+    (one agency has no city above it, and its report tables stay as they were)."""
+    agencies = load_agencies(settings)
+    return () if agencies.path is None else agencies.ids
+
+
+def refresh_rollup_metrics(
+    engine: Engine,
+    settings: Settings,
+    as_of: date,
+    *,
+    computed_by: str = "nightly",
+    job_id: str | None = None,
+    periods: Sequence[Period] | None = None,
+) -> ReportTablesRefresh:
+    """Write the city rollup's ``report_metric`` rows (agency ``all``) of ``periods`` at
+    ``as_of`` when ``agencies.yaml`` exists: every agency's figures summed in SQL
+    (:func:`compute_city_metrics`), statuses against targets.yaml's thresholds
+    (``settings`` are the deployment's, not an agency's). The city step runs it once
+    after every agency's refresh: run per agency, two agencies' refreshes would write the
+    same rows at once. Without ``agencies.yaml`` it writes nothing."""
+    result = ReportTablesRefresh(as_of=as_of)
+    agency_ids = rollup_agencies(settings)
+    if not agency_ids:
+        return result
+    every = dict.fromkeys(agency_ids, settings.targets)
+    for period in periods if periods is not None else report_periods(as_of):
+        with engine.begin() as conn:
+            rollup = compute_city_metrics(conn, period, as_of, every, settings.targets)
+            result.metric_rows += store_metrics(
+                conn,
+                period,
+                rollup[ALL_AGENCIES],
+                computed_by=computed_by,
+                job_id=job_id,
+                agency_id=ALL_AGENCIES,
             )
-        }
+        result.periods.append(period.label)
+    return result
+
+
+def _years(start: date, end: date) -> dict[int, list[date]]:
     years: dict[int, list[date]] = {}
     day = start
     while day <= end:
         years.setdefault(day.year, []).append(day)
         day += timedelta(days=1)
+    return years
+
+
+def _stored_days(conn: Connection, agency_id: str, start: date, end: date) -> set[tuple[str, date]]:
+    return {
+        (period, day)
+        for period, day in conn.execute(
+            select(report_metric.c.period, report_metric.c.as_of)
+            .where(
+                report_metric.c.agency_id == agency_id, report_metric.c.as_of.between(start, end)
+            )
+            .distinct()
+        )
+    }
+
+
+def backfill_history(engine: Engine, settings: Settings, start: date, end: date) -> int:
+    """Rebuild the agency's (``settings.agency_id``) year-to-date history of every as-of
+    date in ``start..end``: the ``report_metric`` rows of each date that has none yet (a
+    nightly row is never overwritten) and the target checks (:func:`check_history`) of
+    each date with no stored check, so every date's status is a stored check. Metric rows
+    written. The rollup's history is :func:`backfill_rollup_history`'s."""
+    agency = settings.agency_id
+    with engine.connect() as conn:
+        have = _stored_days(conn, agency, start, end)
     written = 0
-    for year, days in years.items():
+    for year, days in _years(start, end).items():
         period = Period.parse(str(year))
         missing = [d for d in days if (period.label, d) not in have]
         with engine.begin() as conn:
-            unchecked = sorted(set(days) - checked_days(conn, period.label, days))
+            checked = checked_days(conn, period.label, days, agency_id=agency)
+            unchecked = sorted(set(days) - checked)
             needed = sorted({*missing, *unchecked})
-            history = compute_metrics_history(conn, period, needed, settings.targets)
+            history = compute_metrics_history(
+                conn, period, needed, settings.targets, agency_id=agency
+            )
             written += store_metrics_history(
-                conn, period, {d: history[d] for d in missing}, computed_by="backfill"
+                conn,
+                period,
+                {d: history[d] for d in missing},
+                computed_by="backfill",
+                agency_id=agency,
             )
         check_history(engine, settings, period, unchecked, metrics=history)
     return written
 
 
+def backfill_rollup_history(engine: Engine, settings: Settings, start: date, end: date) -> int:
+    """The city rollup's (agency ``all``) year-to-date ``report_metric`` rows of every
+    as-of date in ``start..end`` that has none yet, from one query per core table and
+    year (:func:`compute_city_history`); none without ``agencies.yaml``. Rows written."""
+    agency_ids = rollup_agencies(settings)
+    if not agency_ids:
+        return 0
+    with engine.connect() as conn:
+        have = _stored_days(conn, ALL_AGENCIES, start, end)
+    every = dict.fromkeys(agency_ids, settings.targets)
+    written = 0
+    for year, days in _years(start, end).items():
+        period = Period.parse(str(year))
+        missing = [d for d in days if (period.label, d) not in have]
+        if not missing:
+            continue
+        with engine.begin() as conn:
+            history = compute_city_history(conn, period, missing, every, settings.targets)
+            written += store_metrics_history(
+                conn,
+                period,
+                history[ALL_AGENCIES],
+                computed_by="backfill",
+                agency_id=ALL_AGENCIES,
+            )
+    return written
+
+
 def report_tables_current(conn: Connection, settings: Settings, as_of: date, job_id: str) -> bool:
-    """Whether the report tables already hold what a refresh at ``as_of`` would write.
+    """Whether the report tables already hold what a refresh of the agency
+    (``settings.agency_id``) at ``as_of`` would write.
 
     So a quiet night recomputes nothing that is stored: true only when the newest
     refresh (any but a backfill's) was at ``as_of``, no sync of another job started
@@ -274,9 +401,10 @@ def report_tables_current(conn: Connection, settings: Settings, as_of: date, job
     calendar. The statuses then keep the check they came from: the previous one,
     of the same data, date and targets.
     """
+    agency = settings.agency_id
     newest = conn.execute(
         select(report_metric.c.as_of, report_metric.c.computed_at)
-        .where(report_metric.c.computed_by != "backfill")
+        .where(report_metric.c.agency_id == agency, report_metric.c.computed_by != "backfill")
         .order_by(report_metric.c.computed_at.desc())
         .limit(1)
     ).first()
@@ -284,7 +412,11 @@ def report_tables_current(conn: Connection, settings: Settings, as_of: date, job
         return False
     later_sync = conn.execute(
         select(sync_run.c.sync_run_id)
-        .where(sync_run.c.started_at > newest.computed_at, sync_run.c.job_id != job_id)
+        .where(
+            sync_run.c.agency_id == agency,
+            sync_run.c.started_at > newest.computed_at,
+            sync_run.c.job_id != job_id,
+        )
         .limit(1)
     ).first()
     if later_sync is not None or not job_changed_nothing(conn, job_id):
@@ -293,6 +425,7 @@ def report_tables_current(conn: Connection, settings: Settings, as_of: date, job
     stored_targets = dict(
         conn.execute(
             select(report_metric.c.metric, report_metric.c.target).where(
+                report_metric.c.agency_id == agency,
                 report_metric.c.period == year,
                 report_metric.c.as_of == as_of,
                 report_metric.c.target.is_not(None),
@@ -302,7 +435,7 @@ def report_tables_current(conn: Connection, settings: Settings, as_of: date, job
     severities = dict(
         conn.execute(
             select(report_target_status.c.metric, report_target_status.c.severity).where(
-                report_target_status.c.period == year
+                report_target_status.c.agency_id == agency, report_target_status.c.period == year
             )
         ).all()
     )

@@ -7,6 +7,13 @@ nothing is written row by row. The statements are compiled once by SQLAlchemy
 and run at the driver level, since per-row parameter handling was the loader's
 main cost: on SQLite one ``executemany`` of plain tuples, on PostgreSQL a
 ``COPY`` into a temporary table followed by one ``INSERT .. SELECT .. ON CONFLICT``.
+
+Every row belongs to one agency (``agency_id``, revision 0009): it is written
+explicitly with each row, every conflict target leads with it, and every read
+(watermark, roster) is filtered by it, so agencies sharing a warehouse, even
+with byte-identical records, never meet. The functions here take no settings:
+the agency is the ``agency_id`` keyword (``default``: the one agency without
+``agencies.yaml``).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from rulewatch.extract.engine import ParsedRecord, Stream, canonical_json_bytes
 from rulewatch.extract.fields import naive_utc
 from rulewatch.warehouse.schema import (
     CORE_TABLES,
+    DEFAULT_AGENCY_ID,
     landed_record,
     natural_key_column,
     quarantined_record,
@@ -51,6 +59,7 @@ from rulewatch.warehouse.schema import (
 
 CONTRACT_CHECK = "contract"
 _LANDED_COLUMNS = (
+    "agency_id",
     "sync_run_id",
     "stream",
     "natural_key",
@@ -60,6 +69,7 @@ _LANDED_COLUMNS = (
     "landed_at",
 )
 _QUARANTINED_COLUMNS = (
+    "agency_id",
     "sync_run_id",
     "stream",
     "natural_key",
@@ -118,9 +128,11 @@ def _newer(stmt, table: Table, snapshot: bool):  # noqa: ANN001, ANN202 - SQLAlc
 class _Write:
     """One set-based write: rows of ``columns`` into ``table``, and what a conflict does.
 
-    ``upsert`` False appends versions not seen before (``stream``, ``record_hash`` is
-    unique); True merges into current state, the newest version winning per natural
-    key (:func:`_newer`), with the ``keep`` columns left as the existing row has them.
+    ``upsert`` False appends versions not seen before (``agency_id``, ``stream``,
+    ``record_hash`` is unique); True merges into current state, the newest version
+    winning per agency and natural key (:func:`_newer`), with the ``keep`` columns left
+    as the existing row has them. The agency is a value in the rows, not in the
+    statement, so one compiled statement serves every agency.
     """
 
     table: Table
@@ -162,7 +174,7 @@ def _upsert(
 
 
 def _append(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    """Insert versions not seen before (``stream``, ``record_hash`` is unique)."""
+    """Insert versions not seen before (``agency_id``, ``stream``, ``record_hash`` is unique)."""
     if rows:
         _write(conn, _Write(table, columns, upsert=False), rows)
 
@@ -314,8 +326,11 @@ def load_page(
     records: Sequence[ParsedRecord],
     sync_run_id: str,
     now: datetime,
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> PageCounts:
-    """Land, set aside and merge a batch of parsed records (one page or several).
+    """Land, set aside and merge a batch of parsed records (one page or several) of
+    ``agency_id``'s source.
 
     A record the warehouse cannot hold (a NUL character on PostgreSQL, a lone
     surrogate, a key beyond :data:`MAX_NATURAL_KEY_CHARS`, any value the database
@@ -324,7 +339,7 @@ def load_page(
     refused records are found; those are set aside with the reason and the rest
     loads. ``PageCounts.replaced`` gives the set-aside versions by position.
     """
-    loader = _Loader(conn, stream, sync_run_id, now)
+    loader = _Loader(conn, stream, sync_run_id, now, agency_id)
     final = list(records)
     for i, rec in enumerate(records):
         if rec.natural_key is not None and len(rec.natural_key) > MAX_NATURAL_KEY_CHARS:
@@ -382,8 +397,11 @@ _DATA_ERRORS = _database_errors()
 class _Loader:
     """Writes records of one stream inside savepoints, finding the ones refused."""
 
-    def __init__(self, conn: Connection, stream: Stream, sync_run_id: str, now: datetime) -> None:
+    def __init__(
+        self, conn: Connection, stream: Stream, sync_run_id: str, now: datetime, agency_id: str
+    ) -> None:
         self.conn, self.stream, self.sync_run_id, self.now = conn, stream, sync_run_id, now
+        self.agency_id = agency_id
         self.dialect = conn.dialect.name
         self.table = CORE_TABLES[stream.name]
 
@@ -446,7 +464,7 @@ class _Loader:
         return None
 
     def _write(self, records: list[ParsedRecord]) -> None:
-        _write_records(self.conn, self.stream, records, self.sync_run_id, self.now)
+        _write_records(self.conn, self.stream, records, self.sync_run_id, self.now, self.agency_id)
 
     def set_aside(self, rec: ParsedRecord, reason: str) -> ParsedRecord:
         """Set a refused record aside under its key; without it if the key is refused too."""
@@ -478,6 +496,7 @@ class _Loader:
                 key = key[:MAX_NATURAL_KEY_CHARS] + "…"
             rows.append(
                 (
+                    self.agency_id,
                     self.sync_run_id,
                     self.stream.name,
                     key,
@@ -577,6 +596,7 @@ def _write_records(
     records: Sequence[ParsedRecord],
     sync_run_id: str,
     now: datetime,
+    agency_id: str,
 ) -> None:
     """The set-based writes of a batch: land, set aside, merge into current state."""
     table = CORE_TABLES[stream.name]
@@ -591,6 +611,7 @@ def _write_records(
         if rec.reason is not None:
             quarantined.append(
                 (
+                    agency_id,
                     sync_run_id,
                     name,
                     rec.natural_key,
@@ -602,7 +623,9 @@ def _write_records(
                 )
             )
         else:
-            landed.append((sync_run_id, name, rec.natural_key, changed_at, digest, payload, now))
+            landed.append(
+                (agency_id, sync_run_id, name, rec.natural_key, changed_at, digest, payload, now)
+            )
         if rec.natural_key is None or changed_at is None:
             continue
         seen = newest.get(rec.natural_key)
@@ -611,7 +634,7 @@ def _write_records(
     _append(conn, landed_record, _LANDED_COLUMNS, landed)
     _append(conn, quarantined_record, _QUARANTINED_COLUMNS, quarantined)
 
-    base_cols = (key_col, "changed_at", "record_hash", "sync_run_id")
+    base_cols = ("agency_id", key_col, "changed_at", "record_hash", "sync_run_id")
     defaults = _insert_defaults(table, now)
     aside_cols = (*base_cols, *defaults, "is_set_aside", "set_aside_reason")
     aside_tail = (*defaults.values(), True)
@@ -623,13 +646,15 @@ def _write_records(
     tombstones: list[tuple] = []
     for key, (rec, digest, changed_at) in newest.items():
         if rec.reason is not None:
-            aside.append((key, changed_at, digest, sync_run_id, *aside_tail, rec.reason))
+            aside.append((agency_id, key, changed_at, digest, sync_run_id, *aside_tail, rec.reason))
         elif rec.is_tombstone:
-            tombstones.append((key, changed_at, digest, sync_run_id, True, changed_at, False, None))
+            tombstones.append(
+                (agency_id, key, changed_at, digest, sync_run_id, True, changed_at, False, None)
+            )
         else:
             row = rec.row
             good.setdefault(tuple(row), []).append(
-                (*row.values(), key, changed_at, digest, sync_run_id, *live_values)
+                (*row.values(), agency_id, key, changed_at, digest, sync_run_id, *live_values)
             )
     insert_only = ("first_seen_at",)
     snapshot = stream.is_snapshot
@@ -664,19 +689,33 @@ def _live_columns(table: Table, now: datetime) -> dict[str, Any]:
     return live
 
 
-def read_watermark(conn: Connection, stream_name: str) -> datetime | None:
-    """The newest change time loaded for a stream (naive UTC), or None."""
+def read_watermark(
+    conn: Connection, stream_name: str, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> datetime | None:
+    """The newest change time loaded for an agency's stream (naive UTC), or None."""
     return conn.execute(
-        select(sync_state.c.watermark_at).where(sync_state.c.stream == stream_name)
+        select(sync_state.c.watermark_at).where(
+            sync_state.c.agency_id == agency_id, sync_state.c.stream == stream_name
+        )
     ).scalar_one_or_none()
 
 
 def advance_watermark(
-    conn: Connection, stream_name: str, watermark_at: datetime, sync_run_id: str, now: datetime
+    conn: Connection,
+    stream_name: str,
+    watermark_at: datetime,
+    sync_run_id: str,
+    now: datetime,
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> None:
-    """Move the stream's watermark forward (never back) in the caller's transaction."""
+    """Move an agency's stream watermark forward (never back) in the caller's transaction."""
     stmt = _insert(conn, sync_state).values(
-        stream=stream_name, watermark_at=watermark_at, sync_run_id=sync_run_id, updated_at=now
+        agency_id=agency_id,
+        stream=stream_name,
+        watermark_at=watermark_at,
+        sync_run_id=sync_run_id,
+        updated_at=now,
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["agency_id", "stream"],
@@ -694,18 +733,26 @@ def advance_watermark(
 
 
 def mark_departed(
-    conn: Connection, stream: Stream, present_keys: Iterable[str], now: datetime, sync_run_id: str
+    conn: Connection,
+    stream: Stream,
+    present_keys: Iterable[str],
+    now: datetime,
+    sync_run_id: str,
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> int:
-    """Soft-delete snapshot rows (roster members) missing from the latest full list."""
+    """Soft-delete an agency's snapshot rows (roster members) missing from its latest full
+    list; another agency's roster is never touched."""
     table = CORE_TABLES[stream.name]
     key_col = natural_key_column(table)
     present = set(present_keys)
-    active = conn.execute(select(key_col).where(table.c.is_active.is_(True))).scalars().all()
-    gone = [k for k in active if k not in present]
+    mine = table.c.agency_id == agency_id
+    active = conn.execute(select(key_col).where(mine, table.c.is_active.is_(True))).scalars()
+    gone = [k for k in active.all() if k not in present]
     if gone:
         conn.execute(
             update(table)
-            .where(key_col.in_(gone))
+            .where(mine, key_col.in_(gone))
             .values(is_active=False, left_at=now, sync_run_id=sync_run_id)
         )
     return len(gone)

@@ -8,6 +8,10 @@ A batch starts at one page and doubles up to :data:`MAX_ROWS_PER_TRANSACTION`
 rows, so the first pages show up at once and a long sync pays for few commits.
 A sync can be killed at any point and re-run: the watermark only covers
 committed rows, and re-read rows are idempotent.
+
+A sync is one agency's (``settings.agency_id``): its run row, rows, watermarks
+and roster carry that agency and no other's are read or touched, so agencies
+load side by side into one warehouse.
 """
 
 from __future__ import annotations
@@ -97,7 +101,8 @@ def sync_source(
     full_refresh: bool = False,
     progress: ProgressCallback | None = None,
 ) -> SourceSyncResult:
-    """Incrementally extract one source into the warehouse and return its counts.
+    """Incrementally extract one source of ``settings``' agency into the warehouse and
+    return its counts.
 
     Raises :class:`SourceError` (after recording the failed run) when the source
     cannot be read; rows of pages loaded before the failure stay loaded.
@@ -113,6 +118,7 @@ def sync_source(
             insert(sync_run).values(
                 sync_run_id=result.sync_run_id,
                 job_id=job_id or result.sync_run_id,
+                agency_id=settings.agency_id,
                 source=source,
                 is_full_refresh=full_refresh,
                 started_at=now_utc(),
@@ -125,7 +131,7 @@ def sync_source(
     client = SourceClient(spec, endpoint, ctx)
     try:
         for stream in spec.streams:
-            _sync_stream(engine, client, stream, result, full_refresh, progress)
+            _sync_stream(engine, client, stream, result, full_refresh, progress, settings.agency_id)
         result.status = "succeeded"
     except SourceError as exc:
         result.status, result.error = "failed", server_text(exc, MAX_ERROR_TEXT)
@@ -149,11 +155,12 @@ def _sync_stream(
     result: SourceSyncResult,
     full_refresh: bool,
     progress: ProgressCallback | None,
+    agency_id: str,
 ) -> None:
-    with engine.connect() as conn:
-        watermark = (
-            None if full_refresh or stream.is_snapshot else read_watermark(conn, stream.name)
-        )
+    watermark = None
+    if not (full_refresh or stream.is_snapshot):
+        with engine.connect() as conn:
+            watermark = read_watermark(conn, stream.name, agency_id=agency_id)
     since = None if watermark is None else watermark.replace(tzinfo=UTC)
     present_keys: set[str] = set()
     batch: list[list[ParsedRecord]] = []
@@ -164,10 +171,13 @@ def _sync_stream(
         records = [p for page in batch for p in page]
         now = now_utc()
         with _one_writer(engine), engine.begin() as conn:
-            loaded = load_page(conn, stream, records, result.sync_run_id, now)
+            loaded = load_page(conn, stream, records, result.sync_run_id, now, agency_id=agency_id)
             times = [p.changed_at for p in records if p.changed_at is not None]
             if times and not stream.is_snapshot:
-                advance_watermark(conn, stream.name, naive_utc(max(times)), result.sync_run_id, now)
+                newest = naive_utc(max(times))
+                advance_watermark(
+                    conn, stream.name, newest, result.sync_run_id, now, agency_id=agency_id
+                )
         _replace_refused(batch, loaded.replaced)
         committed = list(batch)
         batch.clear()
@@ -203,7 +213,7 @@ def _sync_stream(
     if stream.is_snapshot:
         with engine.begin() as conn:
             result.departed += mark_departed(
-                conn, stream, present_keys, now_utc(), result.sync_run_id
+                conn, stream, present_keys, now_utc(), result.sync_run_id, agency_id=agency_id
             )
 
 

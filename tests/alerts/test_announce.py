@@ -196,3 +196,20 @@ def test_a_sending_claim_is_a_lease_that_a_later_run_takes_over(engine, webhook)
     with engine.connect() as conn:
         row = conn.execute(select(alert_delivery)).one()
     assert (row.status, row.claimed_by, row.lease_expires_at) == ("sent", None, None)
+
+
+def test_an_agency_is_named_only_with_agencies_yaml():
+    """Without agencies.yaml (no label) every text is as it always was; an agency's
+    alert has its name in the title and one line more, first, in its body."""
+    from rulewatch.alerts.announce import AgencyLabel, render_target, render_warning
+
+    label = AgencyLabel("science-tech", "台州市科学技术局")
+    title, body = render_target("slipped", _slip(), "zh")
+    assert title == "[rulewatch] docreview.filing_rate 2024: 未达标"
+    named_title, named_body = render_target("slipped", _slip(), "zh", label)
+    assert named_title == "[rulewatch] 【台州市科学技术局】docreview.filing_rate 2024: 未达标"
+    assert named_body == "单位：台州市科学技术局（science-tech）\n" + body
+    w = EarlyWarning("docreview.filing_rate", "DOC-3", "not filed", date(2024, 5, 23))
+    title, body = render_warning(w, "en")
+    assert title == "[rulewatch] docreview.filing_rate: early warning DOC-3 (due 2024-05-23)"
+    assert render_warning(w, "en", label)[1] == ("agency: 台州市科学技术局 (science-tech)\n" + body)

@@ -209,3 +209,61 @@ def test_a_nightly_run_whose_warehouse_is_down_is_still_announced(tmp_path, webh
     body = webhook.received[0]["message"]
     assert "ended Failed: " in body and "cannot connect" in body
     assert "the warehouse could not record this alert" in body
+
+
+def test_source_health_is_announced_per_agency_on_its_channel(tmp_path, warehouse_url):
+    """B's enforcement source fails: B's channel hears it, named B, once; A's nothing."""
+    from agencies_support import city_config, city_settings, scoped
+    from sqlalchemy import select
+
+    from rulewatch.warehouse.schema import alert
+
+    hooks = {a: Webhook() for a in ("science-tech", "market-regulation")}
+    try:
+        config = city_config(
+            tmp_path, {a: h.url for a, h in hooks.items()}, DEAD.replace("http", "json")
+        )
+        settings, agencies = city_settings(warehouse_url, tmp_path, config)
+        engine = open_warehouse(warehouse_url, calendar_of(settings))
+        started = utc_now() - timedelta(hours=1)
+        with engine.begin() as conn:
+            for number, (agency_id, status) in enumerate(
+                (("science-tech", "succeeded"), ("market-regulation", "failed"))
+            ):
+                conn.execute(
+                    insert(sync_run).values(
+                        sync_run_id=f"run-{number}",
+                        job_id=f"job-{number}",
+                        agency_id=agency_id,
+                        source="enforcement",
+                        is_full_refresh=False,
+                        started_at=started,
+                        finished_at=started + timedelta(minutes=1),
+                        status=status,
+                        pages=0,
+                        records_read=0,
+                        records_loaded=0,
+                        records_set_aside=0,
+                        error="HTTP 503 Service Unavailable" if status == "failed" else None,
+                    )
+                )
+        for _ in range(2):
+            for agency_id in hooks:
+                health_pass(engine, scoped(settings, agencies, agency_id))
+        with engine.connect() as conn:
+            keys = conn.execute(select(alert.c.agency_id, alert.c.dedupe_key)).all()
+        engine.dispose()
+        assert hooks["science-tech"].received == []
+        (message,) = hooks["market-regulation"].received
+        assert message["title"] == (
+            "[rulewatch] [Taizhou Market Regulation Bureau] source enforcement: sync failing"
+        )
+        lines = message["message"].splitlines()
+        assert lines[0] == "agency: Taizhou Market Regulation Bureau (market-regulation)"
+        assert "HTTP 503 Service Unavailable" in lines[1]
+        ((agency_id, key),) = keys
+        assert agency_id == "market-regulation"
+        assert key.startswith("market-regulation:sync_failed:source:enforcement:")
+    finally:
+        for hook in hooks.values():
+            hook.close()

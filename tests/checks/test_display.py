@@ -40,3 +40,10 @@ def test_offender_keys_render_as_text_in_the_summary() -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered  # shown as written
     assert "[click](javascript:alert(3))" in rendered
     assert "**bold** `code` _x_" in rendered
+
+
+def test_each_agency_has_its_own_artifact_keys() -> None:
+    from rulewatch.checks.display import SUMMARY_ARTIFACT_KEY, TABLE_ARTIFACT_KEY, artifact_key
+
+    assert artifact_key(TABLE_ARTIFACT_KEY) == "rulewatch-targets"  # as without agencies.yaml
+    assert artifact_key(SUMMARY_ARTIFACT_KEY, "science-tech") == "rulewatch-checks-science-tech"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -56,26 +57,29 @@ def _permit(key: str, run: str = "run-1", **values) -> dict:  # noqa: ANN003
     return row(permit_application, key, run, **{**base, **values})
 
 
-def _seed(engine: Engine) -> None:
-    """A1 fine; A2 decided before received; A3 a 17-character credit code; A0 from an older run."""
+def _seed(engine: Engine, agency_id: str = "default") -> None:
+    """A1 fine; A2 decided before received; A3 a 17-character credit code; A0 from an older
+    run. Another agency's rows have the same keys, hashes and runs; their payloads name it."""
     rows = [
         _permit("A1"),
         _permit("A2", received_on="2024-03-10", decided_on="2024-03-04"),
         _permit("A3", employer_credit_code=GOOD_CODE[:17]),
         _permit("A0", run="run-0", received_on="2024-03-10", decided_on="2024-03-04"),
     ]
-    insert(engine, permit_application, rows)
+    named = {} if agency_id == "default" else {"agency": agency_id}
+    insert(engine, permit_application, [{**r, "agency_id": agency_id} for r in rows])
     insert(
         engine,
         landed_record,
         [
             {
+                "agency_id": agency_id,
                 "sync_run_id": r["sync_run_id"],
                 "stream": "permits.applications",
                 "natural_key": r["application_id"],
                 "changed_at": r["changed_at"],
                 "record_hash": r["record_hash"],
-                "payload": json.dumps({"application_id": r["application_id"]}),
+                "payload": json.dumps({"application_id": r["application_id"], **named}),
                 "landed_at": datetime(2024, 5, 1),
             }
             for r in rows
@@ -174,6 +178,61 @@ def test_a_critical_expectation_sets_failing_rows_aside(backend: str, tmp_path):
         assert (again.released, again.set_aside) == (1, 0)
         assert _failed(again) == {DECIDED_RULE: ("warning", ["A2"])}  # still reported
         assert _received(engine, base) == 4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_agency_sets_aside_and_releases_its_own_rows(backend: str, tmp_path):  # noqa: ANN001
+    """Two agencies with identical keys, hashes and sync run ids (issue 16)."""
+    config = config_copy(tmp_path, **CRITICAL_DECIDED)
+    with warehouse(backend, tmp_path) as (engine, base):
+        settings = make_settings(base.warehouse_url, tmp_path, config)
+        other = replace(settings, agency_id="other")
+        _seed(engine)
+        _seed(engine, "other")
+
+        def held() -> list[tuple]:
+            with engine.connect() as conn:
+                return sorted(
+                    conn.execute(
+                        select(
+                            permit_application.c.agency_id, permit_application.c.application_id
+                        ).where(permit_application.c.is_set_aside.is_(True))
+                    ).all()
+                )
+
+        def quarantined() -> dict[str, dict]:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(quarantined_record.c.agency_id, quarantined_record.c.payload)
+                ).all()
+            return {agency: json.loads(payload) for agency, payload in rows}
+
+        run = run_quality_checks(engine, other, sync_run_ids=["run-1"], as_of=AS_OF)
+        assert run.streams["permits.applications"].rows_checked == 3  # its own three
+        assert run.set_aside == 1
+        assert held() == [("other", "A2")]
+        assert quarantined() == {"other": {"application_id": "A2", "agency": "other"}}
+
+        run = run_quality_checks(engine, settings, sync_run_ids=["run-1"], as_of=AS_OF)
+        assert (run.rows_checked, run.set_aside) == (3, 1)
+        assert held() == [("default", "A2"), ("other", "A2")]
+        assert quarantined()["default"] == {"application_id": "A2"}  # its own payload
+
+        # the rule becomes a warning: each agency's next run releases its own row only
+        (config / "checks.yaml").write_text(
+            (config / "checks.yaml")
+            .read_text()
+            .replace(
+                "later: decided_on\n      severity: critical",
+                "later: decided_on\n      severity: warning",
+            )
+        )
+        settings = make_settings(base.warehouse_url, tmp_path, config)
+        other = replace(settings, agency_id="other")
+        assert run_quality_checks(engine, other, sync_run_ids=["run-2"]).released == 1
+        assert held() == [("default", "A2")]
+        assert run_quality_checks(engine, settings, sync_run_ids=["run-2"]).released == 1
+        assert held() == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -1,0 +1,110 @@
+"""Revision 0009 on a populated warehouse, on SQLite and PostgreSQL: an existing
+warehouse becomes the one agency's in place, and goes back while it has one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from rulewatch.checks.quality import run_quality_checks
+from rulewatch.common.workdays import calendar_of
+from rulewatch.config.settings import load_settings
+from rulewatch.demo.data import DEMO_TODAY
+from rulewatch.demo.servers import start_demo_sources
+from rulewatch.report.tables import refresh_report_tables
+from rulewatch.warehouse.db import _alembic_config, migrate, open_warehouse, schema_state
+from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID, metadata, sync_state
+from rulewatch.warehouse.sync import sync_source
+
+JOB = "before-agencies"
+NOW = datetime(2024, 5, 1)
+#: every table revision 0009 gave an agency key
+AGENCY_TABLES = tuple(t for t in metadata.sorted_tables if "agency_id" in t.c)
+
+
+def _alembic(engine: Engine, action, revision: str) -> None:  # noqa: ANN001 - command function
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        action(cfg, revision)
+
+
+def _rows(engine: Engine) -> dict[str, list[tuple]]:
+    """Every row of the agency tables, their agency column left out, as the database has it."""
+    with engine.connect() as conn:
+        found = {}
+        for table in AGENCY_TABLES:
+            names = ", ".join(c.name for c in table.c if c.name != "agency_id")
+            rows = conn.execute(text(f"SELECT {names} FROM {table.name}")).all()  # noqa: S608
+            found[table.name] = sorted(map(tuple, rows), key=repr)
+        return found
+
+
+def _agencies(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return {
+            agency
+            for table in AGENCY_TABLES
+            for agency in conn.execute(select(table.c.agency_id).distinct()).scalars()
+        }
+
+
+def test_a_populated_warehouse_becomes_the_one_agencys_and_goes_back(warehouse_url, tmp_path):
+    with start_demo_sources(malformed=2) as demo:
+        env = {**demo.env(), "RULEWATCH_WAREHOUSE_URL": warehouse_url}
+        settings = load_settings({**env, "RULEWATCH_DATA_DIR": str(tmp_path)})
+        engine = open_warehouse(warehouse_url, calendar_of(settings))
+        try:
+            for source in ("enforcement", "docreview"):
+                sync_source(engine, settings, source, job_id=JOB)
+            run_quality_checks(engine, settings, job_id=JOB, as_of=DEMO_TODAY)
+            refresh_report_tables(engine, settings, DEMO_TODAY, job_id=JOB)
+            populated = _rows(engine)
+            empty = {name for name, rows in populated.items() if not rows}
+            assert empty <= {"alert", "alert_delivery", "alert_state", "permit_application"}
+
+            _alembic(engine, command.downgrade, "0008")
+            columns = inspect(engine)
+            assert not [t.name for t in AGENCY_TABLES if "agency_id" in _names(columns, t.name)]
+            assert _rows(engine) == populated
+
+            migrate(engine)  # what the next sync does: 0008 -> 0009 in place
+            with engine.connect() as conn:
+                assert schema_state(conn)[0] == "current"
+            assert _rows(engine) == populated
+            assert _agencies(engine) == {DEFAULT_AGENCY_ID}
+
+            again = sync_source(engine, settings, "docreview")  # its watermark was kept
+            assert again.requests == 1
+        finally:
+            engine.dispose()
+
+
+def _names(inspector, table: str) -> set[str]:  # noqa: ANN001 - SQLAlchemy Inspector
+    return {c["name"] for c in inspector.get_columns(table)}
+
+
+@pytest.mark.postgres
+def test_a_downgrade_with_two_agencies_stops_and_changes_nothing(pg_url):
+    engine = open_warehouse(pg_url, calendar_of(load_settings({})))
+    try:
+        with engine.begin() as conn:
+            for agency in (DEFAULT_AGENCY_ID, "science-tech"):
+                conn.execute(
+                    insert(sync_state).values(
+                        agency_id=agency, stream="permits.applications", updated_at=NOW
+                    )
+                )
+        before = _rows(engine)
+        with pytest.raises(IntegrityError):
+            _alembic(engine, command.downgrade, "0008")
+        with engine.connect() as conn:
+            assert schema_state(conn)[0] == "current"
+        assert _rows(engine) == before
+        assert _agencies(engine) == {DEFAULT_AGENCY_ID, "science-tech"}
+    finally:
+        engine.dispose()
