@@ -37,13 +37,14 @@ from rulewatch.config.settings import ConfigError, Settings, load_settings
 from rulewatch.flows.nightly import agency_settings, locked_warehouse, today_in
 from rulewatch.metrics.compute import MetricValue, compute_metrics_history
 from rulewatch.report.tables import (
+    backfill_rollup_history,
     store_metrics_history,
     store_statuses,
     target_statuses,
 )
 from rulewatch.warehouse.db import make_engine
 from rulewatch.warehouse.lock import WarehouseBusy
-from rulewatch.warehouse.schema import report_metric
+from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID, report_metric
 
 MAX_DAYS = 3660  # ten years: a bigger range is almost certainly a typo
 
@@ -91,11 +92,13 @@ def _recompute(engine: Engine, settings: Settings, days: list[date]) -> list[Day
     are written once at the end (:func:`store_latest_statuses`).
     """
     period = Period.parse(str(days[0].year))
+    agency = settings.agency_id
     with engine.begin() as conn:
         recorded = set(
             conn.execute(
                 select(report_metric.c.as_of)
                 .where(
+                    report_metric.c.agency_id == agency,
                     report_metric.c.period == period.label,
                     report_metric.c.as_of.in_(days),
                     report_metric.c.computed_by != "backfill",
@@ -103,13 +106,14 @@ def _recompute(engine: Engine, settings: Settings, days: list[date]) -> list[Day
                 .distinct()
             ).scalars()
         )
-        checked = checked_days(conn, period.label, days, by_a_job=True)
-        history = compute_metrics_history(conn, period, days, settings.targets)
+        checked = checked_days(conn, period.label, days, by_a_job=True, agency_id=agency)
+        history = compute_metrics_history(conn, period, days, settings.targets, agency_id=agency)
         store_metrics_history(
             conn,
             period,
             {d: m for d, m in history.items() if d not in recorded},
             computed_by="backfill",
+            agency_id=agency,
         )
     unchecked = [d for d in days if d not in checked]
     statuses = {
@@ -118,7 +122,7 @@ def _recompute(engine: Engine, settings: Settings, days: list[date]) -> list[Day
     }
     with engine.connect() as conn:
         for day in sorted(checked):
-            statuses[day] = target_statuses(conn, period, day)
+            statuses[day] = target_statuses(conn, period, day, agency_id=agency)
     return [_figures(d, statuses[d], history[d]) for d in days]
 
 
@@ -136,13 +140,14 @@ def _figures(
     )
 
 
-def store_latest_statuses(engine: Engine, as_of: date) -> int:
+def store_latest_statuses(engine: Engine, as_of: date, agency_id: str = DEFAULT_AGENCY_ID) -> int:
     """The year-to-date target statuses at ``as_of``: its stored checks, with since when
     each has been slipping by the checks just stored (unless a newer date is stored);
     count."""
     with engine.begin() as conn:
+        period = Period.parse(str(as_of.year))
         written, _ = store_statuses(
-            conn, target_statuses(conn, Period.parse(str(as_of.year)), as_of)
+            conn, target_statuses(conn, period, as_of, agency_id=agency_id), agency_id=agency_id
         )
     return written
 
@@ -214,7 +219,10 @@ def backfill(
             ]
             for future in futures:
                 result.days.extend(future.result())
-            store_latest_statuses(engine, end)
+            for agency_id in ids:
+                store_latest_statuses(engine, end, agency_id or DEFAULT_AGENCY_ID)
+            # the city rollup's rows of every day (none without agencies.yaml)
+            backfill_rollup_history(engine, settings, start, end)
     except WarehouseBusy as exc:  # another job runs: one line, no traceback
         return Failed(message=str(exc), data=exc)
     get_run_logger().info(

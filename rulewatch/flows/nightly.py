@@ -25,6 +25,7 @@ from prefect.states import Failed, State
 from sqlalchemy import Engine
 
 from rulewatch.alerts.announce import AlertRun, run_alerting
+from rulewatch.alerts.digest import DigestRun, run_digest
 from rulewatch.alerts.health import announce_job_failure, health_pass
 from rulewatch.checks.gx_runner import Recorder, RecordError
 from rulewatch.checks.quality import QualityRun, run_quality_checks
@@ -50,6 +51,7 @@ from rulewatch.report.provisional import recompute_provisional_history
 from rulewatch.report.tables import (
     ReportTablesRefresh,
     refresh_report_tables,
+    refresh_rollup_metrics,
     report_tables_current,
 )
 from rulewatch.warehouse.db import WarehouseError, ensure_calendar, make_engine, open_warehouse
@@ -152,7 +154,9 @@ def metrics_task(period: str, as_of: date, agency: str | None = None) -> list[Me
     engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
     try:
         with engine.connect() as conn:
-            return compute_metrics(conn, Period.parse(period), as_of, settings.targets)
+            return compute_metrics(
+                conn, Period.parse(period), as_of, settings.targets, agency_id=settings.agency_id
+            )
     finally:
         engine.dispose()
 
@@ -500,6 +504,8 @@ def city_night(
     for agency_id, why in result.failed.items():
         logger.warning("agency %s failed: %s", agency_id, why)
     result.digest = step_task(city_task, settings)(as_of, agency_ids, result.failed, whole_city)
+    if result.digest is not None and result.digest.recorded:
+        logger.info("digest of %s: %s", as_of, result.digest.title)
     if result.failed:
         return Failed(message=str(AgenciesFailed(result)), data=result)
     return result
@@ -567,7 +573,7 @@ def run_on_workers(
             outcomes[agency_id] = (None, None)
         else:
             why = server_text(state.message or state.name, MAX_ERROR_TEXT)
-            outcomes[agency_id] = (None, f"{state.name}: {why}")
+            outcomes[agency_id] = (None, why if state.name == "Failed" else f"{state.name}: {why}")
     return outcomes
 
 
@@ -591,16 +597,31 @@ async def _wait_for_runs(run_ids: list[UUID], timeout: float) -> dict[UUID, Stat
 
 
 @task(name="city", cache_policy=NO_CACHE)
-def city_task(as_of: date, agency_ids: list[str], failed: dict[str, str], whole_city: bool) -> Any:
-    """The city's steps after every agency's run: the rollup's report rows, and (for a
-    night of every agency) the supervisor's one digest naming the agencies that failed."""
-    get_run_logger().info(
-        "city: %d agencies ran, %d failed%s",
+def city_task(
+    as_of: date, agency_ids: list[str], failed: dict[str, str], whole_city: bool
+) -> DigestRun | None:
+    """The city's steps after every agency's run: the rollup's report rows (summed
+    numerators and denominators), and, for a night of every agency, the supervisor's
+    one digest, naming the agencies whose run failed (``failed``)."""
+    settings = load_settings()
+    agencies = load_agencies(settings)
+    engine = make_engine(settings.warehouse_url, settings.schedule.timeouts)
+    try:
+        rollup = refresh_rollup_metrics(engine, settings, as_of)
+        digest = run_digest(engine, settings, agencies, as_of, failed) if whole_city else None
+    finally:
+        engine.dispose()
+    logger = get_run_logger()
+    logger.info(
+        "city: %d agencies ran, %d failed; rollup: %d metric rows%s",
         len(agency_ids),
         len(failed),
+        rollup.metric_rows,
         "" if whole_city else " (some agencies only: no digest)",
     )
-    return None
+    for d in digest.deliveries if digest is not None else ():
+        logger.info("digest %s to %s: %s", d.alert_id, d.channel, d.status)
+    return digest
 
 
 @contextmanager
