@@ -623,7 +623,8 @@ CITY_DEMO_DIR = "city-demo"
 
 
 def _demo_city(count: int) -> None:
-    """``demo --agencies N``: demo systems for N agencies, their night, the league table.
+    """``demo --agencies N``: demo systems for N agencies, their night, the league table
+    (every agency and the city rollup) and the city report.
 
     The city gets its own folder (``<data dir>/city-demo``: a copy of the config
     folder with the ``agencies.yaml`` of the demo systems, and, unless
@@ -639,7 +640,8 @@ def _demo_city(count: int) -> None:
     from rulewatch.cli.console import err, league_table, out
     from rulewatch.demo.agencies import demo_agencies, start_agency_sources
     from rulewatch.demo.data import DEMO_TODAY
-    from rulewatch.metrics.compute import compute_metrics
+    from rulewatch.metrics.compute import compute_city_metrics
+    from rulewatch.report.city import CITY_FOLDER, write_city_report
 
     base = load_settings()
     home = base.data_dir / CITY_DEMO_DIR
@@ -654,7 +656,16 @@ def _demo_city(count: int) -> None:
     schedule = yaml.safe_load(schedule_path.read_text(encoding="utf-8")) or {}
     schedule.setdefault("retries", {})["source_task"] = 0
     schedule_path.write_text(yaml.safe_dump(schedule, sort_keys=False), encoding="utf-8")
-    with start_agency_sources(demo_agencies(count)) as sources:
+    demo_city = demo_agencies(count)
+    # the seed bureau's published figures are agency 0's: it serves the seed's data
+    published_path = config_dir / "published.yaml"
+    published = yaml.safe_load(published_path.read_text(encoding="utf-8")) or {}
+    for item in published.get("reports") or []:
+        item.setdefault("agency", demo_city[0].agency_id)
+    published_path.write_text(
+        yaml.safe_dump(published, allow_unicode=True, sort_keys=False), encoding="utf-8"
+    )
+    with start_agency_sources(demo_city) as sources:
         (config_dir / "agencies.yaml").write_text(sources.agencies_yaml(), encoding="utf-8")
         os.environ.update(sources.env())
         os.environ["RULEWATCH_CONFIG_DIR"] = str(config_dir)
@@ -669,17 +680,20 @@ def _demo_city(count: int) -> None:
         chosen = _agencies(settings, None, all_by_default=True)
         result = _run_nightly(settings, list(SOURCE_NAMES), False, DEMO_TODAY, chosen)
     engine = _warehouse(settings)
-    by_agency = {}
-    with engine.connect() as conn:
-        for scoped in chosen:
-            by_agency[scoped.agency_id] = compute_metrics(
-                conn, Period.parse(str(DEMO_TODAY.year)), DEMO_TODAY, scoped.targets
-            )
-    engine.dispose()
+    targets = {scoped.agency_id: scoped.targets for scoped in chosen}
+    year = Period.parse(str(DEMO_TODAY.year))
+    try:
+        with engine.connect() as conn:  # every agency and the rollup (``all``), in SQL
+            by_agency = compute_city_metrics(conn, year, DEMO_TODAY, targets, settings.targets)
+        city = write_city_report(engine, settings, year, DEMO_TODAY, home / CITY_FOLDER)
+    finally:
+        engine.dispose()
     lang = settings.alerts.language
     out.print(league_table(by_agency, f"{DEMO_TODAY.year} as of {DEMO_TODAY}: league table", lang))
     for agency_id, why in result.failed.items():
         out.print(f"[red]agency {agency_id} failed[/]: {why}", soft_wrap=True)
+    for path in city.paths:
+        out.print(f"city report: {path}")
     out.print(f"config: {config_dir / 'agencies.yaml'}")
     out.print(f"warehouse: {_describe(settings.warehouse_url)}")
 

@@ -54,3 +54,30 @@ def test_sync_runs_every_agency_and_names_the_one_that_failed(tmp_path):
         assert f"{agency.agency_id}: {agency.name_zh}" in done.stdout
     assert done.stdout.count(f"{DEMO_TODAY.year} as of {DEMO_TODAY}") == 2  # two scorecards
     assert "Traceback" not in done.stderr
+
+
+def test_demo_of_a_city_shows_the_league_table_and_names_the_failing_agency(tmp_path):
+    config = tmp_path / "config"
+    shutil.copytree(
+        PACKAGE_CONFIG_DIR, config, ignore=lambda _d, n: [x for x in n if not x.endswith(".yaml")]
+    )
+    sources_yaml = yaml.safe_load((config / "sources.yaml").read_text(encoding="utf-8"))
+    sources_yaml["enforcement"].update(max_retries=0)  # the demo copies this config
+    (config / "sources.yaml").write_text(yaml.safe_dump(sources_yaml), encoding="utf-8")
+    env = clean_env(
+        RULEWATCH_CONFIG_DIR=str(config),
+        RULEWATCH_DATA_DIR=str(tmp_path / "data"),
+        PREFECT_HOME=str(tmp_path / "prefect"),
+    )
+    done = run_rulewatch(env, "demo", "--agencies", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ok, failing = (a.agency_id for a in demo_agencies(2))
+    table = done.stdout[done.stdout.index("league table") :]
+    header = next(line for line in table.splitlines() if "metric" in line)
+    assert [ok, failing, "all"] == [w for w in header.split() if w in (ok, failing, "all")]
+    assert f"agency {failing} failed: sync failed for: enforcement" in done.stdout
+    city = tmp_path / "data" / "city-demo"
+    assert (city / "config" / "agencies.yaml").exists()
+    assert f"city report: {city / 'city'}" in done.stdout
+    assert (city / "warehouse.db").exists()
+    assert not (tmp_path / "data" / "warehouse.db").exists()  # the plain demo's is untouched
