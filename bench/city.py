@@ -93,7 +93,9 @@ def _night(api_url: str, timeout: float) -> dict[str, Any]:
     }
 
 
-def bench(agencies: int, scale: int, workers: int, work: Path, sources: dict) -> dict[str, Any]:
+def bench(
+    agencies: int, scale: int, workers: int, worker_limit: int, work: Path, sources: dict
+) -> dict[str, Any]:
     """One worker count: fresh database and Prefect server, deploy, workers, two nights."""
     from rulewatch.flows.serve import start_local_server
 
@@ -140,7 +142,8 @@ def bench(agencies: int, scale: int, workers: int, work: Path, sources: dict) ->
             with (run_dir / f"worker-{n}.log").open("w") as log:
                 procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL],
+                        [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL]
+                        + ["--limit", str(worker_limit)],
                         env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1"},
                         stdout=log,
                         stderr=subprocess.STDOUT,
@@ -158,6 +161,7 @@ def bench(agencies: int, scale: int, workers: int, work: Path, sources: dict) ->
         "agencies": agencies,
         "scale": scale,
         "workers": workers,
+        "worker_limit": worker_limit,
         "first_night": first,
         "quiet_night": quiet,
         "quiet_seconds_per_agency": round(quiet["wall_seconds"] / agencies, 2),
@@ -169,20 +173,30 @@ def main() -> None:
     parser.add_argument("--agencies", type=int, default=50)
     parser.add_argument("--scale", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--worker-limit",
+        type=int,
+        default=3,
+        help="flow runs one worker runs at once (prefect worker start --limit): the city's "
+        "run and that many agencies less one; a worker's capacity, as on a real machine",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-city-"))
     process, sources = _sources_process(args.agencies, args.scale)
     rows = []
     try:
         for count in args.workers:
-            rows.append(bench(args.agencies, args.scale, count, work, sources))
+            rows.append(bench(args.agencies, args.scale, count, args.worker_limit, work, sources))
             print(json.dumps(rows[-1]), flush=True)
     finally:
         assert process.stdin is not None
         process.stdin.close()
         process.wait(60)
     one = next((r for r in rows if r["workers"] == 1), None)
-    print(f"\n{args.agencies} agencies, {args.scale} records, PostgreSQL")
+    print(
+        f"\n{args.agencies} agencies, {args.scale} records, PostgreSQL, "
+        f"--limit {args.worker_limit} per worker"
+    )
     print("| workers | first night (s) | speed-up | quiet night (s) | per agency (s) |")
     print("|---|---|---|---|---|")
     for r in rows:
