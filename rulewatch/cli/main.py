@@ -410,24 +410,58 @@ def sync(
 @app.command()
 @_errors
 def report(
+    ctx: typer.Context,
     period: PeriodOpt,
-    out_dir: Annotated[str, typer.Option("--out", help="the folder to write the files to")],
+    out_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="the folder to write the files to; with --agency the default is the "
+            "agency's folder (DATA_DIR/agencies/ID/reports) and, for all, DATA_DIR/city "
+            "(with --out: DIR/agencies/ID and DIR/city)",
+        ),
+    ] = None,
     as_of: AsOf = None,
+    agency: AgencyOpt = None,
 ) -> None:
-    """Write the period's report: HTML, CSV and XLSX exports, annual-report drafts."""
+    """Write the period's report: HTML, CSV and XLSX exports, annual-report drafts.
+
+    ``--agency all`` writes every agency's report and the city report (a league
+    table of the agencies per target, the city's rollup, trends, offending
+    records, freshness and published figures per agency).
+    """
+    from rulewatch.config.agencies import ALL_AGENCIES
+    from rulewatch.report.city import CITY_FOLDER, write_city_report
     from rulewatch.report.write import write_report
     from rulewatch.warehouse.runs import heal_runs
 
     settings = load_settings()
+    chosen = _agencies(settings, agency, all_by_default=False)  # several: --agency needed
+    if out_dir is None and agency is None:  # one agency, as before agencies: --out needed
+        ctx.fail("Missing option '--out'.")
     label = _parse_period(period)
     day = _as_of(settings, as_of)
+    city = agency == ALL_AGENCIES
+    root = None if out_dir is None else Path(out_dir)
+
+    def folder(scoped: Settings) -> Path:
+        if root is None:
+            return scoped.output_dir / "reports"
+        return root / "agencies" / scoped.agency_id if city else root
+
     engine = _warehouse(settings)
+    paths: list[Path] = []
     try:
         heal_runs(engine)  # a killed sync shows as abandoned in the freshness section
-        files = write_report(engine, settings, Period.parse(label), day, Path(out_dir))
+        for scoped in chosen:
+            files = write_report(engine, scoped, Period.parse(label), day, folder(scoped))
+            paths += files.paths
+        if city:
+            where = settings.data_dir / CITY_FOLDER if root is None else root / CITY_FOLDER
+            paths += write_city_report(engine, settings, Period.parse(label), day, where).paths
     finally:
         engine.dispose()
-    for path in files.paths:
+    for path in paths:
         print(path)
 
 

@@ -136,6 +136,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "chart.no_history": ("no history yet", "暂无历史"),
     "chart.targets_monthly": ("Targets per month", "各目标按月情况"),
     "chart.counts_monthly": ("Counts per month", "按月业务量"),
+    "chart.city_trends": ("Targets per month, by agency", "各单位目标按月走势"),
     # report
     "title": ("Rule-of-law compliance report", "法治政府建设合规报告"),
     "as_of": ("as of", "截至"),
@@ -189,6 +190,27 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "set_aside_now": ("records set aside now", "当前被隔离记录"),
     "no_quarantine": ("No record has been set aside.", "无隔离记录。"),
     "draft": ("Annual-report draft", "年度报告草稿"),
+    # the city report
+    "city.title": ("Rule-of-law league table", "法治政府建设考核排名"),
+    "city.city": ("the city", "全市"),
+    "city.rollup": ("city (all agencies)", "全市合计"),
+    "city.agencies": ("agencies", "单位数"),
+    "city.agency": ("agency", "单位"),
+    "city.rank": ("rank", "排名"),
+    "city.league": ("League table per target", "各目标排名"),
+    "city.slips": ("Slipped targets", "未达标目标"),
+    "city.no_slips": ("Every agency meets every target.", "各单位全部目标达标。"),
+    "city.not_checked": ("not checked", "未检查"),
+    "city.trends": ("Trends", "走势"),
+    "city.no_trends": ("No monthly figures stored for this period.", "本期无按月数据。"),
+    "city.offenders": ("Offending records by agency", "各单位问题记录"),
+    "city.freshness": ("Data freshness per agency", "各单位数据源更新情况"),
+    "city.recon": ("Published figures reconciled, per agency", "各单位已公布数据核对"),
+    "city.rollup_note": (
+        "The city row sums every agency's numerators and denominators; it is not an "
+        "average of their rates.",
+        "全市合计按各单位分子、分母分别求和计算,不是各单位比率的平均数。",
+    ),
     "provisional_note": (
         "Provisional: counts working days of a year whose official holiday arrangement "
         "is not published yet (Monday to Friday stands in); it is recomputed when the "

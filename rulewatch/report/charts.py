@@ -231,3 +231,48 @@ def monthly_counts_chart(monthly: pd.DataFrame, language: str) -> Chart:
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
     return Chart("monthly-counts", title, _png(fig))
+
+
+NAMED_AGENCIES = 10  # agencies a trends chart tells apart by colour and legend
+
+
+@_rendered
+def city_trends_chart(trends: pd.DataFrame, targets: Sequence[str], language: str) -> Chart:
+    """Each target's monthly value per agency (one line each, named by agency id, which is
+    a slug: a name from outside never reaches matplotlib's text parser) and the city's in
+    black; ``trends`` has one row per agency per metric per month (agency_id, metric,
+    period, value). Beyond :data:`NAMED_AGENCIES` agencies their lines are grey and
+    unnamed (the page's tables name them): fifty colours name nobody."""
+    lang = chart_language(language)
+    title = msg("chart.city_trends", lang)
+    shown = [m for m in targets if (trends["metric"] == m).any()]
+    rows, cols = _grid(len(shown))
+    fig = _figure(4 * cols, 2.6 * rows + 0.8)
+    fig.suptitle(title, x=0.01, ha="left")
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    months = sorted(trends["period"].unique())
+    named = trends["agency_id"].nunique() - 1 <= NAMED_AGENCIES
+    for ax, metric in zip(axes, shown, strict=False):
+        points = trends[trends["metric"] == metric]
+        for agency, line in points.groupby("agency_id", sort=True):
+            by_month = line.set_index("period")["value"].astype("float64").reindex(months) * 100
+            city = agency == "all"
+            ax.plot(
+                [m[5:] for m in months],
+                by_month,
+                label=msg("city.rollup", lang) if city else (str(agency) if named else None),
+                color="black" if city else (None if named else "#b0bec5"),
+                lw=2.2 if city else 1,
+                marker="o" if named and len(months) < 15 else None,
+                markersize=3,
+                zorder=3 if city else 2,
+            )
+        ax.set_ylim(-5, 110)
+        ax.set_title(label(metric, lang), fontsize=9, loc="left")
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(shown) :]:
+        ax.set_visible(False)
+    if shown:
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 8), fontsize=7)
+    return Chart("city-trends", title, _png(fig))

@@ -20,12 +20,21 @@ from sqlalchemy.engine import Connection
 from rulewatch.checks.results import TargetCheck
 from rulewatch.common.metric_ids import RATE_METRICS
 from rulewatch.common.periods import Period
+from rulewatch.config.agencies import Agencies, Agency, load_agencies
 from rulewatch.config.settings import SOURCE_NAMES, Settings
 from rulewatch.metrics.compute import MetricValue, compute_metrics, early_warnings
-from rulewatch.report.published import Reconciled, load_published, reconcile
+from rulewatch.report.published import (
+    Reconciled,
+    check_published_agencies,
+    load_published,
+    published_by,
+    reconcile,
+)
+from rulewatch.report.scope import agency_scope
 from rulewatch.report.tables import months_of, target_statuses
 from rulewatch.warehouse.schema import (
     CORE_TABLES,
+    DEFAULT_AGENCY_ID,
     now_utc,
     quarantined_record,
     report_metric,
@@ -98,6 +107,18 @@ class ReportData:
     quarantine: list[QuarantineCount]
     set_aside_now: dict[str, int]  # stream -> records whose newest version is set aside
     early_warnings: list[dict[str, Any]] = field(default_factory=list)
+    agency_id: str = DEFAULT_AGENCY_ID
+    #: The agency's names by language (agencies.yaml); None without the file, where the
+    #: report names no agency and its files are as before agencies existed.
+    agency_names: dict[str, str] | None = None
+
+    @property
+    def agency_name(self) -> str | None:
+        """The agency's name in the report's language; None without agencies.yaml."""
+        return self.agency_name_in(self.language)
+
+    def agency_name_in(self, language: str) -> str | None:
+        return None if self.agency_names is None else self.agency_names[language]
 
     def metric(self, metric_id: str) -> MetricValue:
         return next(m for m in self.metrics if m.metric == metric_id)
@@ -112,29 +133,31 @@ class ReportData:
 
 
 def source_freshness(
-    conn: Connection, stale_after_hours: float | None = None, now: datetime | None = None
+    conn: Connection,
+    stale_after_hours: float | None = None,
+    now: datetime | None = None,
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
+    sources: Sequence[str] = SOURCE_NAMES,
 ) -> list[SourceFreshness]:
-    """Per source: the newest sync, the newest successful one, the stream watermarks; stale
-    when the newest success is more than ``stale_after_hours`` before ``now`` (UTC)."""
+    """Per source of the agency: the newest sync, the newest successful one, the stream
+    watermarks; stale when the newest success is more than ``stale_after_hours`` before
+    ``now`` (UTC)."""
     watermarks = conn.execute(
-        select(sync_state.c.stream, sync_state.c.watermark_at).order_by(sync_state.c.stream)
+        select(sync_state.c.stream, sync_state.c.watermark_at)
+        .where(sync_state.c.agency_id == agency_id)
+        .order_by(sync_state.c.stream)
     ).all()
     result = []
-    for source in SOURCE_NAMES:
+    for source in sources:
+        runs = (sync_run.c.agency_id == agency_id, sync_run.c.source == source)
         newest = conn.execute(
-            select(sync_run)
-            .where(sync_run.c.source == source)
-            .order_by(sync_run.c.started_at.desc())
-            .limit(1)
+            select(sync_run).where(*runs).order_by(sync_run.c.started_at.desc()).limit(1)
         ).first()
         succeeded = conn.execute(
-            select(func.max(sync_run.c.finished_at)).where(
-                sync_run.c.source == source, sync_run.c.status == "succeeded"
-            )
+            select(func.max(sync_run.c.finished_at)).where(*runs, sync_run.c.status == "succeeded")
         ).scalar()
-        syncs = conn.execute(
-            select(func.count()).select_from(sync_run).where(sync_run.c.source == source)
-        ).scalar_one()
+        syncs = conn.execute(select(func.count()).select_from(sync_run).where(*runs)).scalar_one()
         result.append(
             SourceFreshness(
                 source=source,
@@ -159,10 +182,16 @@ def source_freshness(
 
 
 def metric_history(
-    conn: Connection, period: str, as_of: date, metrics: Sequence[str]
+    conn: Connection,
+    period: str,
+    as_of: date,
+    metrics: Sequence[str],
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
 ) -> pd.DataFrame:
-    """The stored values of ``metrics`` in ``period`` up to ``as_of`` (``report_metric``):
-    one row per metric per as-of date, columns metric, as_of, value, status."""
+    """The agency's stored values of ``metrics`` in ``period`` up to ``as_of``
+    (``report_metric``): one row per metric per as-of date, columns metric, as_of,
+    value, status."""
     query = (
         select(
             report_metric.c.metric,
@@ -171,6 +200,7 @@ def metric_history(
             report_metric.c.status,
         )
         .where(
+            report_metric.c.agency_id == agency_id,
             report_metric.c.period == period,
             report_metric.c.as_of <= as_of,
             report_metric.c.metric.in_(list(metrics)),
@@ -180,17 +210,23 @@ def metric_history(
     return pd.read_sql(query, conn, parse_dates=["as_of"], dtype={"value": "float64"})
 
 
-def quarantine_counts(conn: Connection) -> tuple[list[QuarantineCount], dict[str, int]]:
-    """Set-aside record versions per stream and check, and records set aside right now."""
+def quarantine_counts(
+    conn: Connection, *, agency_id: str = DEFAULT_AGENCY_ID
+) -> tuple[list[QuarantineCount], dict[str, int]]:
+    """The agency's set-aside record versions per stream and check, and its records set
+    aside right now."""
     rows = conn.execute(
         select(quarantined_record.c.stream, quarantined_record.c.check_name, func.count())
+        .where(quarantined_record.c.agency_id == agency_id)
         .group_by(quarantined_record.c.stream, quarantined_record.c.check_name)
         .order_by(quarantined_record.c.stream, quarantined_record.c.check_name)
     ).all()
     now = {
         stream: int(
             conn.execute(
-                select(func.count()).select_from(table).where(table.c.is_set_aside.is_(True))
+                select(func.count())
+                .select_from(table)
+                .where(table.c.agency_id == agency_id, table.c.is_set_aside.is_(True))
             ).scalar_one()
         )
         for stream, table in CORE_TABLES.items()
@@ -203,33 +239,62 @@ def gather_report(
 ) -> ReportData:
     """Read everything the report of ``period`` at ``as_of`` shows (the targets: the
     stored checks of that date; :func:`rulewatch.report.write.write_report` runs them
-    when none are stored)."""
-    metrics = compute_metrics(conn, period, as_of, settings.targets)
+    when none are stored). Every figure is the settings' agency's."""
+    agency = settings.agency_id
+    scope = agency_scope(settings)
+    metrics = compute_metrics(conn, period, as_of, settings.targets, **scope)
     monthly = metric_frame(
         m
         for month in months_of(period, as_of)
-        for m in compute_metrics(conn, month, as_of, settings.targets)
+        for m in compute_metrics(conn, month, as_of, settings.targets, **scope)
     )
-    quarantine, set_aside_now = quarantine_counts(conn)
+    quarantine, set_aside_now = quarantine_counts(conn, agency_id=agency)
     warnings = (
-        early_warnings(conn, as_of, settings.alerts.early_warning_days)
+        early_warnings(conn, as_of, settings.alerts.early_warning_days, **scope)
         if period.start <= as_of <= period.end
         else []
     )
+    published = load_published(settings)
+    agencies = load_agencies(settings)
+    if agencies.path is not None:
+        check_published_agencies(published, agencies.ids, settings)
     return ReportData(
         period=period,
         as_of=as_of,
         language=language or settings.alerts.language,
         generated_at=now_utc(),
         metrics=metrics,
-        targets=target_statuses(conn, period, as_of),
+        targets=target_statuses(conn, period, as_of, **scope),
         monthly=monthly,
         history=metric_history(
-            conn, period.label, as_of, [m for m in RATE_METRICS if m in settings.targets]
+            conn,
+            period.label,
+            as_of,
+            [m for m in RATE_METRICS if m in settings.targets],
+            agency_id=agency,
         ),
-        reconciliation=reconcile(load_published(settings), metrics, period.label),
-        freshness=source_freshness(conn, settings.alerts.stale_after_hours, now_utc()),
+        reconciliation=reconcile(published_by(published, agency), metrics, period.label),
+        freshness=source_freshness(
+            conn,
+            settings.alerts.stale_after_hours,
+            now_utc(),
+            agency_id=agency,
+            sources=_sources_of(agencies, agency),
+        ),
         quarantine=quarantine,
         set_aside_now=set_aside_now,
         early_warnings=warnings,
+        agency_id=agency,
+        agency_names=None if agencies.path is None else _names(agencies.get(agency)),
     )
+
+
+def _names(agency: Agency) -> dict[str, str]:
+    return {"zh": agency.name_zh, "en": agency.name_en}
+
+
+def _sources_of(agencies: Agencies, agency_id: str) -> tuple[str, ...]:
+    """The sources an agency has (agencies.yaml); every source without the file."""
+    if agencies.path is None:
+        return SOURCE_NAMES
+    return tuple(s for s in SOURCE_NAMES if agencies.get(agency_id).has_source(s))

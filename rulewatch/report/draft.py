@@ -174,10 +174,15 @@ def draft_en(data: ReportData) -> list[str]:
 
 def draft_markdown(data: ReportData, language: str) -> str:
     """The draft as a small Markdown file, ready to paste into the annual report."""
+    whose = data.agency_name_in(language)
     if language == "zh":
         title = f"# {data.period.label}年度法治政府建设报告 统计段落(草稿,截至{data.as_of})"
+        if whose is not None:
+            title = f"# {whose}{title[2:]}"
         paragraphs = draft_zh(data)
     else:
         title = f"# Rule-of-law annual report {data.period.label}: statistics (draft, as of {data.as_of})"
+        if whose is not None:
+            title = f"# {whose}: {title[2:]}"
         paragraphs = draft_en(data)
     return "\n\n".join([title, *paragraphs]) + "\n"

@@ -15,6 +15,7 @@ and control characters that XLSX cannot hold are written as visible escapes.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from openpyxl.styles import Font
 from openpyxl.worksheet.worksheet import Worksheet
 
 from rulewatch.common.metric_ids import METRICS, label
-from rulewatch.report.data import ReportData, metric_frame
+from rulewatch.report.data import ReportData, SourceFreshness, metric_frame
 
 #: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -128,9 +129,25 @@ def _utc(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(sep=" ", timespec="seconds")
 
 
-def freshness_frame(data: ReportData) -> pd.DataFrame:
-    """One row per source: its newest sync and newest success."""
-    rows = [
+#: The columns of a freshness export, one row per source.
+FRESHNESS_EXPORT_COLUMNS = [
+    "source",
+    "last_status",
+    "last_started_at_utc",
+    "last_succeeded_at_utc",
+    "records_read",
+    "records_loaded",
+    "records_set_aside",
+    "syncs",
+    "watermarks_utc",
+    "error",
+    "is_stale",
+]
+
+
+def freshness_rows(freshness: Sequence[SourceFreshness]) -> list[dict[str, Any]]:
+    """One record per source: its newest sync and newest success, as the exports show it."""
+    return [
         {
             "source": f.source,
             "last_status": f.last_status,
@@ -144,29 +161,42 @@ def freshness_frame(data: ReportData) -> pd.DataFrame:
             "error": f.error,
             "is_stale": f.stale_after_hours is not None,
         }
-        for f in data.freshness
+        for f in freshness
     ]
-    return pd.DataFrame(rows, dtype=object)
+
+
+def freshness_frame(data: ReportData) -> pd.DataFrame:
+    """One row per source: its newest sync and newest success."""
+    return pd.DataFrame(freshness_rows(data.freshness), dtype=object)
 
 
 def export_frames(data: ReportData) -> dict[str, pd.DataFrame]:
-    """The exports of a report by name, every text cell made inert."""
-    return {
-        "metrics": inert(metrics_frame(data)),
-        "offenders": inert(offenders_frame(data)),
-        "reconciliation": inert(reconciliation_frame(data)),
-        "freshness": inert(freshness_frame(data)),
+    """The exports of a report by name, every text cell made inert; with agencies.yaml
+    each row names its agency first (``agency_id``), so a city's files concatenate."""
+    frames = {
+        "metrics": metrics_frame(data),
+        "offenders": offenders_frame(data),
+        "reconciliation": reconciliation_frame(data),
+        "freshness": freshness_frame(data),
     }
+    if data.agency_names is not None:
+        for frame in frames.values():
+            frame.insert(0, "agency_id", data.agency_id)
+    return {name: inert(frame) for name, frame in frames.items()}
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """A frame as CSV: UTF-8 with a byte-order mark, CRLF line ends, no index."""
+    frame.to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+    return path
 
 
 def write_csvs(data: ReportData, folder: Path) -> list[Path]:
     """``metrics-P.csv``, ``offenders-P.csv``, ``reconciliation-P.csv``, ``freshness-P.csv``."""
-    paths = []
-    for name, frame in export_frames(data).items():
-        path = folder / f"{name}-{data.period.label}.csv"
-        frame.to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
-        paths.append(path)
-    return paths
+    return [
+        write_csv(frame, folder / f"{name}-{data.period.label}.csv")
+        for name, frame in export_frames(data).items()
+    ]
 
 
 def _format_sheet(sheet: Worksheet, frame: pd.DataFrame) -> None:
@@ -182,11 +212,15 @@ def _format_sheet(sheet: Worksheet, frame: pd.DataFrame) -> None:
         sheet.column_dimensions[cells[0].column_letter].width = min(max(width + 2, 10), 60)
 
 
-def write_xlsx(data: ReportData, folder: Path) -> Path:
-    """``report-P.xlsx``: one sheet per export, bold headers, frozen header row."""
-    path = folder / f"report-{data.period.label}.xlsx"
+def write_book(frames: Mapping[str, pd.DataFrame], path: Path) -> Path:
+    """One sheet per frame, named after it: bold headers, frozen header row."""
     with pd.ExcelWriter(path, engine="openpyxl") as book:
-        for name, frame in export_frames(data).items():
+        for name, frame in frames.items():
             frame.to_excel(book, sheet_name=name, index=False)
             _format_sheet(book.sheets[name], frame)
     return path
+
+
+def write_xlsx(data: ReportData, folder: Path) -> Path:
+    """``report-P.xlsx``: one sheet per export, bold headers, frozen header row."""
+    return write_book(export_frames(data), folder / f"report-{data.period.label}.xlsx")

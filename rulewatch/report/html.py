@@ -18,6 +18,12 @@ from rulewatch.report.charts import Chart
 from rulewatch.report.data import ReportData
 
 
+def report_title(data: ReportData) -> str:
+    """The report's title: what, which period, and whose when agencies.yaml names agencies."""
+    title = f"{t('title', data.language)} {data.period.label}"
+    return title if data.agency_name is None else f"{title} — {data.agency_name}"
+
+
 def render_html(
     data: ReportData, charts: Sequence[Chart], drafts: dict[str, list[str]], warehouse: str
 ) -> str:
@@ -32,7 +38,7 @@ def render_html(
         .render(
             data=data,
             lang=lang,
-            title=f"{t('title', lang)} {data.period.label}",
+            title=report_title(data),
             charts=charts,
             drafts=drafts,
             warehouse=warehouse,

@@ -24,8 +24,11 @@ from sqlalchemy import Engine
 from rulewatch.common.metric_ids import METRICS
 from rulewatch.common.numbers import format_percent, round_percent
 from rulewatch.common.periods import Period, PeriodError
-from rulewatch.config.settings import Settings, _read_yaml
+from rulewatch.config.agencies import ALL_AGENCIES
+from rulewatch.config.settings import ConfigError, Settings, _read_yaml
 from rulewatch.metrics.compute import MetricValue, compute_metrics
+from rulewatch.report.scope import agency_scope
+from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID
 
 PUBLISHED_FILE = "published.yaml"
 _PERCENT = re.compile(r"^(?P<sign>[+-]?)(?P<number>\d+(?:\.\d+)?)%$")
@@ -78,14 +81,25 @@ class PublishedFigure(BaseModel):
 
 
 class PublishedReport(BaseModel):
-    """One published document and the figures it states for one period."""
+    """One published document and the figures it states for one period.
+
+    ``agency`` is whose figures they are: an agency id of ``agencies.yaml``, or ``all``
+    for figures the city published about every agency together (the rollup); left out,
+    the ``default`` agency's, the one agency of a deployment without ``agencies.yaml``
+    (with the file, such a report belongs to no agency unless one has the id ``default``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     period: str
+    agency: str | None = None  # None: the default agency's
     title: str
     published_on: date | None = None
     figures: list[PublishedFigure]
+
+    @property
+    def agency_id(self) -> str:
+        return self.agency or DEFAULT_AGENCY_ID
 
     @field_validator("period", mode="before")
     @classmethod
@@ -110,6 +124,25 @@ def load_published(settings: Settings) -> PublishedFile:
     if not path.exists():
         return PublishedFile()
     return _read_yaml(path, PublishedFile)  # type: ignore[return-value]
+
+
+def published_by(published: PublishedFile, agency_id: str) -> PublishedFile:
+    """The reports one agency (or ``all``, the city) published."""
+    return PublishedFile(reports=[r for r in published.reports if r.agency_id == agency_id])
+
+
+def check_published_agencies(
+    published: PublishedFile, agency_ids: Sequence[str], settings: Settings
+) -> None:
+    """A ConfigError naming ``published.yaml: reports[N].agency`` when a report names an
+    agency ``agencies.yaml`` does not list (a typo would silently reconcile nothing)."""
+    known = [*agency_ids, ALL_AGENCIES]
+    for number, report in enumerate(published.reports):
+        if report.agency is not None and report.agency not in known:
+            raise ConfigError(
+                f"{settings.config_dir / PUBLISHED_FILE}: reports[{number}].agency: "
+                f"{report.agency!r} is not an agency of agencies.yaml (known: {', '.join(known)})"
+            )
 
 
 @dataclass(frozen=True)
@@ -228,11 +261,11 @@ def reconcile_period(
     engine: Engine, settings: Settings, period: Period, as_of: date
 ) -> list[Reconciled]:
     """The published figures of ``period`` beside the warehouse values at ``as_of``."""
-    published = load_published(settings)
+    published = published_by(load_published(settings), settings.agency_id)
     if period.label not in published_periods(published):
         return []
     with engine.connect() as conn:
-        metrics = compute_metrics(conn, period, as_of, settings.targets)
+        metrics = compute_metrics(conn, period, as_of, settings.targets, **agency_scope(settings))
     return reconcile(published, metrics, period.label)
 
 

@@ -97,7 +97,7 @@ def write_demo_reports(engine: Engine, settings: Settings, as_of: date) -> list[
 
     backfill_history(engine, settings, date(as_of.year - 1, 1, 1), as_of)
     refresh_report_tables(engine, settings, as_of, computed_by="demo")  # slipped since, from it
-    folder = settings.data_dir / "reports"
+    folder = settings.output_dir / "reports"
     return [
         write_report(engine, settings, Period.parse(str(year)), as_of, folder).html
         for year in (as_of.year - 1, as_of.year)
