@@ -10,6 +10,7 @@ read, and the one before it to tell a server that repeats itself).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
@@ -709,7 +710,7 @@ class _PageGuard:
         self.pages = 0
         self.records = 0
         self.max_total = 0
-        self.seen: set[Any] = set()
+        self._seen: set[bytes] = set()
 
     def fail(self, what: str) -> NoReturn:
         raise SourceError(f"{self.stream}: {what}; stopped reading")
@@ -728,11 +729,30 @@ class _PageGuard:
                 f"{self.max_total}"
             )
 
+    @staticmethod
+    def _digest(key: Any) -> bytes:
+        # 16 bytes per page however long the cursor or URL: a pass over a million
+        # records keeps thousands of them, and the memory should not grow with them
+        return hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
+
     def first_time(self, key: Any, what: str) -> None:
         """``key`` (a cursor, a URL) must not come twice in one pass."""
-        if key in self.seen:
+        digest = self._digest(key)
+        if digest in self._seen:
             self.fail(f"{what} came a second time (page {self.pages})")
-        self.seen.add(key)
+        self._seen.add(digest)
+
+    def remember(self, key: Any) -> None:
+        """``key`` was read in this pass."""
+        self._seen.add(self._digest(key))
+
+    def was_read(self, key: Any) -> bool:
+        """Whether ``key`` was read in this pass."""
+        return self._digest(key) in self._seen
+
+    def new_pass(self) -> None:
+        """A re-read starts over: what was read before may be read again."""
+        self._seen.clear()
 
 
 def _url_key(url: str) -> tuple:
@@ -824,7 +844,7 @@ class ChangeTimePaginator:
                 if since is not None:
                     params[self.filter_param] = self.format_since(since, client.parse_context)
                 body, response = client.get_json(base_url, params)
-            guard.seen.add(_url_key(response.url))
+            guard.remember(_url_key(response.url))
             records = body if self.records_key is None else _records(body, self.records_key, stream)
             if not isinstance(records, list):
                 raise SourceError(f"{stream.name}: page is not a JSON list")
@@ -844,7 +864,7 @@ class ChangeTimePaginator:
                 rereads += 1
                 since, page, next_url = moved_from[0], 1, None
                 blocks.clear()
-                guard.seen.clear()
+                guard.new_pass()
                 in_query, previous = 0, None
                 continue
             link = response.links.get("next", {}).get("url") if self.follow_link else None
@@ -875,7 +895,7 @@ class ChangeTimePaginator:
                         blocks[k] = (since, t)
                 page += 1
                 next_url, previous = link, records
-                if link is not None and _url_key(link) in guard.seen:
+                if link is not None and guard.was_read(_url_key(link)):
                     guard.fail(
                         f'the Link rel="next" points to a page already read: {server_text(link)}'
                     )

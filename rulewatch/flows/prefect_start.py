@@ -14,7 +14,10 @@ has itself been imported, which costs seconds more; asking Prefect for its
 server object even imports the whole server API into this process first. The
 process is spawned as soon as the preflight checks pass, before anything heavy
 is imported here, so its start-up overlaps this process's imports on the other
-core. Whether Prefect would start that server is decided without importing
+core. On Linux it also brings Prefect's database up to date (Prefect's own
+``create_db``, which on a new Prefect home runs ~120 migrations: seconds) in a
+forked child while it imports the server's API, instead of after it
+(:data:`_LAUNCH`). Whether Prefect would start that server is decided without importing
 Prefect from the environment and the active profile
 (:func:`temporary_server_certain`); when a settings file leaves it unsure,
 Prefect's settings are asked. The server is stopped when the flow ends, after
@@ -28,6 +31,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -162,6 +166,49 @@ def _startup_seconds() -> float:
         return DEFAULT_STARTUP_SECONDS
 
 
+#: The server as ``uvicorn --factory prefect.server.api.server:create_app`` runs it,
+#: except that Prefect's database is migrated as its start-up would (Prefect's own
+#: ``create_db``, unless migrate-on-start is off) by a child forked once the part of
+#: Prefect both need is imported, while the parent imports the API. The parent
+#: serves once the child succeeded (migrate-on-start then off: done); else exit 1.
+_LAUNCH = """
+import asyncio, os, sys
+sys.path.insert(0, sys.argv[3])  # as uvicorn's --app-dir: this Prefect, not a folder here
+from prefect.server.database import provide_database_interface
+from prefect.settings import PREFECT_API_DATABASE_MIGRATE_ON_START, temporary_settings
+child = os.fork() if PREFECT_API_DATABASE_MIGRATE_ON_START.value() else None
+if child == 0:
+    code = 1
+    try:
+        asyncio.run(provide_database_interface().create_db())
+        code = 0
+    except BaseException as exc:
+        print(f"Prefect's database could not be migrated: {exc!r}", file=sys.stderr)
+    finally:
+        os._exit(code)
+import uvicorn
+import prefect.server.api.server
+if child is not None:
+    _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(1)
+with temporary_settings({PREFECT_API_DATABASE_MIGRATE_ON_START: False}):
+    uvicorn.run(
+        "prefect.server.api.server:create_app", factory=True, host=sys.argv[1],
+        port=int(sys.argv[2]), log_level="error", lifespan="on",
+    )
+"""
+
+
+def _port_open(port: int) -> bool:
+    """Whether something accepts connections on ``port`` (uvicorn binds once started)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=HEALTH_TIMEOUT_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
 class TemporaryServer:
     """Prefect's temporary API server, as Prefect would run it, owned by this process."""
 
@@ -180,11 +227,21 @@ class TemporaryServer:
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RULEWATCH_")}
         env.update(PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1", PREFECT__SERVER_FINAL="1")
+        if env.get("DO_NOT_TRACK", "").strip().lower() in _TRUE:
+            # DO_NOT_TRACK stops only the client's telemetry; the server's own heartbeat
+            # looks up Prefect's host and writes a session row at start (on a new home
+            # beside the block registration: "database is locked" in the terminal)
+            env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        if sys.platform == "linux":  # fork: the migrations beside the API's imports
+            command = [sys.executable, "-c", _LAUNCH, "127.0.0.1", str(self.port)]
+            command.append(_prefect_app_dir())
+        else:
+            command = [sys.executable, "-m", "uvicorn", "--app-dir", _prefect_app_dir()]
+            command += ["--factory", "prefect.server.api.server:create_app"]
+            command += ["--host", "127.0.0.1", "--port", str(self.port)]
+            command += ["--log-level", "error", "--lifespan", "on"]
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", _prefect_app_dir()]
-            + ["--factory", "prefect.server.api.server:create_app"]
-            + ["--host", "127.0.0.1", "--port", str(self.port)]
-            + ["--log-level", "error", "--lifespan", "on"],
+            command,
             env=env,
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
@@ -206,9 +263,13 @@ class TemporaryServer:
                     attempts += 1
                     self.port = free_port()
                     self.process = self._spawn()
-                with contextlib.suppress(requests.RequestException):
-                    if session.get(f"{self.api_url}/health", timeout=HEALTH_TIMEOUT_SECONDS).ok:
-                        return True
+                # a refused connection costs next to nothing; an HTTP request per poll
+                # cost this process 0.5-0.7 s of CPU while the server started beside it
+                if _port_open(self.port):
+                    with contextlib.suppress(requests.RequestException):
+                        url = f"{self.api_url}/health"
+                        if session.get(url, timeout=HEALTH_TIMEOUT_SECONDS).ok:
+                            return True
                 time.sleep(HEALTH_POLL_SECONDS)
         return False
 

@@ -1,0 +1,26 @@
+"""The SQLite warehouse's memory stays bounded whatever the data's size.
+
+Every connection of a SQLite engine gets its page cache and the process-wide
+soft heap limit, so a second connection (a reader beside the writer) recycles
+cache pages rather than filling a cache of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rulewatch.warehouse.db import SQLITE_CACHE_KIB, SQLITE_HEAP_LIMIT_BYTES, make_engine
+
+
+def test_sqlite_connections_share_one_heap_limit(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    try:
+        with engine.connect() as writer, engine.connect() as reader:
+            for conn in (writer, reader):
+                assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -SQLITE_CACHE_KIB
+                limit = conn.exec_driver_sql("PRAGMA soft_heap_limit").scalar()
+                assert limit == SQLITE_HEAP_LIMIT_BYTES
+    finally:
+        engine.dispose()
+    # one connection's cache fits under the limit, with room for statements and schemas
+    assert SQLITE_CACHE_KIB * 1024 < SQLITE_HEAP_LIMIT_BYTES < 2 * SQLITE_CACHE_KIB * 1024
