@@ -681,15 +681,22 @@ def _demo_city(count: int) -> None:
         result = _run_nightly(settings, list(SOURCE_NAMES), False, DEMO_TODAY, chosen)
     engine = _warehouse(settings)
     targets = {scoped.agency_id: scoped.targets for scoped in chosen}
-    year = Period.parse(str(DEMO_TODAY.year))
+    # last year's, where the agencies differ most, then this year's to date (as the plain
+    # demo shows both years' scorecards)
+    years = [Period.parse(str(DEMO_TODAY.year - 1)), Period.parse(str(DEMO_TODAY.year))]
     try:
         with engine.connect() as conn:  # every agency and the rollup (``all``), in SQL
-            by_agency = compute_city_metrics(conn, year, DEMO_TODAY, targets, settings.targets)
-        city = write_city_report(engine, settings, year, DEMO_TODAY, home / CITY_FOLDER)
+            leagues = [
+                (year, compute_city_metrics(conn, year, DEMO_TODAY, targets, settings.targets))
+                for year in years
+            ]
+        city = write_city_report(engine, settings, years[-1], DEMO_TODAY, home / CITY_FOLDER)
     finally:
         engine.dispose()
     lang = settings.alerts.language
-    out.print(league_table(by_agency, f"{DEMO_TODAY.year} as of {DEMO_TODAY}: league table", lang))
+    for year, by_agency in leagues:
+        title = f"{year.label} as of {DEMO_TODAY}: league table"
+        out.print(league_table(by_agency, title, lang))
     for agency_id, why in result.failed.items():
         out.print(f"[red]agency {agency_id} failed[/]: {why}", soft_wrap=True)
     for path in city.paths:

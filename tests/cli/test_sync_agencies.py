@@ -75,6 +75,10 @@ def test_demo_of_a_city_shows_the_league_table_and_names_the_failing_agency(tmp_
     table = done.stdout[done.stdout.index("league table") :]
     header = next(line for line in table.splitlines() if "metric" in line)
     assert [ok, failing, "all"] == [w for w in header.split() if w in (ok, failing, "all")]
+    # last year's table, where the demo agencies differ, then this year's to date
+    last, this = DEMO_TODAY.year - 1, DEMO_TODAY.year
+    assert f"{last} as of {DEMO_TODAY}: league table" in done.stdout
+    assert f"{this} as of {DEMO_TODAY}: league table" in done.stdout
     assert f"agency {failing} failed: sync failed for: enforcement" in done.stdout
     city = tmp_path / "data" / "city-demo"
     assert (city / "config" / "agencies.yaml").exists()
