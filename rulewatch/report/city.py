@@ -44,8 +44,10 @@ from rulewatch.report.charts import Chart, city_trends_chart
 from rulewatch.report.data import source_freshness
 from rulewatch.report.exports import (
     FRESHNESS_EXPORT_COLUMNS,
+    RECONCILIATION_COLUMNS,
     freshness_rows,
     inert,
+    reconciliation_row,
     write_book,
     write_csv,
 )
@@ -368,34 +370,9 @@ def offenders_frame(data: CityData) -> pd.DataFrame:
 
 
 def reconciliation_frame(data: CityData) -> pd.DataFrame:
-    columns = [
-        "agency_id",
-        "agency_name",
-        "metric",
-        "period",
-        "as_of",
-        "published",
-        "warehouse",
-        "status",
-        "arithmetic",
-        "published_in",
-        "quote",
-    ]
+    columns = ["agency_id", "agency_name", *RECONCILIATION_COLUMNS]
     rows = [
-        (
-            agency,
-            data.names[agency],
-            r.metric,
-            r.period,
-            r.as_of.isoformat(),
-            r.published,
-            r.warehouse,
-            r.status,
-            r.arithmetic,
-            r.title,
-            r.quote,
-        )
-        for agency, r in data.reconciliation
+        (agency, data.names[agency], *reconciliation_row(r)) for agency, r in data.reconciliation
     ]
     return pd.DataFrame(rows, columns=columns, dtype=object)
 

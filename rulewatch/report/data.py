@@ -30,7 +30,6 @@ from rulewatch.report.published import (
     published_by,
     reconcile,
 )
-from rulewatch.report.scope import agency_scope
 from rulewatch.report.tables import months_of, target_statuses
 from rulewatch.warehouse.schema import (
     CORE_TABLES,
@@ -241,16 +240,15 @@ def gather_report(
     stored checks of that date; :func:`rulewatch.report.write.write_report` runs them
     when none are stored). Every figure is the settings' agency's."""
     agency = settings.agency_id
-    scope = agency_scope(settings)
-    metrics = compute_metrics(conn, period, as_of, settings.targets, **scope)
+    metrics = compute_metrics(conn, period, as_of, settings.targets, agency_id=agency)
     monthly = metric_frame(
         m
         for month in months_of(period, as_of)
-        for m in compute_metrics(conn, month, as_of, settings.targets, **scope)
+        for m in compute_metrics(conn, month, as_of, settings.targets, agency_id=agency)
     )
     quarantine, set_aside_now = quarantine_counts(conn, agency_id=agency)
     warnings = (
-        early_warnings(conn, as_of, settings.alerts.early_warning_days, **scope)
+        early_warnings(conn, as_of, settings.alerts.early_warning_days, agency_id=agency)
         if period.start <= as_of <= period.end
         else []
     )
@@ -264,7 +262,7 @@ def gather_report(
         language=language or settings.alerts.language,
         generated_at=now_utc(),
         metrics=metrics,
-        targets=target_statuses(conn, period, as_of, **scope),
+        targets=target_statuses(conn, period, as_of, agency_id=agency),
         monthly=monthly,
         history=metric_history(
             conn,

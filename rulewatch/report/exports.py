@@ -26,6 +26,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from rulewatch.common.metric_ids import METRICS, label
 from rulewatch.report.data import ReportData, SourceFreshness, metric_frame
+from rulewatch.report.published import Reconciled
 
 #: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -95,34 +96,38 @@ def offenders_frame(data: ReportData) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns, dtype=object)
 
 
+RECONCILIATION_COLUMNS = (
+    "metric",
+    "period",
+    "as_of",
+    "published",
+    "warehouse",
+    "status",
+    "arithmetic",
+    "published_in",
+    "quote",
+)
+
+
+def reconciliation_row(r: Reconciled) -> tuple:
+    """One published figure's cells, in :data:`RECONCILIATION_COLUMNS` order."""
+    return (
+        r.metric,
+        r.period,
+        r.as_of.isoformat(),
+        r.published,
+        r.warehouse,
+        r.status,
+        r.arithmetic,
+        r.title,
+        r.quote,
+    )
+
+
 def reconciliation_frame(data: ReportData) -> pd.DataFrame:
     """One row per published figure: published, warehouse, status, arithmetic."""
-    rows = [
-        (
-            r.metric,
-            r.period,
-            r.as_of.isoformat(),
-            r.published,
-            r.warehouse,
-            r.status,
-            r.arithmetic,
-            r.title,
-            r.quote,
-        )
-        for r in data.reconciliation
-    ]
-    columns = [
-        "metric",
-        "period",
-        "as_of",
-        "published",
-        "warehouse",
-        "status",
-        "arithmetic",
-        "published_in",
-        "quote",
-    ]
-    return pd.DataFrame(rows, columns=columns, dtype=object)
+    rows = [reconciliation_row(r) for r in data.reconciliation]
+    return pd.DataFrame(rows, columns=list(RECONCILIATION_COLUMNS), dtype=object)
 
 
 def _utc(value: datetime | None) -> str | None:

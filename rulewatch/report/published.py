@@ -27,7 +27,6 @@ from rulewatch.common.periods import Period, PeriodError
 from rulewatch.config.agencies import ALL_AGENCIES
 from rulewatch.config.settings import ConfigError, Settings, _read_yaml
 from rulewatch.metrics.compute import MetricValue, compute_metrics
-from rulewatch.report.scope import agency_scope
 from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID
 
 PUBLISHED_FILE = "published.yaml"
@@ -265,7 +264,9 @@ def reconcile_period(
     if period.label not in published_periods(published):
         return []
     with engine.connect() as conn:
-        metrics = compute_metrics(conn, period, as_of, settings.targets, **agency_scope(settings))
+        metrics = compute_metrics(
+            conn, period, as_of, settings.targets, agency_id=settings.agency_id
+        )
     return reconcile(published, metrics, period.label)
 
 
