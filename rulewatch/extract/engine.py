@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, NoReturn, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol
 from urllib.parse import parse_qsl, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -88,24 +88,55 @@ def _pseudonym(key: bytes, value: str) -> str:
     return hmac.digest(key, normalised, "sha256").hex()  # OpenSSL's one-shot HMAC
 
 
-@dataclass(frozen=True)
-class ParsedRecord:
-    """One received record: a typed row, a tombstone, or set aside with a reason."""
+class ParsedRecord(NamedTuple):
+    """One received record: a typed row, a tombstone, or set aside with a reason.
+
+    The payload is kept as the text the warehouse stores and its hash, made when
+    the record is parsed: a batch of records waiting for its transaction then holds
+    strings, not the nested dicts and lists of the JSON (which the garbage collector
+    would otherwise walk again and again while a batch fills).
+    """
 
     natural_key: str | None
     changed_at: datetime | None  # aware UTC
     row: dict[str, Any] | None  # typed core row (None when set aside)
     reason: str | None  # why it was set aside
-    payload: dict[str, Any]  # as received, personal data scrubbed
+    payload_text: str  # as received, personal data scrubbed: see stored_payload
+    record_hash: str  # SHA-256 (hex) of payload_text's UTF-8
     is_tombstone: bool = False
 
     @property
     def is_set_aside(self) -> bool:
         return self.reason is not None
 
+    @property
+    def payload(self) -> Any:
+        """The payload as received, personal data scrubbed (read back from its text)."""
+        return json.loads(self.payload_text)
+
     def payload_json(self) -> str:
         """Canonical JSON of the payload (sorted keys, compact, UTF-8): what is hashed."""
         return canonical_json(self.payload)
+
+
+def stored_payload(payload: Any) -> tuple[str, str]:
+    """The payload as the warehouse stores it, and its hash (SHA-256, hex).
+
+    Canonical JSON (:func:`canonical_json`), or, when that is not valid UTF-8 (a lone
+    surrogate), :func:`storable_json`'s ASCII form, hashed as ASCII.
+    """
+    try:
+        data = canonical_json_bytes(payload)
+    except UnicodeEncodeError:
+        text = storable_json(payload)
+        return text, hashlib.sha256(text.encode("ascii")).hexdigest()
+    return data.decode("utf-8"), hashlib.sha256(data).hexdigest()
+
+
+def storable_json(value: Any) -> str:
+    """Canonical JSON with every non-ASCII character escaped: any database stores it,
+    and it reads back to exactly ``value`` (NUL and lone surrogates included)."""
+    return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
 
 
 def canonical_json(value: Any) -> str:
@@ -184,11 +215,11 @@ class Stream:
 
     def parse_record(self, raw: Any, ctx: ParseContext) -> ParsedRecord:
         """Type one record; a contract breach sets it aside instead of raising."""
-        payload = self.scrub(raw, ctx)
+        text, digest = stored_payload(self.scrub(raw, ctx))
         natural_key: str | None = None
         changed_at: datetime | None = None
         if not isinstance(raw, dict):
-            return ParsedRecord(None, None, None, "record is not a JSON object", payload)
+            return ParsedRecord(None, None, None, "record is not a JSON object", text, digest)
         value = raw.get(self.natural_key)
         if isinstance(value, str) and value.strip():
             natural_key = value
@@ -197,11 +228,11 @@ class Stream:
             if self.is_tombstone(raw):
                 if natural_key is None:
                     raise Malformed(f"{self.natural_key}: missing natural key")
-                return ParsedRecord(natural_key, changed_at, None, None, payload, True)
+                return ParsedRecord(natural_key, changed_at, None, None, text, digest, True)
             row = self.parse(raw, ctx)
         except Malformed as exc:  # the reason quotes the server's value: cleaned, capped
-            return ParsedRecord(natural_key, changed_at, None, server_text(exc), payload)
-        return ParsedRecord(natural_key, changed_at, row, None, payload)
+            return ParsedRecord(natural_key, changed_at, None, server_text(exc), text, digest)
+        return ParsedRecord(natural_key, changed_at, row, None, text, digest)
 
 
 @dataclass(frozen=True)
