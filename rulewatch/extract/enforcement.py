@@ -27,6 +27,9 @@ ROLES = frozenset({"officer", "auxiliary"})
 #: timezone the warehouse buckets dates in.
 WIRE_ZONE = ZoneInfo("Asia/Shanghai")
 
+#: json.dumps(value, ensure_ascii=False), without making an encoder per record
+_JSON = json.JSONEncoder(ensure_ascii=False)
+
 
 def _officers(record: dict) -> list[dict[str, Any]]:
     value = record.get("officers")
@@ -59,7 +62,7 @@ def _parse_inspection(record: dict, _ctx: ParseContext) -> dict[str, Any]:
         "credit_risk_level": f.code(record, "credit_risk_level", RISK_LEVELS, nullable=True),
         "is_credit_rule_applied": f.boolean(record, "credit_rule_applied"),
         "inspected_on": f.local_date(record, "inspected_on"),
-        "officers": json.dumps(officers, ensure_ascii=False),
+        "officers": _JSON.encode(officers),
         "officer_count": len(officers),
         "is_all_officers_certified": all(o["certified"] for o in officers),
         "outcome": f.code(record, "outcome", OUTCOMES),
