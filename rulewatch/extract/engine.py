@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
 import hmac
+import itertools
 import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -260,16 +263,18 @@ class _Tries:
     urllib3 bounds the connect and each read, not a whole answer: a server that
     trickles a byte every few seconds never times out. As urllib3 advises, a
     watcher thread cuts a try off at its deadline (it shuts the try's socket, so
-    the blocked read returns at once); :class:`_BoundedRetry` starts no retry whose
-    wait would pass the request's deadline.
+    the blocked read returns at once): one thread for every client of the process
+    (:class:`_Watchdog`), not one per try, since starting a thread waits for the
+    interpreter lock and a sync makes thousands of tries. :class:`_BoundedRetry`
+    starts no retry whose wait would pass the request's deadline.
     """
 
     def __init__(self, try_seconds: float, total_seconds: float) -> None:
         self.try_seconds = try_seconds
         self.total_seconds = total_seconds
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
         self._sock: socket.socket | None = None
+        self._serial = 0  # every try of this client, never reset: names the one armed
         self.begin()
 
     def begin(self) -> None:
@@ -292,16 +297,15 @@ class _Tries:
     def start_try(self) -> float:
         """Arm the watcher for a new try; the seconds it may take."""
         with self._lock:
-            self._cancel()
             self.count += 1
             self._active = True
             self._sock = None
             budget = max(min(self.try_seconds, self.time_left()), 0.001)
             by_try = budget >= self.try_seconds
-            self._timer = threading.Timer(budget, self._expire, (self.count, by_try))
-            self._timer.daemon = True
-            self._timer.start()
-            return budget
+            self._serial += 1
+            armed = (self._serial, self.count, by_try)
+        _WATCHDOG.watch(time.monotonic() + budget, self, armed)
+        return budget
 
     def attach(self, sock: socket.socket | None) -> None:
         """The try's socket, once there is one (it outlives the connection object when
@@ -314,16 +318,11 @@ class _Tries:
     def finish(self) -> None:
         with self._lock:
             self._active = False
-            self._cancel()
 
-    def _cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expire(self, number: int, by_try: bool) -> None:
+    def _expire(self, armed: tuple[int, int, bool]) -> None:
+        serial, number, by_try = armed
         with self._lock:
-            if number != self.count or not self._active:
+            if serial != self._serial or not self._active:
                 return  # that try is over
             self.expired, self._cut = True, number
             self.cut_by_try |= by_try
@@ -346,6 +345,46 @@ class _Tries:
         elif self.time_left() < _SLACK:
             text += f"; retry_deadline_seconds {self.total_seconds:g} reached"
         return text
+
+
+class _Watchdog:
+    """One daemon thread that cuts off every try of the process at its deadline.
+
+    :meth:`watch` files a deadline; at that time the thread calls the try's
+    :meth:`_Tries._expire`, which does nothing when that try is over (its serial
+    number is no longer the armed one, or no try is active; deadlines are
+    never withdrawn: a finished try's entry just falls due harmlessly, so the heap
+    holds at most the tries of the last ``request_deadline_seconds``).
+    """
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Tries, tuple[int, int, bool]]] = []
+        self._order = itertools.count()  # ties never compare _Tries
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, when: float, tries: _Tries, armed: tuple[int, int, bool]) -> None:
+        """Call ``tries._expire(armed)`` at ``when`` (``time.monotonic``)."""
+        with self._wake:
+            heapq.heappush(self._due, (when, next(self._order), tries, armed))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="rulewatch-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._due[0][0] == when:  # sooner than what the thread waits for
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, tries, armed = heapq.heappop(self._due)
+            tries._expire(armed)  # noqa: SLF001 - the watchdog is the Tries' own
+
+
+_WATCHDOG = _Watchdog()
 
 
 #: Seconds too few to start another try in.
@@ -497,6 +536,17 @@ class SourceClient:
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
         self.spec.auth(self.session, self.endpoint.credentials)
+        # What requests would look up in the environment on every request, once: every
+        # request goes to the base URL's origin. And no ~/.netrc: credentials come from
+        # our configuration only (a netrc entry would replace a Bearer or API key header
+        # with its own Basic credentials).
+        base_url = self.endpoint.base_url
+        proxies = requests.utils.get_environ_proxies(base_url)
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self.session.trust_env = False
+        self.session.proxies.update(proxies)
+        if verify and self.session.verify is True:
+            self.session.verify = verify
 
     @property
     def page_size(self) -> int:
