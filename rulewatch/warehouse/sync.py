@@ -16,11 +16,11 @@ load side by side into one warehouse.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import contextvars
 import itertools
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -288,7 +288,8 @@ class _ReadAhead:
 
     While a page is loaded, the next one is requested, received and parsed: the
     source's time to build it and the warehouse's time to write the one before
-    overlap. At most :data:`READ_AHEAD_PAGES` parsed pages wait, so memory stays
+    overlap. One parsed page waits at most (the reader takes the slot before
+    handing a page over; the loader frees it on taking it), so memory stays
     bounded. The reader runs in a copy of the caller's context (a Prefect task's
     log lines keep naming the task); its failure is raised where its next page
     would have been, after the pages read before it.
@@ -296,8 +297,8 @@ class _ReadAhead:
 
     def __init__(self, client: SourceClient, stream: Stream, since: datetime | None) -> None:
         self._client, self._stream, self._since = client, stream, since
-        self._items: collections.deque[tuple[str, Any]] = collections.deque()
-        self._ready = threading.Condition()
+        self._items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._slot = threading.Lock()  # held while a page waits: locks are the cheapest handoff
         self._closed = False
         context = contextvars.copy_context()
         self._thread = threading.Thread(
@@ -321,22 +322,16 @@ class _ReadAhead:
             raw_pages.close()
 
     def _put(self, item: tuple[str, Any]) -> bool:
-        with self._ready:
-            while len(self._items) >= READ_AHEAD_PAGES and not self._closed:
-                self._ready.wait()
-            if self._closed:
-                return False
-            self._items.append(item)
-            self._ready.notify_all()
-            return True
+        self._slot.acquire()  # until the page before was taken
+        if self._closed:
+            return False
+        self._items.put(item)
+        return True
 
     def __iter__(self) -> Iterator[_Page]:
         while True:
-            with self._ready:
-                while not self._items:
-                    self._ready.wait()
-                kind, value = self._items.popleft()
-                self._ready.notify_all()
+            kind, value = self._items.get()
+            self._slot.release()
             if kind == "end":
                 return
             if kind == "error":
@@ -345,15 +340,11 @@ class _ReadAhead:
 
     def close(self) -> None:
         """Stop reading; waits for a request in flight (bounded by its deadlines)."""
-        with self._ready:
-            self._closed = True
-            self._items.clear()
-            self._ready.notify_all()
+        self._closed = True
+        if self._slot.locked():
+            with contextlib.suppress(RuntimeError):  # taken back in between: also fine
+                self._slot.release()  # a reader waiting to hand over a page sees closed
         self._thread.join()
-
-
-#: Parsed pages read ahead of the one loading, at most.
-READ_AHEAD_PAGES = 1
 
 
 def _finish_run(engine: Engine, result: SourceSyncResult) -> None:
