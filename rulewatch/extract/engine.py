@@ -275,6 +275,7 @@ class _Tries:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._serial = 0  # every try of this client, never reset: names the one armed
+        self.cancelled = False  # no further try: the client's reader was stopped
         self.begin()
 
     def begin(self) -> None:
@@ -318,6 +319,13 @@ class _Tries:
     def finish(self) -> None:
         with self._lock:
             self._active = False
+
+    def cancel(self) -> None:
+        """End the try in flight now and make no further one."""
+        with self._lock:
+            self.cancelled = True
+            if self._active:
+                _shut(self._sock)
 
     def _expire(self, armed: tuple[int, int, bool]) -> None:
         serial, number, by_try = armed
@@ -479,6 +487,8 @@ class _BoundedRetry(Retry):
         _pool: Any = None,
         _stacktrace: Any = None,
     ) -> _BoundedRetry:
+        if self.tries is not None and self.tries.cancelled:
+            raise MaxRetryError(_pool, url, error or ResponseError("the reader was stopped"))
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         if self.tries is not None:
             wait = None
@@ -621,6 +631,11 @@ class SourceClient:
         self.session.close()
         self.tries.finish()
 
+    def cancel(self) -> None:
+        """Stop another thread's use of this client: the request in flight fails at once
+        (its socket is shut, no retry follows) and so does any later one."""
+        self.tries.cancel()
+
     def _check_origin(self, url: str, via: str | None) -> None:
         if _origin(url) == self.origin:
             return
@@ -634,6 +649,8 @@ class SourceClient:
         """One request (with its retries) and its body, within the deadlines."""
         opts = self.endpoint.options
         name = self.spec.name
+        if self.tries.cancelled:
+            raise SourceError(f"{name}: stopped reading")
         self.requests_made += 1
         self.tries.begin()
         error: Exception | None = None

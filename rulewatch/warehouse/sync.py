@@ -300,6 +300,7 @@ class _ReadAhead:
         self._items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._slot = threading.Lock()  # held while a page waits: locks are the cheapest handoff
         self._closed = False
+        self._done = False  # the reader's last word (the end, or its error) was taken
         context = contextvars.copy_context()
         self._thread = threading.Thread(
             target=context.run, args=(self._read,), name=f"read-{stream.name}", daemon=True
@@ -332,6 +333,7 @@ class _ReadAhead:
         while True:
             kind, value = self._items.get()
             self._slot.release()
+            self._done = kind != "page"
             if kind == "end":
                 return
             if kind == "error":
@@ -339,8 +341,15 @@ class _ReadAhead:
             yield value
 
     def close(self) -> None:
-        """Stop reading; waits for a request in flight (bounded by its deadlines)."""
+        """Stop reading, and wait for the reader to end.
+
+        When the loader stopped before the reader's last word (the warehouse failed),
+        the request in flight is cut off and no other made, so the failure is told now;
+        only a retry's pause already begun still runs out (within its deadline).
+        """
         self._closed = True
+        if not self._done:
+            self._client.cancel()
         if self._slot.locked():
             with contextlib.suppress(RuntimeError):  # taken back in between: also fine
                 self._slot.release()  # a reader waiting to hand over a page sees closed
