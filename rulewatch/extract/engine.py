@@ -3,8 +3,8 @@
 A source is declared as data (:class:`SourceSpec` with its :class:`Stream` s);
 this module does the requests, honours ``Retry-After``, retries transient
 failures with bounded backoff, pages with the stream's paginator and turns each
-record into a :class:`ParsedRecord`. Memory is bounded by two pages (the one
-read, and the one before it to tell a server that repeats itself).
+record into a :class:`ParsedRecord`. A paginator holds two pages at most (the
+one read, and the one before it to tell a server that repeats itself).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Extract and load one source: the plain function behind each flow task.
 
-Page by page: fetch, parse (malformed records set aside with their reason);
-then pages are committed in batches: one transaction lands a batch, merges it
+Page by page: fetch, parse (malformed records set aside with their reason),
+in a reader thread one page ahead of the loading (:class:`_ReadAhead`); then
+pages are committed in batches: one transaction lands a batch, merges it
 into current state and moves the stream's watermark (on SQLite the sources take
 turns, one writer at a time).
 A batch starts at one page and doubles up to :data:`MAX_ROWS_PER_TRANSACTION`
