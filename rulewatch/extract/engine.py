@@ -329,8 +329,8 @@ class _Tries:
         the server closes after the answer: the body is still read from it)."""
         with self._lock:
             self._sock = sock
-            if self._cut == self.count and self._active:  # its deadline passed while connecting
-                _shut(sock)
+            if self.cancelled or (self._cut == self.count and self._active):
+                _shut(sock)  # cancelled, or its deadline passed while connecting
 
     def finish(self) -> None:
         with self._lock:
