@@ -234,11 +234,16 @@ class Stream:
 
     def parse_record(self, raw: Any, ctx: ParseContext) -> ParsedRecord:
         """Type one record; a contract breach sets it aside instead of raising."""
+        return ParsedRecord._make(self.parse_fields(raw, ctx))
+
+    def parse_fields(self, raw: Any, ctx: ParseContext) -> tuple:
+        """:meth:`parse_record`'s fields, as a plain tuple: what a page is parsed into
+        (pages are kept column by column, so a record object would only be thrown away)."""
         text, digest = stored_payload(self.scrub(raw, ctx))
         natural_key: str | None = None
         changed_at: datetime | None = None
         if not isinstance(raw, dict):
-            return ParsedRecord(None, None, None, "record is not a JSON object", text, digest)
+            return (None, None, None, "record is not a JSON object", text, digest, False)
         value = raw.get(self.natural_key)
         if isinstance(value, str) and value.strip():
             natural_key = value
@@ -247,11 +252,11 @@ class Stream:
             if self.is_tombstone(raw):
                 if natural_key is None:
                     raise Malformed(f"{self.natural_key}: missing natural key")
-                return ParsedRecord(natural_key, changed_at, None, None, text, digest, True)
+                return (natural_key, changed_at, None, None, text, digest, True)
             row = self.parse(raw, ctx)
         except Malformed as exc:  # the reason quotes the server's value: cleaned, capped
-            return ParsedRecord(natural_key, changed_at, None, server_text(exc), text, digest)
-        return ParsedRecord(natural_key, changed_at, row, None, text, digest)
+            return (natural_key, changed_at, None, server_text(exc), text, digest, False)
+        return (natural_key, changed_at, row, None, text, digest, False)
 
 
 @dataclass(frozen=True)

@@ -310,7 +310,7 @@ class _ReadAhead:
 
     def _read(self) -> None:
         ctx = self._client.parse_context
-        parse = self._stream.parse_record
+        parse = self._stream.parse_fields
         raw_pages = self._stream.paginator.pages(self._client, self._stream, self._since)
         try:
             for raw_page in raw_pages:
