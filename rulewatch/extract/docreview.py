@@ -15,6 +15,9 @@ from rulewatch.extract.engine import ChangeTimePaginator, ParseContext, SourceSp
 DOC_TYPES = frozenset({"normative_document", "government_contract", "major_decision", "other"})
 STATUSES = frozenset({"draft", "in_force", "revised", "repealed"})
 
+#: json.dumps(value, ensure_ascii=False), without making an encoder per record
+_JSON = json.JSONEncoder(ensure_ascii=False)
+
 
 def _filing(record: dict) -> dict[str, Any]:
     filing = record.get("filing")
@@ -39,7 +42,7 @@ def _filing(record: dict) -> dict[str, Any]:
             "filed_on": f.local_date(filing, "filed_on", nullable=True),
             "filing_deadline_on": f.local_date(filing, "deadline"),
             "is_filing_accepted": f.boolean(filing, "accepted", nullable=True),
-            "filing_issues": json.dumps(issues, ensure_ascii=False),
+            "filing_issues": _JSON.encode(issues),
         }
     except f.Malformed as exc:
         raise f.Malformed(f"filing.{exc}") from None

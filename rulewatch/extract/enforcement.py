@@ -27,6 +27,24 @@ ROLES = frozenset({"officer", "auxiliary"})
 #: timezone the warehouse buckets dates in.
 WIRE_ZONE = ZoneInfo("Asia/Shanghai")
 
+#: json's own string writer (the one json.dumps(..., ensure_ascii=False) uses)
+_STRING = json.encoder.encode_basestring
+
+
+def _officers_json(officers: list[dict[str, Any]]) -> str:
+    """``json.dumps(officers, ensure_ascii=False)``, byte for byte, written directly for
+    the one shape :func:`_officers` makes (json.dumps sets up an encoder per call, which
+    cost more than the rest of an inspection's parsing)."""
+    return (
+        "["
+        + ", ".join(
+            f'{{"officer_id": {_STRING(o["officer_id"])}, '
+            f'"certified": {"true" if o["certified"] else "false"}}}'
+            for o in officers
+        )
+        + "]"
+    )
+
 
 def _officers(record: dict) -> list[dict[str, Any]]:
     value = record.get("officers")
@@ -59,7 +77,7 @@ def _parse_inspection(record: dict, _ctx: ParseContext) -> dict[str, Any]:
         "credit_risk_level": f.code(record, "credit_risk_level", RISK_LEVELS, nullable=True),
         "is_credit_rule_applied": f.boolean(record, "credit_rule_applied"),
         "inspected_on": f.local_date(record, "inspected_on"),
-        "officers": json.dumps(officers, ensure_ascii=False),
+        "officers": _officers_json(officers),
         "officer_count": len(officers),
         "is_all_officers_certified": all(o["certified"] for o in officers),
         "outcome": f.code(record, "outcome", OUTCOMES),

@@ -3,17 +3,19 @@
 A source is declared as data (:class:`SourceSpec` with its :class:`Stream` s);
 this module does the requests, honours ``Retry-After``, retries transient
 failures with bounded backoff, pages with the stream's paginator and turns each
-record into a :class:`ParsedRecord`. Memory is bounded by two pages (the one
-read, and the one before it to tell a server that repeats itself).
+record into a :class:`ParsedRecord`. A paginator holds two pages at most (the
+one read, and the one before it to tell a server that repeats itself).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
+import heapq
+import itertools
 import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, NoReturn, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol
 from urllib.parse import parse_qsl, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -85,27 +87,75 @@ class ParseContext:
 @lru_cache(maxsize=4096)  # scrubbing and parsing a record ask for the same one
 def _pseudonym(key: bytes, value: str) -> str:
     normalised = value.strip().upper().encode("utf-8")
-    return hmac.digest(key, normalised, "sha256").hex()  # OpenSSL's one-shot HMAC
+    inner, outer = _hmac_sha256_states(key)
+    # HMAC-SHA256 (RFC 2104) from the key's padded states, copied: half the cost of
+    # hmac.digest, which pads and hashes the key again for every value
+    digest = inner.copy()
+    digest.update(normalised)
+    result = outer.copy()
+    result.update(digest.digest())
+    return result.hexdigest()
 
 
-@dataclass(frozen=True)
-class ParsedRecord:
-    """One received record: a typed row, a tombstone, or set aside with a reason."""
+@lru_cache(maxsize=8)
+def _hmac_sha256_states(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after the key XOR ipad and the key XOR opad blocks (RFC 2104)."""
+    block = hashlib.sha256().block_size
+    padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+    return inner, outer
+
+
+class ParsedRecord(NamedTuple):
+    """One received record: a typed row, a tombstone, or set aside with a reason.
+
+    The payload is kept as the text the warehouse stores and its hash, made when
+    the record is parsed: a batch of records waiting for its transaction then holds
+    strings, not the nested dicts and lists of the JSON (which the garbage collector
+    would otherwise walk again and again while a batch fills).
+    """
 
     natural_key: str | None
     changed_at: datetime | None  # aware UTC
     row: dict[str, Any] | None  # typed core row (None when set aside)
     reason: str | None  # why it was set aside
-    payload: dict[str, Any]  # as received, personal data scrubbed
+    payload_text: str  # as received, personal data scrubbed: see stored_payload
+    record_hash: str  # SHA-256 (hex) of payload_text's UTF-8
     is_tombstone: bool = False
 
     @property
     def is_set_aside(self) -> bool:
         return self.reason is not None
 
+    @property
+    def payload(self) -> Any:
+        """The payload as received, personal data scrubbed (read back from its text)."""
+        return json.loads(self.payload_text)
+
     def payload_json(self) -> str:
         """Canonical JSON of the payload (sorted keys, compact, UTF-8): what is hashed."""
         return canonical_json(self.payload)
+
+
+def stored_payload(payload: Any) -> tuple[str, str]:
+    """The payload as the warehouse stores it, and its hash (SHA-256, hex).
+
+    Canonical JSON (:func:`canonical_json`), or, when that is not valid UTF-8 (a lone
+    surrogate), :func:`storable_json`'s ASCII form, hashed as ASCII.
+    """
+    try:
+        data = canonical_json_bytes(payload)
+    except UnicodeEncodeError:
+        text = storable_json(payload)
+        return text, hashlib.sha256(text.encode("ascii")).hexdigest()
+    return data.decode("utf-8"), hashlib.sha256(data).hexdigest()
+
+
+def storable_json(value: Any) -> str:
+    """Canonical JSON with every non-ASCII character escaped: any database stores it,
+    and it reads back to exactly ``value`` (NUL and lone surrogates included)."""
+    return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
 
 
 def canonical_json(value: Any) -> str:
@@ -184,11 +234,16 @@ class Stream:
 
     def parse_record(self, raw: Any, ctx: ParseContext) -> ParsedRecord:
         """Type one record; a contract breach sets it aside instead of raising."""
-        payload = self.scrub(raw, ctx)
+        return ParsedRecord._make(self.parse_fields(raw, ctx))
+
+    def parse_fields(self, raw: Any, ctx: ParseContext) -> tuple:
+        """:meth:`parse_record`'s fields, as a plain tuple: what a page is parsed into
+        (pages are kept column by column, so a record object would only be thrown away)."""
+        text, digest = stored_payload(self.scrub(raw, ctx))
         natural_key: str | None = None
         changed_at: datetime | None = None
         if not isinstance(raw, dict):
-            return ParsedRecord(None, None, None, "record is not a JSON object", payload)
+            return (None, None, None, "record is not a JSON object", text, digest, False)
         value = raw.get(self.natural_key)
         if isinstance(value, str) and value.strip():
             natural_key = value
@@ -197,11 +252,11 @@ class Stream:
             if self.is_tombstone(raw):
                 if natural_key is None:
                     raise Malformed(f"{self.natural_key}: missing natural key")
-                return ParsedRecord(natural_key, changed_at, None, None, payload, True)
+                return (natural_key, changed_at, None, None, text, digest, True)
             row = self.parse(raw, ctx)
         except Malformed as exc:  # the reason quotes the server's value: cleaned, capped
-            return ParsedRecord(natural_key, changed_at, None, server_text(exc), payload)
-        return ParsedRecord(natural_key, changed_at, row, None, payload)
+            return (natural_key, changed_at, None, server_text(exc), text, digest, False)
+        return (natural_key, changed_at, row, None, text, digest, False)
 
 
 @dataclass(frozen=True)
@@ -229,16 +284,19 @@ class _Tries:
     urllib3 bounds the connect and each read, not a whole answer: a server that
     trickles a byte every few seconds never times out. As urllib3 advises, a
     watcher thread cuts a try off at its deadline (it shuts the try's socket, so
-    the blocked read returns at once); :class:`_BoundedRetry` starts no retry whose
-    wait would pass the request's deadline.
+    the blocked read returns at once): one thread for every client of the process
+    (:class:`_Watchdog`), not one per try, since starting a thread waits for the
+    interpreter lock and a sync makes thousands of tries. :class:`_BoundedRetry`
+    starts no retry whose wait would pass the request's deadline.
     """
 
     def __init__(self, try_seconds: float, total_seconds: float) -> None:
         self.try_seconds = try_seconds
         self.total_seconds = total_seconds
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
         self._sock: socket.socket | None = None
+        self._serial = 0  # every try of this client, never reset: names the one armed
+        self.cancelled = False  # no further try: the client's reader was stopped
         self.begin()
 
     def begin(self) -> None:
@@ -261,38 +319,39 @@ class _Tries:
     def start_try(self) -> float:
         """Arm the watcher for a new try; the seconds it may take."""
         with self._lock:
-            self._cancel()
             self.count += 1
             self._active = True
             self._sock = None
             budget = max(min(self.try_seconds, self.time_left()), 0.001)
             by_try = budget >= self.try_seconds
-            self._timer = threading.Timer(budget, self._expire, (self.count, by_try))
-            self._timer.daemon = True
-            self._timer.start()
-            return budget
+            self._serial += 1
+            armed = (self._serial, self.count, by_try)
+        _WATCHDOG.watch(time.monotonic() + budget, self, armed)
+        return budget
 
     def attach(self, sock: socket.socket | None) -> None:
         """The try's socket, once there is one (it outlives the connection object when
         the server closes after the answer: the body is still read from it)."""
         with self._lock:
             self._sock = sock
-            if self._cut == self.count and self._active:  # its deadline passed while connecting
-                _shut(sock)
+            if self.cancelled or (self._cut == self.count and self._active):
+                _shut(sock)  # cancelled, or its deadline passed while connecting
 
     def finish(self) -> None:
         with self._lock:
             self._active = False
-            self._cancel()
 
-    def _cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expire(self, number: int, by_try: bool) -> None:
+    def cancel(self) -> None:
+        """End the try in flight now and make no further one."""
         with self._lock:
-            if number != self.count or not self._active:
+            self.cancelled = True
+            if self._active:
+                _shut(self._sock)
+
+    def _expire(self, armed: tuple[int, int, bool]) -> None:
+        serial, number, by_try = armed
+        with self._lock:
+            if serial != self._serial or not self._active:
                 return  # that try is over
             self.expired, self._cut = True, number
             self.cut_by_try |= by_try
@@ -315,6 +374,46 @@ class _Tries:
         elif self.time_left() < _SLACK:
             text += f"; retry_deadline_seconds {self.total_seconds:g} reached"
         return text
+
+
+class _Watchdog:
+    """One daemon thread that cuts off every try of the process at its deadline.
+
+    :meth:`watch` files a deadline; at that time the thread calls the try's
+    :meth:`_Tries._expire`, which does nothing when that try is over (its serial
+    number is no longer the armed one, or no try is active; deadlines are
+    never withdrawn: a finished try's entry just falls due harmlessly, so the heap
+    holds at most the tries of the last ``request_deadline_seconds``).
+    """
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Tries, tuple[int, int, bool]]] = []
+        self._order = itertools.count()  # ties never compare _Tries
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, when: float, tries: _Tries, armed: tuple[int, int, bool]) -> None:
+        """Call ``tries._expire(armed)`` at ``when`` (``time.monotonic``)."""
+        with self._wake:
+            heapq.heappush(self._due, (when, next(self._order), tries, armed))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="rulewatch-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._due[0][0] == when:  # sooner than what the thread waits for
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, tries, armed = heapq.heappop(self._due)
+            tries._expire(armed)  # noqa: SLF001 - the watchdog is the Tries' own
+
+
+_WATCHDOG = _Watchdog()
 
 
 #: Seconds too few to start another try in.
@@ -409,6 +508,8 @@ class _BoundedRetry(Retry):
         _pool: Any = None,
         _stacktrace: Any = None,
     ) -> _BoundedRetry:
+        if self.tries is not None and self.tries.cancelled:
+            raise MaxRetryError(_pool, url, error or ResponseError("the reader was stopped"))
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         if self.tries is not None:
             wait = None
@@ -466,6 +567,17 @@ class SourceClient:
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
         self.spec.auth(self.session, self.endpoint.credentials)
+        # What requests would look up in the environment on every request, once: every
+        # request goes to the base URL's origin. And no ~/.netrc: credentials come from
+        # our configuration only (a netrc entry would replace a Bearer or API key header
+        # with its own Basic credentials).
+        base_url = self.endpoint.base_url
+        proxies = requests.utils.get_environ_proxies(base_url)
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self.session.trust_env = False
+        self.session.proxies.update(proxies)
+        if verify and self.session.verify is True:
+            self.session.verify = verify
 
     @property
     def page_size(self) -> int:
@@ -540,6 +652,11 @@ class SourceClient:
         self.session.close()
         self.tries.finish()
 
+    def cancel(self) -> None:
+        """Stop another thread's use of this client: the request in flight fails at once
+        (its socket is shut, no retry follows) and so does any later one."""
+        self.tries.cancel()
+
     def _check_origin(self, url: str, via: str | None) -> None:
         if _origin(url) == self.origin:
             return
@@ -553,6 +670,8 @@ class SourceClient:
         """One request (with its retries) and its body, within the deadlines."""
         opts = self.endpoint.options
         name = self.spec.name
+        if self.tries.cancelled:
+            raise SourceError(f"{name}: stopped reading")
         self.requests_made += 1
         self.tries.begin()
         error: Exception | None = None

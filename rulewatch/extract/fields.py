@@ -23,6 +23,8 @@ _ISO_DATETIME = re.compile(
     r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$"
 )
 _MISSING = object()
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
 
 
 class Malformed(ValueError):
@@ -123,7 +125,12 @@ def iso_datetime(
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise Malformed(f"{field}: {value!r} is not a valid date-time") from None
-    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+    if parsed.tzinfo is UTC:
+        return parsed
+    try:  # = parsed.astimezone(UTC), exact, without astimezone's cost
+        return _EPOCH_UTC + (parsed - _EPOCH_UTC)
+    except OverflowError:  # 0001-01-01T00:00+08:00 is before the first representable UTC
+        raise Malformed(f"{field}: {value!r} is out of range") from None
 
 
 def local_datetime(record: Mapping[str, Any], field: str, zone: ZoneInfo) -> datetime:
@@ -137,7 +144,10 @@ def local_datetime(record: Mapping[str, Any], field: str, zone: ZoneInfo) -> dat
         naive = datetime.fromisoformat(value)  # the regex left only this format
     except ValueError:
         naive = _strptime(field, value)  # digits other than ASCII's, which it refuses
-    return naive.replace(tzinfo=zone).astimezone(UTC)
+    try:  # = naive.replace(tzinfo=zone): combine takes no keywords to parse, and is faster
+        return datetime.combine(naive, naive.time(), zone).astimezone(UTC)
+    except OverflowError:  # 0001-01-01 00:00:00 east of UTC is before the first UTC instant
+        raise Malformed(f"{field}: {value!r} is out of range") from None
 
 
 def _strptime(field: str, value: str) -> datetime:
@@ -160,9 +170,11 @@ def naive_utc(moment: datetime | None) -> datetime | None:
     """Aware datetime -> naive UTC, the warehouse's storage form."""
     if moment is None:
         return None
-    if moment.tzinfo is not UTC:  # the readers above return UTC already
-        moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None)
+    if moment.tzinfo is None:  # naive: astimezone takes it as the machine's local time
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    # = moment.astimezone(UTC).replace(tzinfo=None), exact: two arithmetic operations
+    # cost a tenth of replace's keyword parsing, and this runs for every record
+    return _EPOCH_NAIVE + (moment - _EPOCH_UTC)
 
 
 def local_day(moment: datetime | None, zone: ZoneInfo) -> date | None:

@@ -19,9 +19,8 @@ the agency is the ``agency_id`` keyword (``default``: the one agency without
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -46,7 +45,7 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from rulewatch.extract.engine import ParsedRecord, Stream, canonical_json_bytes
+from rulewatch.extract.engine import ParsedRecord, Stream, storable_json
 from rulewatch.extract.fields import naive_utc
 from rulewatch.warehouse.schema import (
     CORE_TABLES,
@@ -339,27 +338,82 @@ def load_page(
     refused records are found; those are set aside with the reason and the rest
     loads. ``PageCounts.replaced`` gives the set-aside versions by position.
     """
+    return load_columns(conn, stream, columns_of(records), sync_run_id, now, agency_id=agency_id)
+
+
+#: ParsedRecord's fields, each a sequence over the records of a batch.
+Columns = Sequence[Sequence[Any]]
+
+
+def columns_of(records: Sequence[ParsedRecord]) -> Columns:
+    """Records (ParsedRecord, or tuples of its fields) as :data:`Columns`."""
+    if not records:
+        return tuple(() for _ in ParsedRecord._fields)
+    return tuple(zip(*records, strict=True))
+
+
+def load_columns(
+    conn: Connection,
+    stream: Stream,
+    columns: Columns,
+    sync_run_id: str,
+    now: datetime,
+    *,
+    agency_id: str = DEFAULT_AGENCY_ID,
+) -> PageCounts:
+    """:func:`load_page` of records given column by column (:data:`Columns`).
+
+    A batch keeps no object per record (a few hundred thousand of them would make
+    each of the garbage collector's full passes long, and frequent); a record is
+    made one by one only where one is refused.
+    """
     loader = _Loader(conn, stream, sync_run_id, now, agency_id)
-    final = list(records)
-    for i, rec in enumerate(records):
-        if rec.natural_key is not None and len(rec.natural_key) > MAX_NATURAL_KEY_CHARS:
-            reason = (
-                f"unwritable: natural key is {len(rec.natural_key)} characters long; "
-                f"rulewatch stores keys of up to {MAX_NATURAL_KEY_CHARS}"
-            )
-            final[i] = loader.set_aside_unkeyed(rec, _also(rec, reason))
-    todo = [i for i, rec in enumerate(records) if final[i] is rec]
-    loader.write_resilient(final, todo)
-    counts = PageCounts(read=len(final))
-    for i, rec in enumerate(final):
-        if rec.reason is not None:
-            counts.set_aside += 1
-        else:
-            counts.loaded += 1
-            counts.deleted += rec.is_tombstone
-        if rec is not records[i]:
-            counts.replaced[i] = rec
+    batch = _Batch(columns)
+    keys = columns[0]
+    too_long = [
+        i for i, key in enumerate(keys) if key is not None and len(key) > MAX_NATURAL_KEY_CHARS
+    ]
+    for i in too_long:
+        rec = batch[i]
+        reason = (
+            f"unwritable: natural key is {len(rec.natural_key)} characters long; "
+            f"rulewatch stores keys of up to {MAX_NATURAL_KEY_CHARS}"
+        )
+        batch[i] = loader.set_aside_unkeyed(rec, _also(rec, reason))
+    todo = None if not too_long else [i for i in range(len(batch)) if i not in batch.replaced]
+    loader.write_resilient(batch, todo)
+    reasons, tombstones = list(columns[3]), list(columns[6])
+    for i, rec in batch.replaced.items():
+        reasons[i], tombstones[i] = rec.reason, rec.is_tombstone
+    counts = PageCounts(read=len(batch), replaced=batch.replaced)
+    counts.set_aside = len(reasons) - reasons.count(None)
+    counts.loaded = counts.read - counts.set_aside
+    counts.deleted = sum(t for t, r in zip(tombstones, reasons, strict=True) if r is None)
     return counts
+
+
+class _Batch:
+    """The records of a batch, column by column, and those replaced by set-aside versions."""
+
+    def __init__(self, columns: Columns) -> None:
+        self.columns = columns
+        self.replaced: dict[int, ParsedRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def __getitem__(self, i: int) -> ParsedRecord:
+        rec = self.replaced.get(i)
+        return rec if rec is not None else ParsedRecord._make(c[i] for c in self.columns)
+
+    def __setitem__(self, i: int, rec: ParsedRecord) -> None:
+        self.replaced[i] = rec
+
+    def select(self, todo: list[int] | None) -> Columns:
+        """The columns of records ``todo`` (None: all), as they are now."""
+        if todo is None and not self.replaced:
+            return self.columns
+        return columns_of([self[i] for i in (range(len(self)) if todo is None else todo)])
 
 
 #: Natural keys longer than this are set aside: PostgreSQL's b-tree indexes hold at
@@ -415,15 +469,17 @@ class _Loader:
                 raw.execute("BEGIN")
         return self.conn.begin_nested()
 
-    def write_resilient(self, records: list[ParsedRecord], todo: list[int]) -> None:
-        """Write ``records[i]`` for ``i`` in ``todo``; replace refused ones in ``records``.
+    def write_resilient(self, records: _Batch, todo: list[int] | None) -> None:
+        """Write ``records[i]`` for ``i`` in ``todo`` (None: all); replace refused ones.
 
         After a refusal, the records with a known fault (:func:`_known_fault`) are
         set aside at once, in bulk; what is still refused after that is found by
         bisection.
         """
-        if not todo or self._refusal(records, todo) is None:
+        if todo == [] or self._refusal(records, todo) is None:
             return
+        if todo is None:
+            todo = list(range(len(records)))
         known = {}
         for i in todo:
             reason = _known_fault(records[i], self.table, self.dialect)
@@ -433,13 +489,13 @@ class _Loader:
             return self._bisect(records, todo)
         keyless = [i for i in known if _key_refused(records[i], self.dialect)]
         for i in keyless:
-            records[i] = replace(records[i], row=None, reason=known[i], is_tombstone=False)
+            records[i] = records[i]._replace(row=None, reason=known[i], is_tombstone=False)
         self._quarantine_only([records[i] for i in keyless])
         for i in set(known) - set(keyless):
-            records[i] = replace(records[i], row=None, reason=known[i], is_tombstone=False)
+            records[i] = records[i]._replace(row=None, reason=known[i], is_tombstone=False)
         self._bisect(records, [i for i in todo if i not in set(keyless)])
 
-    def _bisect(self, records: list[ParsedRecord], todo: list[int]) -> None:
+    def _bisect(self, records: _Batch, todo: list[int]) -> None:
         """Write ``todo`` in a savepoint; when refused, each half; one refused record
         is set aside with the database's reason."""
         if not todo or (exc := self._refusal(records, todo)) is None:
@@ -453,32 +509,32 @@ class _Loader:
         reason = _also(records[i], _fault_reason(records[i], self.table, exc, self.dialect))
         records[i] = self.set_aside(records[i], reason)
 
-    def _refusal(self, records: list[ParsedRecord], todo: list[int]) -> Exception | None:
-        """Write ``records[i]`` for ``i`` in ``todo`` in one savepoint; the database's
-        refusal if it refused them (the savepoint then rolled back), else None."""
+    def _refusal(self, records: _Batch, todo: list[int] | None) -> Exception | None:
+        """Write ``records[i]`` for ``i`` in ``todo`` (None: all) in one savepoint; the
+        database's refusal if it refused them (the savepoint then rolled back), else None."""
         try:
             with self._savepoint():
-                self._write([records[i] for i in todo])
+                self._write(records.select(todo))
         except _DATA_ERRORS as exc:
             return exc
         return None
 
-    def _write(self, records: list[ParsedRecord]) -> None:
-        _write_records(self.conn, self.stream, records, self.sync_run_id, self.now, self.agency_id)
+    def _write(self, columns: Columns) -> None:
+        _write_records(self.conn, self.stream, columns, self.sync_run_id, self.now, self.agency_id)
 
     def set_aside(self, rec: ParsedRecord, reason: str) -> ParsedRecord:
         """Set a refused record aside under its key; without it if the key is refused too."""
-        aside = replace(rec, row=None, reason=reason, is_tombstone=False)
+        aside = rec._replace(row=None, reason=reason, is_tombstone=False)
         try:
             with self._savepoint():
-                self._write([aside])
+                self._write(columns_of([aside]))
         except _DATA_ERRORS:
             self._quarantine_only([aside])
         return aside
 
     def set_aside_unkeyed(self, rec: ParsedRecord, reason: str) -> ParsedRecord:
         """Set a record aside in ``quarantined_record`` only (see :meth:`_quarantine_only`)."""
-        aside = replace(rec, row=None, reason=reason, is_tombstone=False)
+        aside = rec._replace(row=None, reason=reason, is_tombstone=False)
         self._quarantine_only([aside])
         return aside
 
@@ -520,23 +576,6 @@ def storable_text(text: str) -> str:
     surrogates as ``\\udXXX`` (the way JSON writes them)."""
     text = text.replace("\x00", "\\u0000")
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def storable_json(value: Any) -> str:
-    """Canonical JSON with every non-ASCII character escaped: any database stores it,
-    and it reads back to exactly ``value`` (NUL and lone surrogates included)."""
-    return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
-
-
-def _payload_and_hash(rec: ParsedRecord) -> tuple[str, str]:
-    """The payload as stored and its hash: canonical JSON, or its ASCII form when it
-    is not valid UTF-8 (a lone surrogate)."""
-    try:
-        data = canonical_json_bytes(rec.payload)
-    except UnicodeEncodeError:
-        text = storable_json(rec.payload)
-        return text, hashlib.sha256(text.encode("ascii")).hexdigest()
-    return data.decode("utf-8"), hashlib.sha256(data).hexdigest()
 
 
 def _known_fault(rec: ParsedRecord, table: Table, dialect: str) -> str | None:
@@ -593,7 +632,7 @@ def _key_refused(rec: ParsedRecord, dialect: str) -> bool:
 def _write_records(
     conn: Connection,
     stream: Stream,
-    records: Sequence[ParsedRecord],
+    columns: Columns,
     sync_run_id: str,
     now: datetime,
     agency_id: str,
@@ -601,36 +640,28 @@ def _write_records(
     """The set-based writes of a batch: land, set aside, merge into current state."""
     table = CORE_TABLES[stream.name]
     key_col = natural_key_column(table).name
-    landed: list[tuple] = []
-    quarantined: list[tuple] = []
-    newest: dict[str, tuple[ParsedRecord, str, datetime | None]] = {}
+    keys, times, rows, reasons, payloads, digests, tombs = columns
     name = stream.name
-    for rec in records:
-        payload, digest = _payload_and_hash(rec)
-        changed_at = naive_utc(rec.changed_at)
-        if rec.reason is not None:
-            quarantined.append(
-                (
-                    agency_id,
-                    sync_run_id,
-                    name,
-                    rec.natural_key,
-                    CONTRACT_CHECK,
-                    rec.reason,
-                    digest,
-                    payload,
-                    now,
-                )
-            )
-        else:
-            landed.append(
-                (agency_id, sync_run_id, name, rec.natural_key, changed_at, digest, payload, now)
-            )
-        if rec.natural_key is None or changed_at is None:
+    changed = [None if t is None else naive_utc(t) for t in times]
+    landed = [
+        (agency_id, sync_run_id, name, key, at, digest, payload, now)
+        for key, at, digest, payload, reason in zip(
+            keys, changed, digests, payloads, reasons, strict=True
+        )
+        if reason is None
+    ]
+    quarantined = [
+        (agency_id, sync_run_id, name, key, CONTRACT_CHECK, reason, digest, payload, now)
+        for key, digest, payload, reason in zip(keys, digests, payloads, reasons, strict=True)
+        if reason is not None
+    ]
+    newest: dict[str, int] = {}  # natural key -> position of its newest version
+    for i, (key, at) in enumerate(zip(keys, times, strict=True)):
+        if key is None or at is None:
             continue
-        seen = newest.get(rec.natural_key)
-        if seen is None or rec.changed_at >= seen[0].changed_at:
-            newest[rec.natural_key] = (rec, digest, changed_at)
+        seen = newest.get(key)
+        if seen is None or at >= times[seen]:
+            newest[key] = i
     _append(conn, landed_record, _LANDED_COLUMNS, landed)
     _append(conn, quarantined_record, _QUARANTINED_COLUMNS, quarantined)
 
@@ -644,15 +675,16 @@ def _write_records(
     good: dict[tuple[str, ...], list[tuple]] = {}  # rows grouped by the parsed columns
     aside: list[tuple] = []
     tombstones: list[tuple] = []
-    for key, (rec, digest, changed_at) in newest.items():
-        if rec.reason is not None:
-            aside.append((agency_id, key, changed_at, digest, sync_run_id, *aside_tail, rec.reason))
-        elif rec.is_tombstone:
+    for key, i in newest.items():
+        changed_at, digest, reason = changed[i], digests[i], reasons[i]
+        if reason is not None:
+            aside.append((agency_id, key, changed_at, digest, sync_run_id, *aside_tail, reason))
+        elif tombs[i]:
             tombstones.append(
                 (agency_id, key, changed_at, digest, sync_run_id, True, changed_at, False, None)
             )
         else:
-            row = rec.row
+            row = rows[i]
             good.setdefault(tuple(row), []).append(
                 (*row.values(), agency_id, key, changed_at, digest, sync_run_id, *live_values)
             )

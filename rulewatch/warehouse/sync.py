@@ -1,7 +1,8 @@
 """Extract and load one source: the plain function behind each flow task.
 
-Page by page: fetch, parse (malformed records set aside with their reason);
-then pages are committed in batches: one transaction lands a batch, merges it
+Page by page: fetch, parse (malformed records set aside with their reason),
+in a reader thread one page ahead of the loading (:class:`_ReadAhead`); then
+pages are committed in batches: one transaction lands a batch, merges it
 into current state and moves the stream's watermark (on SQLite the sources take
 turns, one writer at a time).
 A batch starts at one page and doubles up to :data:`MAX_ROWS_PER_TRANSACTION`
@@ -17,13 +18,17 @@ load side by side into one warehouse.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import itertools
 import logging
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, insert, update
 
@@ -40,7 +45,7 @@ from rulewatch.extract.engine import (
 from rulewatch.extract.fields import naive_utc
 from rulewatch.warehouse.loader import (
     advance_watermark,
-    load_page,
+    load_columns,
     mark_departed,
     read_watermark,
 )
@@ -163,26 +168,41 @@ def _sync_stream(
             watermark = read_watermark(conn, stream.name, agency_id=agency_id)
     since = None if watermark is None else watermark.replace(tzinfo=UTC)
     present_keys: set[str] = set()
-    batch: list[list[ParsedRecord]] = []
+    batch: list[_Page] = []
     batch_rows = 0
     batch_pages = 1  # pages per transaction: doubles up to MAX_ROWS_PER_TRANSACTION rows
 
     def load_batch() -> None:
-        records = [p for page in batch for p in page]
+        pages = [page for page in batch if page]  # an empty page has no columns
+        columns = [list(itertools.chain.from_iterable(f)) for f in zip(*pages, strict=True)]
+        if not columns:
+            columns = [[] for _ in ParsedRecord._fields]
+        sizes = [_size(page) for page in batch]
+        batch.clear()
         now = now_utc()
         with _one_writer(engine), engine.begin() as conn:
-            loaded = load_page(conn, stream, records, result.sync_run_id, now, agency_id=agency_id)
-            times = [p.changed_at for p in records if p.changed_at is not None]
+            loaded = load_columns(
+                conn, stream, columns, result.sync_run_id, now, agency_id=agency_id
+            )
+            times = [t for t in columns[1] if t is not None]
             if times and not stream.is_snapshot:
                 newest = naive_utc(max(times))
                 advance_watermark(
                     conn, stream.name, newest, result.sync_run_id, now, agency_id=agency_id
                 )
-        _replace_refused(batch, loaded.replaced)
-        committed = list(batch)
-        batch.clear()
-        for page in committed:  # counts and progress page by page, once committed
-            _count_page(result, stream, page, present_keys)
+        keys, reasons, tombstones = columns[0], columns[3], columns[6]
+        for i, rec in loaded.replaced.items():  # refused by the warehouse: set aside
+            reasons[i], tombstones[i] = rec.reason, rec.is_tombstone
+        position = 0
+        for size in sizes:  # counts and progress page by page, once committed
+            end = position + size
+            _count_page(
+                result,
+                stream,
+                (keys[position:end], reasons[position:end], tombstones[position:end]),
+                present_keys,
+            )
+            position = end
             if progress:
                 progress(
                     Progress(
@@ -194,11 +214,11 @@ def _sync_stream(
                     )
                 )
 
-    pages = _parsed_pages(client, stream, since)
+    pages = _ReadAhead(client, stream, since)
     try:
         for page in pages:
             batch.append(page)
-            batch_rows += len(page)
+            batch_rows += _size(page)
             if len(batch) >= batch_pages or batch_rows >= MAX_ROWS_PER_TRANSACTION:
                 load_batch()
                 batch_rows, batch_pages = 0, batch_pages * 2
@@ -231,42 +251,110 @@ def _one_writer(engine: Engine) -> contextlib.AbstractContextManager:
         return _WRITERS.setdefault(str(engine.url), threading.Lock())
 
 
-def _replace_refused(batch: list[list[ParsedRecord]], replaced: dict[int, ParsedRecord]) -> None:
-    """Put the versions the loader set aside (refused by the warehouse) into their pages,
-    so they are counted as set aside with their reason."""
-    if not replaced:
-        return
-    position = 0
-    for page in batch:
-        for i in range(len(page)):
-            if position + i in replaced:
-                page[i] = replaced[position + i]
-        position += len(page)
-
-
 def _count_page(
-    result: SourceSyncResult, stream: Stream, page: list[ParsedRecord], present_keys: set[str]
+    result: SourceSyncResult,
+    stream: Stream,
+    page: tuple[list[str | None], list[str | None], list[bool]],
+    present_keys: set[str],
 ) -> None:
+    """Count one committed page: its natural keys, set-aside reasons and tombstone flags."""
+    keys, reasons, tombstones = page
     result.pages += 1
-    result.records_read += len(page)
-    for p in page:
-        if p.reason is not None:
+    result.records_read += len(keys)
+    for reason, tombstone in zip(reasons, tombstones, strict=True):
+        if reason is not None:
             result.records_set_aside += 1
-            kind = p.reason.split(":", 1)[0]
+            kind = reason.split(":", 1)[0]
             result.set_aside_reasons[kind] = result.set_aside_reasons.get(kind, 0) + 1
         else:
             result.records_loaded += 1
-            result.records_deleted += p.is_tombstone
-        if stream.is_snapshot and p.natural_key is not None:
-            present_keys.add(p.natural_key)
+            result.records_deleted += tombstone
+    if stream.is_snapshot:
+        present_keys.update(k for k in keys if k is not None)
 
 
-def _parsed_pages(
-    client: SourceClient, stream: Stream, since: datetime | None
-) -> Iterator[list[ParsedRecord]]:
-    ctx = client.parse_context
-    for raw_page in stream.paginator.pages(client, stream, since):
-        yield [stream.parse_record(raw, ctx) for raw in raw_page]
+#: A parsed page column by column: ParsedRecord's fields, each a tuple over the records.
+#: A batch waiting for its transaction holds a few tuples per page rather than an object
+#: per record, so the garbage collector's full passes (which walk every tracked object
+#: each time the long-lived ones grow by a quarter) stay rare and short.
+_Page = tuple[tuple, ...]
+
+
+def _size(page: _Page) -> int:
+    return len(page[0]) if page else 0
+
+
+class _ReadAhead:
+    """The pages of one stream, read and parsed one page ahead in a thread of its own.
+
+    While a page is loaded, the next one is requested, received and parsed: the
+    source's time to build it and the warehouse's time to write the one before
+    overlap. One parsed page waits at most (the reader takes the slot before
+    handing a page over; the loader frees it on taking it), so memory stays
+    bounded. The reader runs in a copy of the caller's context (a Prefect task's
+    log lines keep naming the task); its failure is raised where its next page
+    would have been, after the pages read before it.
+    """
+
+    def __init__(self, client: SourceClient, stream: Stream, since: datetime | None) -> None:
+        self._client, self._stream, self._since = client, stream, since
+        self._items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._slot = threading.Lock()  # held while a page waits: locks are the cheapest handoff
+        self._closed = False
+        self._done = False  # the reader's last word (the end, or its error) was taken
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._read,), name=f"read-{stream.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self) -> None:
+        ctx = self._client.parse_context
+        parse = self._stream.parse_fields
+        raw_pages = self._stream.paginator.pages(self._client, self._stream, self._since)
+        try:
+            for raw_page in raw_pages:
+                page = tuple(zip(*[parse(raw, ctx) for raw in raw_page], strict=True))
+                if not self._put(("page", page)):
+                    return
+            self._put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            self._put(("error", exc))
+        finally:
+            raw_pages.close()
+
+    def _put(self, item: tuple[str, Any]) -> bool:
+        self._slot.acquire()  # until the page before was taken
+        if self._closed:
+            return False
+        self._items.put(item)
+        return True
+
+    def __iter__(self) -> Iterator[_Page]:
+        while True:
+            kind, value = self._items.get()
+            self._slot.release()
+            self._done = kind != "page"
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+    def close(self) -> None:
+        """Stop reading, and wait for the reader to end.
+
+        When the loader stopped before the reader's last word (the warehouse failed),
+        the request in flight is cut off and no other made, so the failure is told now;
+        only a retry's pause already begun still runs out (within its deadline).
+        """
+        self._closed = True
+        if not self._done:
+            self._client.cancel()
+        if self._slot.locked():
+            with contextlib.suppress(RuntimeError):  # taken back in between: also fine
+                self._slot.release()  # a reader waiting to hand over a page sees closed
+        self._thread.join()
 
 
 def _finish_run(engine: Engine, result: SourceSyncResult) -> None:

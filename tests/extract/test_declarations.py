@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import json
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -222,3 +223,15 @@ def test_the_inspections_own_officers_list(officers: list, count: int, all_certi
 def test_a_broken_officers_list_is_malformed(officers: object) -> None:
     reason, _ = parse(INSPECTIONS, INSPECTION, officers=officers)
     assert reason is not None and "officers" in reason
+
+
+def test_officers_are_stored_as_json_dumps_writes_them() -> None:
+    from rulewatch.extract.enforcement import _officers_json
+
+    tricky = ["ZF-011", 'q"uo\\te', "tab\tnl\n\x00", "中文é", "\u2028", "\ud800", "😀"]
+    for size in range(4):
+        officers = [
+            {"officer_id": tricky[(size + i) % len(tricky)], "certified": i % 2 == 0}
+            for i in range(size)
+        ]
+        assert _officers_json(officers) == json.dumps(officers, ensure_ascii=False)

@@ -8,6 +8,7 @@ equal change times, a last page that is exactly full, records that change
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -167,3 +168,31 @@ def test_cursor_alone_positions_the_next_page_and_the_filter_is_encoded() -> Non
         assert datetime.fromisoformat(source.queries[0]["updated_since"]) == since
         assert all("updated_since" not in q and "cursor" in q for q in source.queries[1:])
         assert len(source.queries) == 3
+
+
+def test_a_netrc_entry_never_replaces_the_configured_credentials(tmp_path, monkeypatch) -> None:
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with ScriptedSource("permits", []) as source:
+        read_keys(permits.SPEC, source, 2)
+        assert source.received_headers[0]["Authorization"] == "Bearer t"
+
+
+def test_a_client_makes_no_thread_per_try(monkeypatch) -> None:
+    records = [inspection(f"K{i}", f"2024-01-02 10:00:{i:02d}") for i in range(9)]
+    with ScriptedSource("enforcement", records) as source:
+        read_keys(enforcement.SPEC, source, 1)  # the deadline watcher exists from here on
+        started = []
+        start = threading.Thread.start
+
+        def counted(thread: threading.Thread) -> None:
+            if threading.current_thread() is threading.main_thread():  # not the server's
+                started.append(thread)
+            start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", counted)
+        read_keys(enforcement.SPEC, source, 1)
+        assert len(source.queries) >= 20
+        assert started == []

@@ -79,3 +79,32 @@ def test_booleans_and_integers_are_typed():
         f.integer({"n": True}, "n")
     assert f.integer({"n": 10}, "n") == 10
     assert f.epoch_ms({"ms": 0}, "ms") == datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("reader", "value"),
+    [
+        (lambda r: f.iso_datetime(r, "t"), "0001-01-01T00:00:00+08:00"),
+        (lambda r: f.iso_datetime(r, "t"), "9999-12-31T23:59:59-08:00"),
+        (lambda r: f.local_datetime(r, "t", ZoneInfo("Asia/Shanghai")), "0001-01-01 00:00:00"),
+    ],
+)
+def test_times_beyond_the_utc_range_are_malformed_not_a_crash(reader, value):
+    with pytest.raises(f.Malformed, match="out of range"):
+        reader({"t": value})
+
+
+def test_naive_utc_and_the_readers_convert_exactly_as_astimezone():
+    ny = ZoneInfo("America/New_York")
+    for text in (
+        "2014-11-02T01:30:00.000123-04:00",
+        "2015-03-08T02:30:00+05:45",
+        "2015-01-11T16:00:00Z",
+    ):
+        moment = f.iso_datetime({"t": text}, "t")
+        expected = datetime.fromisoformat(text).astimezone(UTC)
+        assert repr(moment) == repr(expected)
+        assert repr(f.naive_utc(moment)) == repr(expected.replace(tzinfo=None))
+    for text in ("2014-11-02 01:30:00", "2015-03-08 02:30:00", "2015-07-01 12:00:00"):
+        expected = datetime.fromisoformat(text).replace(tzinfo=ny).astimezone(UTC)
+        assert repr(f.local_datetime({"t": text}, "t", ny)) == repr(expected)

@@ -228,8 +228,13 @@ def test_kill_midway_then_rerun_loses_and_duplicates_nothing(demo, sqlite_url, t
 
 
 def test_records_changing_mid_sync_are_not_lost(demo, sqlite_url, tmp_path):
-    """Page numbers: a record that changes moves to the end and the next slides back."""
-    settings = _settings(demo, sqlite_url, tmp_path, page_size=10)
+    """Page numbers: a record that changes moves to the end and the next slides back.
+
+    The change comes while pages are still to be read: the reader runs at most two
+    pages ahead of the page loaded, so when page 2 is committed (with page 3, in the
+    second batch) it has read at most page 5 of the 8 that 38 inspections make.
+    """
+    settings = _settings(demo, sqlite_url, tmp_path, page_size=5)
     engine = open_warehouse(sqlite_url, calendar_of(settings))
     moved = []
 

@@ -7,6 +7,8 @@ loaded, and the other sources are untouched.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from scripted_sources import ScriptedSource, inspection_record
 from sqlalchemy import select
@@ -56,3 +58,34 @@ def test_server_error_text_is_stored_clean_and_capped(warehouse_url, tmp_path):
     assert len(run.error) <= MAX_ERROR_TEXT
     assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c == "\u202e" for c in run.error)
     assert sorted(loaded) == ["K0", "K1", "K2"]  # what came before the failure stays
+
+
+def test_a_load_failure_is_raised_without_waiting_for_the_page_read_ahead(sqlite_url, tmp_path):
+    """The next page is read while one loads; when loading fails, the request in flight
+    is cut off (not waited for: this one would hang until the server's hold ends)."""
+    held, ended_by_timeout = threading.Event(), []
+
+    def hold_the_third(n, _path, _query):  # noqa: ANN001, ANN202
+        if n == 3:
+            ended_by_timeout.append(not held.wait(30))  # a safety net, not a timing
+        return None
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_the_first_page(_progress):  # noqa: ANN001, ANN202
+        raise Killed
+
+    with ScriptedSource("enforcement", [inspection_record(i) for i in range(9)]) as source:
+        source.misbehave = hold_the_third
+        settings = _settings(source, sqlite_url, tmp_path)
+        object.__setattr__(settings.sources.enforcement, "max_retries", 0)
+        engine = open_warehouse(sqlite_url, WorkingCalendar.from_lists([], []))
+        try:
+            with pytest.raises(Killed):
+                sync_source(engine, settings, "enforcement", progress=kill_at_the_first_page)
+            held.set()
+        finally:
+            engine.dispose()
+    assert not [t for t in threading.enumerate() if t.name.startswith("read-")]
+    assert ended_by_timeout in ([], [False])
