@@ -27,9 +27,11 @@ import pickle
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -476,6 +478,45 @@ class Recorder:
             if pipe is not None:
                 with contextlib.suppress(BrokenPipeError):
                     pipe.close()
+
+    @classmethod
+    def for_job(cls) -> Recorder:
+        """The recorder started ahead for this process' next job (:func:`recorder_ahead`),
+        handed over once; else a new one."""
+        with _ahead_lock:
+            ahead, _ahead[:] = (_ahead[0] if _ahead else None), []
+        return cls() if ahead is None else ahead
+
+
+_ahead: list[Recorder] = []  # at most one: the recorder started for the next job
+_ahead_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def recorder_ahead() -> Iterator[None]:
+    """Start the next job's recorder now, for a caller about to wait on something else.
+
+    GX's import takes seconds of CPU, which a job otherwise waits for at its end
+    (at the demo's scale nearly all of its GX wait). ``rulewatch demo`` starts it
+    before Prefect's first start on a new home, seconds in which this process only
+    waits and a core is to spare; the job inside takes it (:meth:`Recorder.for_job`)
+    and closes it as always. One no job took is stopped on the way out.
+    """
+    with _ahead_lock:
+        if _ahead:  # one is waiting already: its job has not started yet
+            started = None
+        else:
+            started = Recorder()
+            _ahead.append(started)
+    try:
+        yield
+    finally:
+        with _ahead_lock:
+            left = started is not None and started in _ahead
+            if left:
+                _ahead.remove(started)
+        if left:
+            started.close()
 
 
 def _serve() -> None:

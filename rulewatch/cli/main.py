@@ -579,7 +579,10 @@ def demo(
     if agencies is not None:
         _demo_city(agencies)
         return
-    with start_demo_sources() as demo_sources:
+    from rulewatch.checks.gx_runner import recorder_ahead
+
+    # GX imports in its own process during Prefect's first start, instead of at the end
+    with start_demo_sources() as demo_sources, recorder_ahead():
         os.environ.update(demo_sources.env())
         settings = load_settings()
         _, key_from = settings.pii_key()
