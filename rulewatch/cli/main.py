@@ -596,20 +596,24 @@ def demo(
                 "set RULEWATCH_PII_KEY in production)"
             )
         result = _run_nightly(settings, list(SOURCE_NAMES), False, DEMO_TODAY)
-    engine = _warehouse(settings)
-    lang = settings.alerts.language
-    with engine.connect() as conn:
-        for period in (str(DEMO_TODAY.year - 1), str(DEMO_TODAY.year)):
-            metrics = compute_metrics(conn, Period.parse(period), DEMO_TODAY, settings.targets)
-            title = f"{period} as of {DEMO_TODAY}" + (
-                " (year to date)" if period == str(DEMO_TODAY.year) else ""
-            )
-            out.print(scorecard_table(metrics, title, lang))
-        warnings = early_warnings(conn, DEMO_TODAY, settings.alerts.early_warning_days)
-    from rulewatch.report.write import write_demo_reports
+    from rulewatch.report.drawing import ChartProcess
 
-    reports = write_demo_reports(engine, settings, DEMO_TODAY)
-    engine.dispose()
+    # matplotlib imports in its own process while this one rebuilds the history
+    with ChartProcess() as drawer:
+        engine = _warehouse(settings)
+        lang = settings.alerts.language
+        with engine.connect() as conn:
+            for period in (str(DEMO_TODAY.year - 1), str(DEMO_TODAY.year)):
+                metrics = compute_metrics(conn, Period.parse(period), DEMO_TODAY, settings.targets)
+                title = f"{period} as of {DEMO_TODAY}" + (
+                    " (year to date)" if period == str(DEMO_TODAY.year) else ""
+                )
+                out.print(scorecard_table(metrics, title, lang))
+            warnings = early_warnings(conn, DEMO_TODAY, settings.alerts.early_warning_days)
+        from rulewatch.report.write import write_demo_reports
+
+        reports = write_demo_reports(engine, settings, DEMO_TODAY, drawer)
+        engine.dispose()
     _print_checks(settings, result)
     _print_alerts(getattr(result, "alerts", None))
     for w in warnings:

@@ -157,8 +157,7 @@ def history_chart(
         ax.set_ylim(-5, 110)
         ax.set_title(label(t.metric, lang), fontsize=9, loc="left")
         ax.tick_params(labelsize=7)
-        for tick in ax.get_xticklabels():
-            tick.set_rotation(30)
+        ax.tick_params(axis="x", labelrotation=30)
     for ax in axes[len(targets) :]:
         ax.set_visible(False)
     return Chart("history", title, _png(fig))
