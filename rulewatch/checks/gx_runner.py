@@ -498,9 +498,10 @@ def recorder_ahead() -> Iterator[None]:
 
     GX's import takes seconds of CPU, which a job otherwise waits for at its end
     (at the demo's scale nearly all of its GX wait). ``rulewatch demo`` starts it
-    before Prefect's first start on a new home, seconds in which this process only
-    waits and a core is to spare; the job inside takes it (:meth:`Recorder.for_job`)
-    and closes it as always. One no job took is stopped on the way out.
+    as Prefect's first start on a new home begins, seconds in which this process
+    only waits and a core is to spare; the job inside takes it
+    (:meth:`Recorder.for_job`) and closes it as always. One no job took is stopped
+    on the way out.
     """
     with _ahead_lock:
         if _ahead:  # one is waiting already: its job has not started yet

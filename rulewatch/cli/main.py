@@ -8,6 +8,7 @@ line naming the file, key, variable or flag at fault; 3 a target slipped and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import json
@@ -331,12 +332,15 @@ def _run_nightly(
     as_of: date,
     agencies: list[Settings] | None = None,
     agency: str | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> Any:  # NightlyResult, or CityResult with ``agencies``
     """The nightly flow, on Prefect's API (configured, served, or temporary).
 
     With ``agencies`` (settings of the agencies chosen from agencies.yaml) the city's
     night runs them (``agency``: the ``--agency`` value); each agency's missing
     variable is a usage error before any work. Without, the one agency's night as always.
+    ``meanwhile`` runs once Prefect's server is starting (the demo's work that needs
+    no Prefect, while this process would only wait for it).
     """
     _quiet_prefect()
     from rulewatch.cli.preflight import PreflightFailed, check_before_sync
@@ -356,6 +360,8 @@ def _run_nightly(
         announce_failed_start(settings, str(exc))
         raise
     prefect_api = EarlyPrefect(settings)  # its server starts while the imports below run
+    if meanwhile is not None:
+        meanwhile()
     from rulewatch.cli.console import live_progress, out, sync_table
     from rulewatch.common.stopping import GRACE_SECONDS, stop_after
     from rulewatch.flows.nightly import SourcesFailed, nightly_sync, set_progress_sink
@@ -580,10 +586,16 @@ def demo(
     if agencies is not None:
         _demo_city(agencies)
         return
-    from rulewatch.checks.gx_runner import recorder_ahead
+    with start_demo_sources() as demo_sources, contextlib.ExitStack() as ahead:
 
-    # GX imports in its own process during Prefect's first start, instead of at the end
-    with start_demo_sources() as demo_sources, recorder_ahead():
+        def meanwhile() -> None:
+            """While Prefect's server starts (~7 s on a new home, a core to spare): GX
+            imports in its own process, this one imports what the reports need."""
+            from rulewatch.checks.gx_runner import recorder_ahead
+
+            ahead.enter_context(recorder_ahead())
+            import rulewatch.report.write  # noqa: F401 - matplotlib, openpyxl: after the flow
+
         os.environ.update(demo_sources.env())
         settings = load_settings()
         _, key_from = settings.pii_key()
@@ -596,7 +608,7 @@ def demo(
                 f"passport pseudonym key: {key_from} (made for the demo and kept; "
                 "set RULEWATCH_PII_KEY in production)"
             )
-        result = _run_nightly(settings, list(SOURCE_NAMES), False, DEMO_TODAY)
+        result = _run_nightly(settings, list(SOURCE_NAMES), False, DEMO_TODAY, meanwhile=meanwhile)
     from rulewatch.report.drawing import ChartProcess
 
     # matplotlib imports in its own process while this one rebuilds the history
