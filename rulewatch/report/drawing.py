@@ -61,6 +61,7 @@ class ChartProcess:
             [sys.executable, "-m", "rulewatch.report.drawing"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # a failure there is redrawn here, and shown from here
             env=env,
         )
         self._pending: list[list[ChartCall]] = []
@@ -119,7 +120,8 @@ class ChartProcess:
 def _serve() -> None:
     """The chart process: import matplotlib and read the fonts, then draw each request
     read from standard input; one pickle per request on standard output, the charts or
-    the error's one line (this process then stops, and the caller draws them itself)."""
+    the error's name (this process then stops, and the caller draws them itself).
+    Nothing it prints reaches the terminal (standard error is discarded)."""
     replies = sys.stdout.buffer
     sys.stdout = sys.stderr  # whatever matplotlib prints must not corrupt the replies
     from rulewatch.report.charts import cjk_font
