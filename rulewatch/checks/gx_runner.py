@@ -484,7 +484,7 @@ class Recorder:
         """The recorder started ahead for this process' next job (:func:`recorder_ahead`),
         handed over once; else a new one."""
         with _ahead_lock:
-            ahead, _ahead[:] = (_ahead[0] if _ahead else None), []
+            ahead = _ahead.pop() if _ahead else None
         return cls() if ahead is None else ahead
 
 
