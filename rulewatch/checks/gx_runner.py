@@ -27,13 +27,15 @@ import pickle
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from rulewatch.checks.config import ChecksConfig
@@ -477,12 +479,55 @@ class Recorder:
                 with contextlib.suppress(BrokenPipeError):
                     pipe.close()
 
+    @classmethod
+    def for_job(cls) -> Recorder:
+        """The recorder started ahead for this process' next job (:func:`recorder_ahead`),
+        handed over once; else a new one."""
+        with _ahead_lock:
+            ahead = _ahead.pop() if _ahead else None
+        return cls() if ahead is None else ahead
+
+
+_ahead: list[Recorder] = []  # at most one: the recorder started for the next job
+_ahead_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def recorder_ahead() -> Iterator[None]:
+    """Start the next job's recorder now, for a caller about to wait on something else.
+
+    GX's import takes seconds of CPU, which a job otherwise waits for at its end
+    (at the demo's scale nearly all of its GX wait). ``rulewatch demo`` starts it
+    as Prefect's first start on a new home begins, seconds in which this process
+    only waits and a core is to spare; the job inside takes it
+    (:meth:`Recorder.for_job`) and closes it as always. One no job took is stopped
+    on the way out.
+    """
+    with _ahead_lock:
+        if _ahead:  # one is waiting already: its job has not started yet
+            started = None
+        else:
+            started = Recorder()
+            _ahead.append(started)
+    try:
+        yield
+    finally:
+        with _ahead_lock:
+            left = started is not None and started in _ahead
+            if left:
+                _ahead.remove(started)
+        if left:
+            started.close()
+
 
 def _serve() -> None:
     """The recorder process: import GX, then record each run read from standard input.
 
     Replies on standard output, one pickle per run: its :class:`RunOutcome`, or
-    the error's one line (and then it stops).
+    the error's one line (and then it stops). It leaves without tearing down the
+    interpreter (``os._exit``): what it wrote is closed and its replies flushed,
+    and unwinding GX's modules took longer (1.1-1.6 s) than recording the demo's
+    runs, while the job waited for the exit.
     """
     replies = sys.stdout.buffer
     sys.stdout = sys.stderr  # whatever GX prints must not corrupt the replies
@@ -492,7 +537,7 @@ def _serve() -> None:
         try:
             validations, options = pickle.load(sys.stdin.buffer)
         except EOFError:
-            return
+            _leave(0)
         try:
             outcome: RunOutcome | str = record_validations(validations, **options)
         except Exception as exc:  # noqa: BLE001 - the parent turns it into one line
@@ -501,7 +546,14 @@ def _serve() -> None:
         pickle.dump(outcome, replies)
         replies.flush()
         if isinstance(outcome, str):
-            sys.exit(1)
+            _leave(1)
+
+
+def _leave(code: int) -> NoReturn:
+    """End the recorder process now: logging's handlers flushed, nothing else unwound."""
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

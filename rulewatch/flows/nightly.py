@@ -408,8 +408,9 @@ def _night(
                     result.failed[name] = server_text(state.message or "failed", MAX_ERROR_TEXT)
             # GX imports in its own process while the checks decide in SQL, then writes
             # their results and Data Docs while the job goes on; the job waits for it last.
-            # (Started during the sync, its import slowed the sync by more than it saved.)
-            recorder = _RECORDERS[result.job_id] = Recorder()
+            # (Started during the sync, its import slowed the sync by more than it saved;
+            # the demo starts it before the flow, while Prefect's first start leaves a core.)
+            recorder = _RECORDERS[result.job_id] = Recorder.for_job()
             ensure_calendar(engine, calendar_of(settings))  # the years the new data needs
             result.quality = step_task(quality_task, settings)(result.job_id, as_of, agency)
             result.metrics = step_task(metrics_task, settings)(str(as_of.year), as_of, agency)

@@ -11,14 +11,10 @@ from sqlalchemy import Engine
 from rulewatch.checks.targets import ensure_target_checks
 from rulewatch.common.periods import Period
 from rulewatch.config.settings import Settings
-from rulewatch.report.charts import (
-    history_chart,
-    monthly_counts_chart,
-    monthly_targets_chart,
-    scorecard_chart,
-)
+from rulewatch.report.charts import Chart
 from rulewatch.report.data import ReportData, gather_report
 from rulewatch.report.draft import draft_en, draft_markdown, draft_zh
+from rulewatch.report.drawing import ChartCall, ChartProcess, draw_here
 from rulewatch.report.exports import write_csvs, write_xlsx
 from rulewatch.report.html import render_html
 from rulewatch.warehouse.db import redact
@@ -54,20 +50,43 @@ def write_report(
     ``annual-report-2023.zh.md``, ...) and replaced when written again. The targets
     shown are the stored checks of ``as_of``: a date never checked is checked first.
     """
+    data = _gather(engine, settings, period, as_of, out_dir, language)
+    return _write(engine, data, draw_here(chart_calls(data)), out_dir)
+
+
+def _gather(
+    engine: Engine,
+    settings: Settings,
+    period: Period,
+    as_of: date,
+    out_dir: Path,
+    language: str | None = None,
+) -> ReportData:
     out_dir.mkdir(parents=True, exist_ok=True)
     ensure_target_checks(engine, settings, [period], as_of)
     with snapshot(engine) as conn:  # one consistent state, also while a sync writes
-        data = gather_report(conn, settings, period, as_of, language)
+        return gather_report(conn, settings, period, as_of, language)
+
+
+def chart_calls(data: ReportData) -> list[ChartCall]:
+    """The charts a report shows, in order, as calls of :mod:`rulewatch.report.charts`."""
     lang = data.language
-    charts = [scorecard_chart(data.targets, lang)] if data.targets else []
+    calls: list[ChartCall] = []
     if data.targets:
-        charts.append(history_chart(data.history, data.targets, period.label, lang))
+        calls.append(("scorecard_chart", (data.targets, lang)))
+        calls.append(("history_chart", (data.history, data.targets, data.period.label, lang)))
     if not data.monthly.empty:
         if data.targets:
-            charts.append(monthly_targets_chart(data.monthly, data.targets, lang))
-        charts.append(monthly_counts_chart(data.monthly, lang))
+            calls.append(("monthly_targets_chart", (data.monthly, data.targets, lang)))
+        calls.append(("monthly_counts_chart", (data.monthly, lang)))
+    return calls
+
+
+def _write(engine: Engine, data: ReportData, charts: list[Chart], out_dir: Path) -> ReportFiles:
+    """The report's files, from its data and its charts."""
+    period = data.period
     drafts = {"zh": draft_zh(data), "en": draft_en(data)}
-    if lang == "en":
+    if data.language == "en":
         drafts = {"en": drafts["en"], "zh": drafts["zh"]}
     warehouse = redact(str(engine.url))
     html = out_dir / f"report-{period.label}.html"
@@ -86,19 +105,30 @@ def write_report(
     )
 
 
-def write_demo_reports(engine: Engine, settings: Settings, as_of: date) -> list[Path]:
+def write_demo_reports(
+    engine: Engine, settings: Settings, as_of: date, drawer: ChartProcess | None = None
+) -> list[Path]:
     """The demo's reports: last year's and this year's, with their history rebuilt.
 
     A fresh demo warehouse has one nightly run; the history charts need the
     figures and checks of every earlier day, which :func:`backfill_history`
     rebuilds from the current state (days that have them already are kept).
+    With ``drawer`` (a :class:`ChartProcess` started before, which imports
+    matplotlib meanwhile) last year's charts are drawn there while this process
+    draws and writes this year's: the same files, on two cores.
     """
     from rulewatch.report.tables import backfill_history, refresh_report_tables
 
     backfill_history(engine, settings, date(as_of.year - 1, 1, 1), as_of)
     refresh_report_tables(engine, settings, as_of, computed_by="demo")  # slipped since, from it
     folder = settings.output_dir / "reports"
-    return [
-        write_report(engine, settings, Period.parse(str(year)), as_of, folder).html
-        for year in (as_of.year - 1, as_of.year)
-    ]
+    last_year, this_year = (Period.parse(str(year)) for year in (as_of.year - 1, as_of.year))
+    if drawer is None:
+        return [
+            write_report(engine, settings, p, as_of, folder).html for p in (last_year, this_year)
+        ]
+    earlier = _gather(engine, settings, last_year, as_of, folder)
+    drawer.submit(chart_calls(earlier))
+    later = _gather(engine, settings, this_year, as_of, folder)
+    html = _write(engine, later, draw_here(chart_calls(later)), folder).html
+    return [_write(engine, earlier, drawer.collect(), folder).html, html]

@@ -179,3 +179,26 @@ def test_a_recorder_given_nothing_does_not_wait_for_the_import():
 
     recorder = Recorder()
     assert recorder.finish() == [] and recorder._process.poll() is not None
+
+
+def test_a_recorder_started_ahead_is_the_next_jobs_then_a_new_one():
+    from rulewatch.checks.gx_runner import Recorder, recorder_ahead
+
+    with recorder_ahead():
+        taken = Recorder.for_job()
+        try:
+            again = Recorder.for_job()
+            again.close()
+            assert again is not taken  # handed over once
+        finally:
+            taken.close()
+    assert taken._process.poll() is not None
+
+
+def test_a_recorder_started_ahead_that_no_job_took_is_stopped():
+    from rulewatch.checks import gx_runner
+
+    with gx_runner.recorder_ahead():
+        (waiting,) = gx_runner._ahead
+        assert waiting._process.poll() is None
+    assert waiting._process.poll() is not None and gx_runner._ahead == []
