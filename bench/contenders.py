@@ -225,10 +225,13 @@ def rulewatch_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
     times come from the task runs Prefect recorded. Imports are not timed.
     """
     os.environ["RULEWATCH_WAREHOUSE_URL"] = db_url
+    import gc
+
     from prefect.server.api.server import SubprocessASGIServer
 
     from rulewatch.flows.nightly import NightlyResult, nightly_sync
 
+    gc.freeze()  # as `rulewatch sync` does once the flow's modules are imported
     started = time.perf_counter()
     server = SubprocessASGIServer()
     server.start(timeout=STARTUP_TIMEOUT_S)
