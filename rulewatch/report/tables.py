@@ -26,12 +26,13 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.engine import Connection
 
+from rulewatch.checks.config import load_checks_config
 from rulewatch.checks.results import (
     TargetCheck,
     checked_days,
     latest_target_statuses,
 )
-from rulewatch.checks.targets import check_history, ensure_target_checks
+from rulewatch.checks.targets import check_history
 from rulewatch.common.metric_ids import METRICS
 from rulewatch.common.periods import Period
 from rulewatch.config.agencies import ALL_AGENCIES, load_agencies
@@ -253,10 +254,33 @@ def refresh_report_tables(
     result = ReportTablesRefresh(as_of=as_of)
     agency = settings.agency_id
     periods = list(periods if periods is not None else report_periods(as_of))
-    ensure_target_checks(engine, settings, periods, as_of, job_id=job_id)
+    # each period's figures once: the checks of a period with none stored (as
+    # ensure_target_checks) count from them too, instead of computing them again
+    # (check_history's history gives a day exactly what compute_metrics gives it)
+    with engine.connect() as conn:
+        figures = {
+            p.label: compute_metrics(conn, p, as_of, settings.targets, agency_id=agency)
+            for p in periods
+        }
+        unchecked = [
+            p
+            for p in periods
+            if not checked_days(conn, p.label, [as_of], job_id=job_id, agency_id=agency)
+        ]
+    checks = load_checks_config(settings) if unchecked else None
+    for period in unchecked:
+        check_history(
+            engine,
+            settings,
+            period,
+            [as_of],
+            job_id=job_id,
+            checks=checks,
+            metrics={as_of: figures[period.label]},
+        )
     for period in periods:
         with engine.begin() as conn:
-            metrics = compute_metrics(conn, period, as_of, settings.targets, agency_id=agency)
+            metrics = figures[period.label]
             result.metric_rows += store_metrics(
                 conn, period, metrics, computed_by=computed_by, job_id=job_id, agency_id=agency
             )
