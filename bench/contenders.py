@@ -225,10 +225,13 @@ def rulewatch_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
     times come from the task runs Prefect recorded. Imports are not timed.
     """
     os.environ["RULEWATCH_WAREHOUSE_URL"] = db_url
+    import gc
+
     from prefect.server.api.server import SubprocessASGIServer
 
     from rulewatch.flows.nightly import NightlyResult, nightly_sync
 
+    gc.freeze()  # as `rulewatch sync` does once the flow's modules are imported
     started = time.perf_counter()
     server = SubprocessASGIServer()
     server.start(timeout=STARTUP_TIMEOUT_S)
@@ -275,6 +278,42 @@ def sync_process_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
     if proc.returncode not in (0, 3):  # 3: a target slipped, the job itself ran
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"rulewatch sync exited {proc.returncode}")
+    return {"wall_s": wall, "rows": 0}
+
+
+def sync_served_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
+    """``rulewatch sync`` as an operator runs it while ``rulewatch serve`` is up: the
+    whole process, timed, against the Prefect server ``serve`` starts for the data
+    folder (``prefect server start``, its URL in ``<data>/prefect/api-url``), which is
+    started first and not timed, as it is up before the night on such a machine."""
+    import subprocess
+
+    from rulewatch.config.settings import load_settings
+    from rulewatch.flows.prefect_start import served_api_file
+    from rulewatch.flows.serve import start_local_server
+
+    child = {**os.environ, **env, "RULEWATCH_WAREHOUSE_URL": db_url}
+    child.pop("PREFECT_API_URL", None)
+    api_file = served_api_file(load_settings(child))
+    server = start_local_server(api_file.parent, timeout=STARTUP_TIMEOUT_S)
+    try:
+        api_file.write_text(server.api_url + "\n", encoding="utf-8")
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "rulewatch.cli.main", "sync", "--as-of", AS_OF.isoformat()],
+            env=child,
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - started
+    finally:
+        api_file.unlink(missing_ok=True)
+        server.stop()
+    if proc.returncode not in (0, 3):
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"rulewatch sync exited {proc.returncode}")
+    if "Starting temporary server" in proc.stderr:
+        raise SystemExit("rulewatch sync started a temporary server beside serve's")
     return {"wall_s": wall, "rows": 0}
 
 
@@ -479,6 +518,7 @@ def main() -> None:
             "rulewatch",
             "dlt",
             "sync-process",
+            "sync-served",
             "demo",
             "prefect-start",
         ],
@@ -502,6 +542,8 @@ def main() -> None:
         out = rulewatch_step(env, args.db)
     elif args.step == "sync-process":
         out = sync_process_step(env, args.db)
+    elif args.step == "sync-served":
+        out = sync_served_step(env, args.db)
     elif args.step == "demo":
         out = demo_step(args.work_dir)
     elif args.step == "prefect-start":

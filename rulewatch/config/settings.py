@@ -280,6 +280,8 @@ def validate_alert_urls(settings: Settings) -> None:
     The message names where the URL came from and its position, never the URL
     itself (it may hold a password or token).
     """
+    if not settings.alert_urls:
+        return  # nothing to check: no need to import Apprise (0.1 s of every sync)
     import logging
 
     import apprise

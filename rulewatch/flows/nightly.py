@@ -29,7 +29,12 @@ from rulewatch.alerts.digest import DigestRun, run_digest
 from rulewatch.alerts.health import announce_job_failure, health_pass
 from rulewatch.checks.gx_runner import Recorder, RecordError
 from rulewatch.checks.quality import QualityRun, run_quality_checks
-from rulewatch.checks.targets import TargetRun, nightly_periods, run_target_checks
+from rulewatch.checks.targets import (
+    TargetRun,
+    job_changed_nothing,
+    nightly_periods,
+    run_target_checks,
+)
 from rulewatch.common.periods import Period
 from rulewatch.common.text import server_text
 from rulewatch.common.workdays import calendar_of
@@ -411,7 +416,7 @@ def _night(
             # (Started during the sync, its import slowed the sync by more than it saved;
             # the demo starts it before the flow, while Prefect's first start leaves a core.)
             recorder = _RECORDERS[result.job_id] = Recorder.for_job()
-            ensure_calendar(engine, calendar_of(settings))  # the years the new data needs
+            calendar_after_sync(engine, settings, result.job_id)  # years the new data needs
             result.quality = step_task(quality_task, settings)(result.job_id, as_of, agency)
             result.metrics = step_task(metrics_task, settings)(str(as_of.year), as_of, agency)
             result.targets = step_task(target_checks_task, settings)(
@@ -641,6 +646,21 @@ def locked_warehouse(settings: Settings, job: str, wait_seconds: float) -> Itera
             yield engine
     finally:
         engine.dispose()
+
+
+def calendar_after_sync(engine: Engine, settings: Settings, job_id: str) -> bool:
+    """Bring the calendar table up to the years the rows job ``job_id`` wrote need
+    (:func:`ensure_calendar`); True if it was rewritten.
+
+    A job that wrote no core row of the agency (a quiet night) needs nothing new:
+    opening the warehouse under the job lock brought the table up to the data as it
+    was, and is. Reading the data's date extremes again cost 0.11 s at 1M records
+    on PostgreSQL.
+    """
+    with engine.connect() as conn:
+        if job_changed_nothing(conn, job_id, agency_id=settings.agency_id):
+            return False
+    return ensure_calendar(engine, calendar_of(settings))
 
 
 def today_in(settings: Settings) -> date:

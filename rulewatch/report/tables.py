@@ -21,17 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.engine import Connection
 
+from rulewatch.checks.config import load_checks_config
 from rulewatch.checks.results import (
     TargetCheck,
     checked_days,
     latest_target_statuses,
 )
-from rulewatch.checks.targets import check_history, ensure_target_checks, job_changed_nothing
+from rulewatch.checks.targets import check_history
 from rulewatch.common.metric_ids import METRICS
 from rulewatch.common.periods import Period
 from rulewatch.config.agencies import ALL_AGENCIES, load_agencies
@@ -44,7 +45,9 @@ from rulewatch.metrics.compute import (
     compute_metrics_history,
 )
 from rulewatch.warehouse.schema import (
+    CORE_TABLES,
     DEFAULT_AGENCY_ID,
+    check_run,
     now_utc,
     report_metric,
     report_offender,
@@ -251,10 +254,33 @@ def refresh_report_tables(
     result = ReportTablesRefresh(as_of=as_of)
     agency = settings.agency_id
     periods = list(periods if periods is not None else report_periods(as_of))
-    ensure_target_checks(engine, settings, periods, as_of, job_id=job_id)
+    # each period's figures once: the checks of a period with none stored (as
+    # ensure_target_checks) count from them too, instead of computing them again
+    # (check_history's history gives a day exactly what compute_metrics gives it)
+    with engine.connect() as conn:
+        figures = {
+            p.label: compute_metrics(conn, p, as_of, settings.targets, agency_id=agency)
+            for p in periods
+        }
+        unchecked = [
+            p
+            for p in periods
+            if not checked_days(conn, p.label, [as_of], job_id=job_id, agency_id=agency)
+        ]
+    checks = load_checks_config(settings) if unchecked else None
+    for period in unchecked:
+        check_history(
+            engine,
+            settings,
+            period,
+            [as_of],
+            job_id=job_id,
+            checks=checks,
+            metrics={as_of: figures[period.label]},
+        )
     for period in periods:
         with engine.begin() as conn:
-            metrics = compute_metrics(conn, period, as_of, settings.targets, agency_id=agency)
+            metrics = figures[period.label]
             result.metric_rows += store_metrics(
                 conn, period, metrics, computed_by=computed_by, job_id=job_id, agency_id=agency
             )
@@ -394,12 +420,12 @@ def report_tables_current(conn: Connection, settings: Settings, as_of: date, job
     (``settings.agency_id``) at ``as_of`` would write.
 
     So a quiet night recomputes nothing that is stored: true only when the newest
-    refresh (any but a backfill's) was at ``as_of``, no sync of another job started
-    since (one that crashed before its own refresh may have written rows), job
-    ``job_id`` changed no row (:func:`job_changed_nothing`), and the stored targets
-    and severities are the configured ones. The caller also rules out a recomputed
-    calendar. The statuses then keep the check they came from: the previous one,
-    of the same data, date and targets.
+    refresh (any but a backfill's) was at ``as_of``, no row changed since
+    (:func:`rows_changed_since`: by job ``job_id`` or by a sync of another job that
+    started since, one that crashed before its own refresh or a quiet night that kept
+    the tables), and the stored targets and severities are the configured ones. The
+    caller also rules out a recomputed calendar. The statuses then keep the check they
+    came from: the previous one, of the same data, date and targets.
     """
     agency = settings.agency_id
     newest = conn.execute(
@@ -410,16 +436,7 @@ def report_tables_current(conn: Connection, settings: Settings, as_of: date, job
     ).first()
     if newest is None or newest.as_of != as_of:
         return False
-    later_sync = conn.execute(
-        select(sync_run.c.sync_run_id)
-        .where(
-            sync_run.c.agency_id == agency,
-            sync_run.c.started_at > newest.computed_at,
-            sync_run.c.job_id != job_id,
-        )
-        .limit(1)
-    ).first()
-    if later_sync is not None or not job_changed_nothing(conn, job_id):
+    if rows_changed_since(conn, agency, newest.computed_at, job_id):
         return False
     year = str(as_of.year)
     stored_targets = dict(
@@ -443,3 +460,41 @@ def report_tables_current(conn: Connection, settings: Settings, as_of: date, job
     return {m: t.target for m, t in configured.items()} == stored_targets and all(
         severities.get(m, t.severity) == t.severity for m, t in configured.items()
     )
+
+
+def rows_changed_since(conn: Connection, agency_id: str, since: datetime, job_id: str) -> bool:
+    """Whether a core row of the agency changed after ``since`` or by job ``job_id``.
+
+    Every row a sync writes, updates or marks departed carries its sync run, so a
+    core row carrying a run of the agency that started after ``since`` (or one of
+    ``job_id``'s) is a change; data quality moves rows in or out of the figures
+    without a sync run, so a data-quality run since (or ``job_id``'s) that set rows
+    aside or released them is one too. A sync of another job that wrote nothing (a
+    quiet night that kept the report tables) is none: quiet nights in a row keep
+    them, where counting every later sync refreshed them every other night.
+    """
+    runs = (
+        select(sync_run.c.sync_run_id)
+        .where(
+            sync_run.c.agency_id == agency_id,
+            (sync_run.c.started_at > since) | (sync_run.c.job_id == job_id),
+        )
+        .scalar_subquery()
+    )
+    for table in CORE_TABLES.values():
+        hit = conn.execute(
+            select(table.c.sync_run_id).where(table.c.sync_run_id.in_(runs)).limit(1)
+        ).first()
+        if hit is not None:
+            return True
+    moved = conn.execute(
+        select(check_run.c.check_run_id)
+        .where(
+            check_run.c.agency_id == agency_id,
+            check_run.c.kind == "data_quality",
+            (check_run.c.started_at > since) | (check_run.c.job_id == job_id),
+            (check_run.c.set_aside > 0) | (check_run.c.released > 0),
+        )
+        .limit(1)
+    ).first()
+    return moved is not None

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 import pytest
 from city_support import PII_KEY, CityData, city_data, city_warehouse
 from pgschema import fresh_schema_url
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from rulewatch.checks.results import Offender, TargetCheck, store_target_runs
 from rulewatch.common.periods import Period
@@ -37,9 +37,12 @@ from rulewatch.warehouse.schema import (
     check_offender,
     check_result,
     check_run,
+    now_utc,
+    permit_application,
     report_metric,
     report_offender,
     report_target_status,
+    sync_run,
     warehouse_meta,
 )
 
@@ -157,6 +160,36 @@ def test_each_agency_refreshes_its_own_rows_and_the_city_step_the_rollup(city) -
     with engine.connect() as conn:
         assert not report_tables_current(conn, agencies[0], DEMO_TODAY, "quiet")
         assert report_tables_current(conn, agencies[2], DEMO_TODAY, "quiet")
+    # A row an agency's job wrote is that agency's change (its runs are its own).
+    writer = agencies[2].agency_id
+    with engine.connect() as conn, conn.begin() as tx:
+        conn.execute(
+            insert(sync_run).values(
+                sync_run_id="writer-run",
+                job_id="quiet",
+                agency_id=writer,
+                source="permits",
+                is_full_refresh=False,
+                started_at=now_utc() - timedelta(days=1),
+                status="succeeded",
+            )
+        )
+        key = conn.execute(
+            select(permit_application.c.application_id)
+            .where(permit_application.c.agency_id == writer)
+            .limit(1)
+        ).scalar_one()
+        conn.execute(
+            update(permit_application)
+            .where(
+                permit_application.c.agency_id == writer,
+                permit_application.c.application_id == key,
+            )
+            .values(sync_run_id="writer-run")
+        )
+        assert not report_tables_current(conn, agencies[2], DEMO_TODAY, "quiet")
+        assert report_tables_current(conn, agencies[1], DEMO_TODAY, "quiet")
+        tx.rollback()
 
 
 def test_the_rollup_history_is_backfilled_once(city) -> None:  # noqa: ANN001
