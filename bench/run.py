@@ -20,7 +20,8 @@ Per scale and database:
 3. nothing changed: the nightly flow again, the whole ``rulewatch sync`` process
    twice (with a temporary Prefect server, its start-up included, as info; then
    with the server ``rulewatch serve`` runs already up, target 3's ratio) and dlt
-   again.
+   again, in this process and as a whole process of its own (interpreter and
+   imports included, like ``rulewatch sync``: info).
 
 ``--extras`` adds what no target needs: the fetch without keep-alive, and 1% of
 the records re-versioned followed by both incremental loads. dlt is an optional
@@ -392,6 +393,15 @@ def bench_scale(
                     db=urls[db]["dlt"],
                     work_dir=work / f"dlt-{db}",
                 )
+                step(
+                    db,
+                    "dlt (process)",
+                    "no change",
+                    "dlt-process",
+                    f"{db}-dlt-process-none",
+                    db=urls[db]["dlt"],
+                    work_dir=work / f"dlt-{db}",
+                )
         if with_dlt and not run_dlt:
             console.print(f"[yellow]dlt skipped at scale {scale:,} (--dlt-max-scale {dlt_max:,})")
     finally:
@@ -454,6 +464,7 @@ def ratios(rows: list[dict], scales: list[int], dbs: list[str]) -> list[dict[str
             )
             served = get("rulewatch sync (process, serve's server up)", "no change")
             dlt_none = get("dlt", "no change")
+            dlt_process = get("dlt (process)", "no change")
             if full:
                 phases = full["phases"]
                 el = phases["extract_load_s"]
@@ -549,6 +560,18 @@ def ratios(rows: list[dict], scales: list[int], dbs: list[str]) -> list[dict[str
                 )
             elif served:  # no dlt in this run: the seconds alone
                 add("info", scale, db, SERVED_SECONDS, served["wall_s"], "apart", None, "s")
+            if served and dlt_process:  # like for like: both whole processes
+                v = served["wall_s"] / dlt_process["wall_s"]
+                add(
+                    "info",
+                    scale,
+                    db,
+                    "no-change `rulewatch sync` process, serve's server up / dlt's whole "
+                    "process (interpreter and imports included)",
+                    v,
+                    "apart",
+                    None,
+                )
             if process and dlt_none:
                 v = process["wall_s"] / dlt_none["wall_s"]
                 add(
