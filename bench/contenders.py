@@ -261,12 +261,11 @@ def rulewatch_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
     }
 
 
-def sync_process_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
-    """``rulewatch sync`` as an operator runs it: the whole process, Prefect included
-    (data folder, Prefect home and PII key: the ones ``bench/run.py`` gives every step)."""
+def _timed_sync(child: dict[str, str]) -> tuple[float, str]:
+    """One ``rulewatch sync`` process with environment ``child``: its wall seconds
+    and standard error; exits when the job itself did not run (3, a target slipped, did)."""
     import subprocess
 
-    child = {**os.environ, **env, "RULEWATCH_WAREHOUSE_URL": db_url}
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "rulewatch.cli.main", "sync", "--as-of", AS_OF.isoformat()],
@@ -275,9 +274,16 @@ def sync_process_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
         text=True,
     )
     wall = time.perf_counter() - started
-    if proc.returncode not in (0, 3):  # 3: a target slipped, the job itself ran
+    if proc.returncode not in (0, 3):
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"rulewatch sync exited {proc.returncode}")
+    return wall, proc.stderr
+
+
+def sync_process_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
+    """``rulewatch sync`` as an operator runs it: the whole process, Prefect included
+    (data folder, Prefect home and PII key: the ones ``bench/run.py`` gives every step)."""
+    wall, _ = _timed_sync({**os.environ, **env, "RULEWATCH_WAREHOUSE_URL": db_url})
     return {"wall_s": wall, "rows": 0}
 
 
@@ -286,8 +292,6 @@ def sync_served_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
     whole process, timed, against the Prefect server ``serve`` starts for the data
     folder (``prefect server start``, its URL in ``<data>/prefect/api-url``), which is
     started first and not timed, as it is up before the night on such a machine."""
-    import subprocess
-
     from rulewatch.config.settings import load_settings
     from rulewatch.flows.prefect_start import served_api_file
     from rulewatch.flows.serve import start_local_server
@@ -298,21 +302,11 @@ def sync_served_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
     server = start_local_server(api_file.parent, timeout=STARTUP_TIMEOUT_S)
     try:
         api_file.write_text(server.api_url + "\n", encoding="utf-8")
-        started = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "rulewatch.cli.main", "sync", "--as-of", AS_OF.isoformat()],
-            env=child,
-            capture_output=True,
-            text=True,
-        )
-        wall = time.perf_counter() - started
+        wall, stderr = _timed_sync(child)
     finally:
         api_file.unlink(missing_ok=True)
         server.stop()
-    if proc.returncode not in (0, 3):
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"rulewatch sync exited {proc.returncode}")
-    if "Starting temporary server" in proc.stderr:
+    if "Starting temporary server" in stderr:
         raise SystemExit("rulewatch sync started a temporary server beside serve's")
     return {"wall_s": wall, "rows": 0}
 
