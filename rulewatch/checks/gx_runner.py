@@ -417,9 +417,20 @@ class Recorder:
     writes its results and Data Docs; :meth:`finish` waits for every record and
     raises :class:`RecordError` if one failed. The process writes nothing to the
     terminal.
+
+    With ``start=False`` the process starts only with the first :meth:`record`: a
+    night that wrote nothing seldom has a run to record, and a process started for
+    nothing would import GX (seconds of CPU) to be stopped unused.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, start: bool = True) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._sent = 0
+        self._outcomes: list[RunOutcome] | None = None
+        if start:
+            self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
         package_root = str(Path(__file__).resolve().parents[2])
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, path]))}
@@ -430,17 +441,23 @@ class Recorder:
             stderr=subprocess.DEVNULL,
             env=env,
         )
-        self._sent = 0
-        self._outcomes: list[RunOutcome] | None = None
+        return self._process
+
+    @property
+    def started(self) -> bool:
+        """Whether the GX process was started (it may have ended since)."""
+        return self._process is not None
 
     def record(self, validations: list[Validation], **options: Any) -> None:
         """Queue one checkpoint run's record (``record_validations``' keyword options)."""
         if not validations:
             return
-        assert self._process.stdin is not None and self._outcomes is None
+        assert self._outcomes is None
+        process = self._process or self._start()
+        assert process.stdin is not None
         try:
-            pickle.dump((validations, options), self._process.stdin)
-            self._process.stdin.flush()
+            pickle.dump((validations, options), process.stdin)
+            process.stdin.flush()
         except BrokenPipeError:
             self.finish()  # raises with the process' own reason
             raise RecordError("the Great Expectations process stopped") from None
@@ -450,18 +467,19 @@ class Recorder:
         """Wait for every queued record (and Data Docs); what each cost, in order."""
         if self._outcomes is not None:
             return self._outcomes
-        if not self._sent:  # nothing to record: no need to wait for the import
+        process = self._process
+        if not self._sent or process is None:  # nothing to record: no wait for the import
             self.close()
             self._outcomes = []
             return self._outcomes
-        assert self._process.stdin is not None and self._process.stdout is not None
+        assert process.stdin is not None and process.stdout is not None
         with contextlib.suppress(BrokenPipeError):
-            self._process.stdin.close()
+            process.stdin.close()
         replies: list[Any] = []
         with contextlib.suppress(EOFError):
             while True:
-                replies.append(pickle.load(self._process.stdout))
-        code = self._process.wait()
+                replies.append(pickle.load(process.stdout))
+        code = process.wait()
         errors = [r for r in replies if isinstance(r, str)]
         if errors or code != 0 or len(replies) != self._sent:
             reason = errors[0] if errors else f"its process ended with code {code}"
@@ -471,21 +489,25 @@ class Recorder:
 
     def close(self) -> None:
         """Stop the process if it still runs (a job that ends early records nothing more)."""
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-        for pipe in (self._process.stdin, self._process.stdout):
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pipe in (process.stdin, process.stdout):
             if pipe is not None:
                 with contextlib.suppress(BrokenPipeError):
                     pipe.close()
 
     @classmethod
-    def for_job(cls) -> Recorder:
+    def for_job(cls, *, start: bool = True) -> Recorder:
         """The recorder started ahead for this process' next job (:func:`recorder_ahead`),
-        handed over once; else a new one."""
+        handed over once; else a new one (its process started now, or with its first
+        record when ``start`` is false)."""
         with _ahead_lock:
             ahead = _ahead.pop() if _ahead else None
-        return cls() if ahead is None else ahead
+        return cls(start=start) if ahead is None else ahead
 
 
 _ahead: list[Recorder] = []  # at most one: the recorder started for the next job

@@ -415,7 +415,10 @@ def _night(
             # their results and Data Docs while the job goes on; the job waits for it last.
             # (Started during the sync, its import slowed the sync by more than it saved;
             # the demo starts it before the flow, while Prefect's first start leaves a core.)
-            recorder = _RECORDERS[result.job_id] = Recorder.for_job()
+            # A night that wrote nothing starts it only if a check has a run to record.
+            with engine.connect() as conn:
+                wrote = not job_changed_nothing(conn, result.job_id, agency_id=settings.agency_id)
+            recorder = _RECORDERS[result.job_id] = Recorder.for_job(start=wrote)
             calendar_after_sync(engine, settings, result.job_id)  # years the new data needs
             result.quality = step_task(quality_task, settings)(result.job_id, as_of, agency)
             result.metrics = step_task(metrics_task, settings)(str(as_of.year), as_of, agency)

@@ -202,3 +202,34 @@ def test_a_recorder_started_ahead_that_no_job_took_is_stopped():
         (waiting,) = gx_runner._ahead
         assert waiting._process.poll() is None
     assert waiting._process.poll() is not None and gx_runner._ahead == []
+
+
+def test_a_lazy_recorder_given_nothing_never_starts_gx():
+    from rulewatch.checks.gx_runner import Recorder
+
+    recorder = Recorder.for_job(start=False)
+    assert not recorder.started
+    assert recorder.finish() == [] and not recorder.started
+    recorder.close()  # nothing to stop
+
+
+def test_a_lazy_recorder_starts_gx_with_its_first_record(tmp_path):  # noqa: ANN001
+    from rulewatch.checks.gx_runner import Recorder
+
+    o = map_outcome(IN_SET, "targets.p", element_count=1, unexpected_count=0, missing_count=0)
+    recorder = Recorder(start=False)
+    try:
+        recorder.record([], checkpoint="targets")  # an empty run records nothing
+        assert not recorder.started
+        recorder.record(
+            [Validation("targets.p", "SELECT 1", (IN_SET,), (o,))],
+            checkpoint="targets",
+            run_name="run-3",
+            data_docs_dir=tmp_path / "docs",
+            validations_dir=tmp_path / "gx",
+        )
+        assert recorder.started
+        (done,) = recorder.finish()
+    finally:
+        recorder.close()
+    assert done.data_docs == tmp_path / "docs" / "index.html" and done.data_docs.exists()
