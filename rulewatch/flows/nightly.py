@@ -59,7 +59,13 @@ from rulewatch.report.tables import (
     refresh_rollup_metrics,
     report_tables_current,
 )
-from rulewatch.warehouse.db import WarehouseError, ensure_calendar, make_engine, open_warehouse
+from rulewatch.warehouse.db import (
+    WarehouseError,
+    ensure_calendar,
+    make_engine,
+    open_warehouse,
+    refresh_statistics,
+)
 from rulewatch.warehouse.lock import job_lock, migrate_if_behind
 from rulewatch.warehouse.runs import heal_runs
 from rulewatch.warehouse.sync import MAX_ERROR_TEXT, ProgressCallback, SourceSyncResult, sync_source
@@ -419,6 +425,8 @@ def _night(
             with engine.connect() as conn:
                 wrote = not job_changed_nothing(conn, result.job_id, agency_id=settings.agency_id)
             recorder = _RECORDERS[result.job_id] = Recorder.for_job(start=wrote)
+            if wrote:
+                refresh_statistics(engine)  # SQLite's planner, for the checks and reports
             calendar_after_sync(engine, settings, result.job_id)  # years the new data needs
             result.quality = step_task(quality_task, settings)(result.job_id, as_of, agency)
             result.metrics = step_task(metrics_task, settings)(str(as_of.year), as_of, agency)
