@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from checks_support import (
@@ -93,6 +94,17 @@ def _received(engine: Engine, settings: Settings) -> int:
     return {m.metric: m for m in metrics}["permits.received"].value
 
 
+def _decided_rule_warns(config: Path) -> None:
+    """The operator makes the decided-after-received expectation a warning again."""
+    path = config / "checks.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "later: decided_on\n      severity: critical",
+            "later: decided_on\n      severity: warning",
+        )
+    )
+
+
 def _failed(run: QualityRun) -> dict[str, tuple[str, list[str]]]:
     return {r.expectation: (r.severity, [o.natural_key for o in r.offenders]) for r in run.failed}
 
@@ -165,14 +177,7 @@ def test_a_critical_expectation_sets_failing_rows_aside(backend: str, tmp_path):
         assert _received(engine, base) == 3  # A2 counts nowhere now; A0 was not checked
 
         # the operator makes it a warning again: the next sync releases A2
-        (config / "checks.yaml").write_text(
-            (config / "checks.yaml")
-            .read_text()
-            .replace(
-                "later: decided_on\n      severity: critical",
-                "later: decided_on\n      severity: warning",
-            )
-        )
+        _decided_rule_warns(config)
         settings = make_settings(base.warehouse_url, tmp_path, config)
         again = run_quality_checks(engine, settings, sync_run_ids=["run-2"], as_of=AS_OF)
         assert (again.released, again.set_aside) == (1, 0)
@@ -219,14 +224,7 @@ def test_each_agency_sets_aside_and_releases_its_own_rows(backend: str, tmp_path
         assert quarantined()["default"] == {"application_id": "A2"}  # its own payload
 
         # the rule becomes a warning: each agency's next run releases its own row only
-        (config / "checks.yaml").write_text(
-            (config / "checks.yaml")
-            .read_text()
-            .replace(
-                "later: decided_on\n      severity: critical",
-                "later: decided_on\n      severity: warning",
-            )
-        )
+        _decided_rule_warns(config)
         settings = make_settings(base.warehouse_url, tmp_path, config)
         other = replace(settings, agency_id="other")
         assert run_quality_checks(engine, other, sync_run_ids=["run-2"]).released == 1
@@ -337,14 +335,7 @@ def test_a_sync_that_wrote_nothing_skips_gx_unless_the_suite_changed(tmp_path, m
         idle = run_quality_checks(engine, settings, sync_run_ids=["run-2"], as_of=AS_OF)
         assert validated == [[]] and idle.rows_checked == 0 and idle.released == 0
         # the suite changes: the held row is checked again (and released)
-        (config / "checks.yaml").write_text(
-            (config / "checks.yaml")
-            .read_text()
-            .replace(
-                "later: decided_on\n      severity: critical",
-                "later: decided_on\n      severity: warning",
-            )
-        )
+        _decided_rule_warns(config)
         settings = make_settings(base.warehouse_url, tmp_path, config)
         again = run_quality_checks(engine, settings, sync_run_ids=["run-2"], as_of=AS_OF)
         assert validated[-1] == ["quality.permits.applications"] and again.released == 1
