@@ -41,6 +41,7 @@ from rulewatch.common.workdays import calendar_of
 from rulewatch.config.agencies import ALL_AGENCIES, load_agencies, settings_for
 from rulewatch.config.settings import SOURCE_NAMES, ConfigError, Settings, load_settings
 from rulewatch.extract.engine import SourceError
+from rulewatch.flows.engine import quicken_prefect
 from rulewatch.flows.limits import (
     WAREHOUSE_LIMIT,
     slots,
@@ -69,6 +70,8 @@ from rulewatch.warehouse.db import (
 from rulewatch.warehouse.lock import job_lock, migrate_if_behind
 from rulewatch.warehouse.runs import heal_runs
 from rulewatch.warehouse.sync import MAX_ERROR_TEXT, ProgressCallback, SourceSyncResult, sync_source
+
+quicken_prefect()  # no wait for the heartbeat thread, no FastAPI import for parameters
 
 #: Set by the CLI to show live progress; tasks run in threads of this process.
 _PROGRESS_SINK: list[ProgressCallback | None] = [None]
