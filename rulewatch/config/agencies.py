@@ -31,6 +31,7 @@ from rulewatch.config.settings import (
     Settings,
     SourceEndpoint,
     TargetOptions,
+    safe_load_yaml,
     split_urls,
 )
 from rulewatch.config.source_systems import SOURCE_SYSTEMS
@@ -227,7 +228,7 @@ def load_agencies(settings: Settings) -> Agencies:
     if not path.exists():
         return default_agencies(settings)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_agencies(raw, settings, path)

@@ -215,9 +215,21 @@ class Settings:
         return path.read_text(encoding="utf-8").strip().encode("utf-8"), str(path)
 
 
+#: PyYAML's safe loader on libyaml's C parser where PyYAML was built with it: the same
+#: constructors (the same values, the same errors for a bad date), parsing about 8x
+#: faster. Every step of a night reads the config folder again (about 10 ms of Python
+#: parsing for the settings and checks.yaml, per step).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def safe_load_yaml(text: str) -> object:
+    """``yaml.safe_load`` of ``text``, on the C parser when PyYAML has it."""
+    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
+
+
 def _read_yaml(path: Path, model: type[BaseModel]) -> BaseModel:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = safe_load_yaml(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:

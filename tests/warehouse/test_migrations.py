@@ -16,7 +16,13 @@ from rulewatch.config.settings import load_settings
 from rulewatch.demo.data import DEMO_TODAY
 from rulewatch.demo.servers import start_demo_sources
 from rulewatch.report.tables import refresh_report_tables
-from rulewatch.warehouse.db import _alembic_config, migrate, open_warehouse, schema_state
+from rulewatch.warehouse.db import (
+    SCHEMA_HEAD,
+    _alembic_config,
+    migrate,
+    open_warehouse,
+    schema_state,
+)
 from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID, metadata, sync_state
 from rulewatch.warehouse.sync import sync_source
 
@@ -106,5 +112,26 @@ def test_a_downgrade_with_two_agencies_stops_and_changes_nothing(pg_url):
             assert schema_state(conn)[0] == "current"
         assert _rows(engine) == before
         assert _agencies(engine) == {DEFAULT_AGENCY_ID, "science-tech"}
+    finally:
+        engine.dispose()
+
+
+def test_the_known_head_is_alembics_newest_revision():
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(_alembic_config()).get_current_head() == SCHEMA_HEAD
+
+
+def test_a_revision_this_rulewatch_does_not_know_is_newer(warehouse_url):
+    engine = open_warehouse(warehouse_url, calendar_of(load_settings()))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+        with engine.connect() as conn:
+            assert schema_state(conn) == ("newer", "0999", SCHEMA_HEAD)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0008'"))
+        with engine.connect() as conn:
+            assert schema_state(conn) == ("behind", "0008", SCHEMA_HEAD)
     finally:
         engine.dispose()
