@@ -86,6 +86,7 @@ from rulewatch.metrics.compute import (
     rate_population,
     rate_population_history,
 )
+from rulewatch.warehouse.runs import rows_carry_runs
 from rulewatch.warehouse.schema import (
     CORE_TABLES,
     DEFAULT_AGENCY_ID,
@@ -325,12 +326,8 @@ def job_changed_nothing(
         .where(sync_run.c.agency_id == agency_id, sync_run.c.job_id == job_id)
         .scalar_subquery()
     )
-    for table in CORE_TABLES.values():
-        hit = conn.execute(
-            select(table.c.sync_run_id).where(table.c.sync_run_id.in_(runs)).limit(1)
-        )
-        if hit.first() is not None:
-            return False
+    if rows_carry_runs(conn, runs):
+        return False
     moved = conn.execute(
         select(check_run.c.check_run_id)
         .where(

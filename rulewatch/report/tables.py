@@ -44,8 +44,8 @@ from rulewatch.metrics.compute import (
     compute_metrics,
     compute_metrics_history,
 )
+from rulewatch.warehouse.runs import rows_carry_runs
 from rulewatch.warehouse.schema import (
-    CORE_TABLES,
     DEFAULT_AGENCY_ID,
     check_run,
     now_utc,
@@ -481,12 +481,8 @@ def rows_changed_since(conn: Connection, agency_id: str, since: datetime, job_id
         )
         .scalar_subquery()
     )
-    for table in CORE_TABLES.values():
-        hit = conn.execute(
-            select(table.c.sync_run_id).where(table.c.sync_run_id.in_(runs)).limit(1)
-        ).first()
-        if hit is not None:
-            return True
+    if rows_carry_runs(conn, runs):
+        return True
     moved = conn.execute(
         select(check_run.c.check_run_id)
         .where(

@@ -205,6 +205,7 @@ inspection = Table(
     Column("published_on", Date),
     *_current_state_columns(),
     Index(None, "inspected_on"),
+    Index(None, "published_on"),  # the calendar's date extremes (revision 0010)
 )
 
 # One row per officer_id ever on the roster; those who left are is_active = false.
@@ -248,6 +249,7 @@ document = Table(
     Column("deleted_at", DateTime),
     *_current_state_columns(),
     Index(None, "issued_on"),
+    Index(None, "filing_deadline_on"),  # the early warnings (revision 0010)
 )
 
 # One row per day of the years the data needs: the working-day calendar, with a running

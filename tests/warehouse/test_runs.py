@@ -20,8 +20,8 @@ from sqlalchemy import Insert, insert, select
 from rulewatch.common.workdays import calendar_of
 from rulewatch.config.settings import load_settings
 from rulewatch.warehouse.db import make_engine, open_warehouse
-from rulewatch.warehouse.runs import ABANDONED_REASON, heal_runs, snapshot
-from rulewatch.warehouse.schema import check_run, sync_run
+from rulewatch.warehouse.runs import ABANDONED_REASON, heal_runs, rows_carry_runs, snapshot
+from rulewatch.warehouse.schema import check_run, officer, sync_run
 
 CHILD = """
 import sys, time, uuid
@@ -135,3 +135,37 @@ def test_revision_0006_matches_the_schema(engine):
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     touched = ("sync_run", "check_run", "alert_delivery")
     assert [d for d in diff if any(t in repr(d) for t in touched)] == []
+
+
+def test_rows_carrying_a_run_are_found_through_the_index(engine):
+    now = datetime(2024, 5, 20, 3, 0)
+    with engine.begin() as conn:
+        for run_id in ("wrote", "quiet"):
+            conn.execute(
+                insert(sync_run).values(
+                    sync_run_id=run_id,
+                    job_id=run_id,
+                    source="enforcement",
+                    is_full_refresh=False,
+                    started_at=now,
+                    status="succeeded",
+                )
+            )
+        conn.execute(
+            insert(officer).values(
+                officer_id="O-1",
+                first_seen_at=now,
+                changed_at=now,
+                record_hash="h",
+                sync_run_id="wrote",
+            )
+        )
+
+    def runs_of(job: str):  # noqa: ANN202 - a scalar subquery
+        return select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job).scalar_subquery()
+
+    with engine.connect() as conn:
+        assert rows_carry_runs(conn, runs_of("wrote"))
+        assert not rows_carry_runs(conn, runs_of("quiet"))
+        if conn.dialect.name == "postgresql":  # the planner's setting is back for what follows
+            assert conn.exec_driver_sql("SHOW enable_seqscan").scalar() == "on"
