@@ -64,7 +64,7 @@ from rulewatch.warehouse.db import (
     WarehouseError,
     ensure_calendar,
     make_engine,
-    open_warehouse,
+    migrate,
     refresh_statistics,
 )
 from rulewatch.warehouse.lock import job_lock, migrate_if_behind
@@ -661,9 +661,7 @@ def locked_warehouse(settings: Settings, job: str, wait_seconds: float) -> Itera
         calendar = calendar_of(settings)
         migrate_if_behind(engine, job, calendar, wait_seconds=wait_seconds)
         with job_lock(engine, job, wait_seconds=wait_seconds, agency_id=settings.agency_id):
-            timeouts = settings.schedule.timeouts
-            # current by now: this brings the calendar table up to date only
-            open_warehouse(settings.warehouse_url, calendar, timeouts).dispose()
+            migrate(engine, calendar)  # current by now: the calendar table brought up to date
             yield engine
     finally:
         engine.dispose()
