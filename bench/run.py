@@ -60,6 +60,8 @@ SYSTEM_URL_VARS = {
     "docreview": "RULEWATCH_DOCREVIEW_URL",
 }
 #: "A few seconds" for the report-table refresh and the alerts together (issue 15, target 2).
+#: The scale at which issue 15 sets the checks' share of extract+load (target 2).
+CHECKS_SHARE_SCALE = 1_000_000
 TABLES_AND_ALERTS_MAX_S = 3.0
 #: Target 3's process ratio: the server ``rulewatch serve`` runs (or PREFECT_API_URL) is up,
 #: as on a machine that runs the nights on their schedule; a temporary server is info.
@@ -490,19 +492,28 @@ def ratios(rows: list[dict], scales: list[int], dbs: list[str]) -> list[dict[str
                         "<= 1.0",
                         v <= 1.0,
                     )
-                v = (
-                    phases.get("quality_s", 0)
-                    + phases.get("targets_s", 0)
-                    + phases.get("gx_record_wait_s", 0)
-                ) / el
+                checks = phases.get("quality_s", 0) + phases.get("targets_s", 0)
+                v = (checks + phases.get("gx_record_wait_s", 0)) / el
+                # the issue sets this share at 1M; below, GX's fixed cost (its import and
+                # Data Docs, seconds whatever the rows) weighs on a short load: shown apart
+                at_scale = scale >= CHECKS_SHARE_SCALE
                 add(
                     "2",
                     scale,
                     db,
-                    "quality + target checks / extract+load",
+                    "quality + target checks (+ the wait for GX's record) / extract+load",
                     v,
-                    "<= 0.10",
-                    v <= 0.10,
+                    f"<= 0.10 at {CHECKS_SHARE_SCALE:,}",
+                    v <= 0.10 if at_scale else None,
+                )
+                add(
+                    "info",
+                    scale,
+                    db,
+                    "quality + target checks alone (no GX wait) / extract+load",
+                    checks / el,
+                    "",
+                    None,
                 )
                 v = phases.get("report_tables_s", 0) + phases.get("alerts_s", 0)
                 add(
