@@ -321,10 +321,8 @@ def job_changed_nothing(
 ) -> bool:
     """No core row carries one of the job's sync runs of the agency, and its data quality
     moved no row of it."""
-    runs = (
-        select(sync_run.c.sync_run_id)
-        .where(sync_run.c.agency_id == agency_id, sync_run.c.job_id == job_id)
-        .scalar_subquery()
+    runs = select(sync_run.c.sync_run_id).where(
+        sync_run.c.agency_id == agency_id, sync_run.c.job_id == job_id
     )
     if rows_carry_runs(conn, runs):
         return False

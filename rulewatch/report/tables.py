@@ -473,13 +473,9 @@ def rows_changed_since(conn: Connection, agency_id: str, since: datetime, job_id
     quiet night that kept the report tables) is none: quiet nights in a row keep
     them, where counting every later sync refreshed them every other night.
     """
-    runs = (
-        select(sync_run.c.sync_run_id)
-        .where(
-            sync_run.c.agency_id == agency_id,
-            (sync_run.c.started_at > since) | (sync_run.c.job_id == job_id),
-        )
-        .scalar_subquery()
+    runs = select(sync_run.c.sync_run_id).where(
+        sync_run.c.agency_id == agency_id,
+        (sync_run.c.started_at > since) | (sync_run.c.job_id == job_id),
     )
     if rows_carry_runs(conn, runs):
         return True

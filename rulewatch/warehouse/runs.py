@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, ScalarSelect, create_engine, select, text, update
+from sqlalchemy import Engine, Select, create_engine, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
@@ -213,28 +213,33 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
             conn.exec_driver_sql("ROLLBACK")
 
 
-def rows_carry_runs(conn: Connection, runs: ScalarSelect[str]) -> bool:
+def rows_carry_runs(conn: Connection, runs: Select[tuple[str]]) -> bool:
     """Whether a core row carries one of the sync runs ``runs`` selects (a handful of ids).
 
-    Each core table has an index on its ``sync_run_id``, and each probe stops at the
-    first row. On PostgreSQL the probes run with sequential scans turned off: with no
-    statistics on the small ``sync_run`` table (autovacuum analyses a table after 50
-    changed rows, when it runs at all), the planner expects a match in every few
-    hundred rows and, under ``LIMIT 1``, reads the whole table once per run instead of
-    the index. At a million records, after a dozen quiet nights, that took 3-5 s per
-    table; through the index it takes milliseconds whatever the statistics say.
+    The run ids are read first, then each core table is probed for each id through
+    its index on ``sync_run_id``, stopping at the first row. Asked in one statement
+    (``sync_run_id IN (SELECT ...)``), PostgreSQL's plan depends on its statistics,
+    and both ways went wrong: with none on the small ``sync_run`` table it expected a
+    match every few hundred rows and read a whole table per run under ``LIMIT 1``
+    (after a dozen quiet nights at a million records, 3-5 s per table); with them it
+    expected half the table to match and read the whole index (60-270 ms per table).
+    An equality on one id is an index lookup either way (sequential scans turned off
+    for the probes, so a run known to have written many rows is no exception).
     """
+    run_ids = conn.execute(runs).scalars().all()
+    if not run_ids:
+        return False
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         conn.exec_driver_sql("SET enable_seqscan = off")
-    found = False
-    for table in CORE_TABLES.values():
-        hit = conn.execute(
-            select(table.c.sync_run_id).where(table.c.sync_run_id.in_(runs)).limit(1)
-        )
-        if hit.first() is not None:
-            found = True
-            break
+    found = any(
+        conn.execute(
+            select(table.c.sync_run_id).where(table.c.sync_run_id == run_id).limit(1)
+        ).first()
+        is not None
+        for table in CORE_TABLES.values()
+        for run_id in run_ids
+    )
     if postgres:  # not on an error: its rollback undoes the SET with the transaction
         conn.exec_driver_sql("RESET enable_seqscan")
     return found

@@ -161,8 +161,8 @@ def test_rows_carrying_a_run_are_found_through_the_index(engine):
             )
         )
 
-    def runs_of(job: str):  # noqa: ANN202 - a scalar subquery
-        return select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job).scalar_subquery()
+    def runs_of(job: str):  # noqa: ANN202 - a select of run ids
+        return select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job)
 
     with engine.connect() as conn:
         assert rows_carry_runs(conn, runs_of("wrote"))
