@@ -23,17 +23,21 @@ IN_SET = Expect(
 
 
 def test_prune_removes_old_results_and_empty_folders(tmp_path):  # noqa: ANN001
-    old = tmp_path / "targets" / "run-1" / "old.json"
+    old = tmp_path / "targets" / "run-1" / "20240101T000000Z" / "old.json"
     new = tmp_path / "targets" / "run-2" / "new.json"
     marker = tmp_path / ".ge_store_backend_id"
-    for path in (old, new, marker):
+    hidden = tmp_path / "quality" / "run-1" / ".keep"
+    for path in (old, new, marker, hidden):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}")
+    (tmp_path / "quality" / "empty").mkdir()
     long_ago = time.time() - 100 * 86400
-    os.utime(old, (long_ago, long_ago))
-    os.utime(marker, (long_ago, long_ago))
+    for path in (old, marker, hidden):
+        os.utime(path, (long_ago, long_ago))
     assert prune(tmp_path, time.time() - 90 * 86400) == 1
-    assert not old.parent.exists() and new.exists() and marker.exists()
+    assert not (tmp_path / "targets" / "run-1").exists() and new.exists() and marker.exists()
+    assert hidden.exists() and not (tmp_path / "quality" / "empty").exists()
+    assert prune(tmp_path / "missing", time.time()) == 0
 
 
 def test_a_map_outcome_ignores_nulls_and_honours_mostly():
