@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import io
 import logging
 import os
 import pickle
@@ -32,7 +33,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -105,7 +106,7 @@ class RunOutcome:
 
     setup_seconds: float = 0.0  # importing GX and making the context
     store_seconds: float = 0.0  # building and storing the validation results
-    docs_seconds: float = 0.0
+    docs_seconds: float = 0.0  # a build shared by runs recorded together: on the last one
     data_docs: Path | None = None
 
     @property
@@ -303,10 +304,44 @@ def record_validations(
     Validation results (and their pages) older than ``keep_days`` are removed
     first, so the nightly run does not slow down as history grows; 0 keeps all.
     """
+    stored = _store(
+        validations,
+        checkpoint=checkpoint,
+        run_name=run_name,
+        data_docs_dir=data_docs_dir,
+        validations_dir=validations_dir,
+        keep_days=keep_days,
+    )
+    _build_docs([stored])
+    return stored.outcome
+
+
+@dataclass
+class _Stored:
+    """A run's validation results, stored; its Data Docs pages not built yet."""
+
+    outcome: RunOutcome
+    data_docs_dir: Path
+    validations_dir: Path
+    context: Any = None  # the GX context that stored them (its last run's builds the docs)
+    identifiers: list[Any] = field(default_factory=list)
+
+
+def _store(
+    validations: list[Validation],
+    *,
+    checkpoint: str,
+    run_name: str,
+    data_docs_dir: Path,
+    validations_dir: Path,
+    keep_days: int = 0,
+) -> _Stored:
+    """:func:`record_validations` up to the Data Docs: prune, then store the results."""
     started = time.perf_counter()
     run = RunOutcome()
+    stored = _Stored(run, data_docs_dir, validations_dir)
     if not validations:  # before the import: GX alone takes seconds to import
-        return run
+        return stored
     import great_expectations as gx
     from great_expectations.core import (
         ExpectationSuiteValidationResult,
@@ -389,11 +424,31 @@ def record_validations(
         )
         identifiers.append(identifier)
     run.store_seconds = time.perf_counter() - began
-    began = time.perf_counter()
-    context.build_data_docs(site_names=["rulewatch"], resource_identifiers=identifiers)
-    run.docs_seconds = time.perf_counter() - began
-    run.data_docs = data_docs_dir / "index.html"
-    return run
+    stored.context = context
+    stored.identifiers = identifiers
+    return stored
+
+
+def _build_docs(runs: list[_Stored]) -> None:
+    """Build the Data Docs pages of stored runs, and each site's index, once per site.
+
+    Each build rereads the newest ``INDEX_LIMIT`` results for the index and every
+    result's key, so runs recorded together share one: the same pages and, by the
+    last run's context, the same index as one build after each run.
+    """
+    sites: dict[tuple[Path, Path], list[_Stored]] = {}
+    for run in runs:
+        if run.identifiers:
+            sites.setdefault((run.data_docs_dir, run.validations_dir), []).append(run)
+    for site in sites.values():
+        began = time.perf_counter()
+        site[-1].context.build_data_docs(
+            site_names=["rulewatch"],
+            resource_identifiers=[i for run in site for i in run.identifiers],
+        )
+        site[-1].outcome.docs_seconds = time.perf_counter() - began
+        for run in site:
+            run.outcome.data_docs = run.data_docs_dir / "index.html"
 
 
 # --- GX in a process of its own --------------------------------------------------------------
@@ -569,30 +624,63 @@ def _serve() -> None:
     are deferred first: their modules run only if GX uses them after all.
 
     Replies on standard output, one pickle per run: its :class:`RunOutcome`, or
-    the error's one line (and then it stops). It leaves without tearing down the
-    interpreter (``os._exit``): what it wrote is closed and its replies flushed,
-    and unwinding GX's modules took longer (1.1-1.6 s) than recording the demo's
-    runs, while the job waited for the exit.
+    the error's one line (and then it stops). A run that finds the next one
+    already sent (the import outlasted the checks) leaves its Data Docs to that
+    one's build: one index rebuild for both (:func:`_build_docs`). It leaves
+    without tearing down the interpreter (``os._exit``): what it wrote is closed
+    and its replies flushed, and unwinding GX's modules took longer (1.1-1.6 s)
+    than recording the demo's runs, while the job waited for the exit.
     """
     replies = sys.stdout.buffer
     sys.stdout = sys.stderr  # whatever GX prints must not corrupt the replies
     defer(UNUSED_BY_RECORDING)
     import great_expectations  # noqa: F401 - the import is the point: it runs while the job works
 
+    runs = sys.stdin.buffer
+    stored: list[_Stored] = []  # runs whose Data Docs wait for the next run's build
     while True:
         try:
-            validations, options = pickle.load(sys.stdin.buffer)
+            validations, options = pickle.load(runs)
         except EOFError:
             _leave(0)
+        error = None
         try:
-            outcome: RunOutcome | str = record_validations(validations, **options)
+            stored.append(_store(validations, **options))
         except Exception as exc:  # noqa: BLE001 - the parent turns it into one line
-            lines = str(exc).strip().splitlines()
-            outcome = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-        pickle.dump(outcome, replies)
+            error = _one_line(exc)
+        if error is None and _waiting(runs):
+            continue
+        try:
+            _build_docs(stored)
+        except Exception as exc:  # noqa: BLE001 - the parent turns it into one line
+            error = error or _one_line(exc)
+        else:
+            for run in stored:
+                pickle.dump(run.outcome, replies)
+        stored.clear()
+        if error is not None:
+            pickle.dump(error, replies)
         replies.flush()
-        if isinstance(outcome, str):
+        if error is not None:
             _leave(1)
+
+
+def _one_line(exc: Exception) -> str:
+    """An error as the recorder replies it: its type and its message's first line."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _waiting(stream: io.BufferedReader) -> bool:
+    """Whether the next run has been sent already (is in the buffer or the pipe); no wait."""
+    fd = stream.fileno()
+    os.set_blocking(fd, False)
+    try:
+        return bool(stream.peek(1))  # b"" at the end, and when nothing is there yet
+    except BlockingIOError:
+        return False
+    finally:
+        os.set_blocking(fd, True)
 
 
 def _leave(code: int) -> NoReturn:
