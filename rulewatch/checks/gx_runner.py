@@ -20,6 +20,7 @@ needs it.
 from __future__ import annotations
 
 import contextlib
+import gc
 import html
 import io
 import logging
@@ -621,7 +622,10 @@ def _serve() -> None:
     """The recorder process: import GX, then record each run read from standard input.
 
     The packages GX imports but recording never uses (:data:`UNUSED_BY_RECORDING`)
-    are deferred first: their modules run only if GX uses them after all.
+    are deferred first: their modules run only if GX uses them after all. The
+    import runs without the cyclic garbage collector (its collections, 0.25 s of
+    the 1.9 s, found under 1% of its 330,000 objects garbage), then its objects
+    are frozen out of later collections.
 
     Replies on standard output, one pickle per run: its :class:`RunOutcome`, or
     the error's one line (and then it stops). A run that finds the next one
@@ -634,8 +638,11 @@ def _serve() -> None:
     replies = sys.stdout.buffer
     sys.stdout = sys.stderr  # whatever GX prints must not corrupt the replies
     defer(UNUSED_BY_RECORDING)
+    gc.disable()  # the import's objects live as long as the process: collecting them is waste
     import great_expectations  # noqa: F401 - the import is the point: it runs while the job works
 
+    gc.freeze()  # and later collections leave them out
+    gc.enable()
     runs = sys.stdin.buffer
     stored: list[_Stored] = []  # runs whose Data Docs wait for the next run's build
     while True:
