@@ -23,17 +23,21 @@ IN_SET = Expect(
 
 
 def test_prune_removes_old_results_and_empty_folders(tmp_path):  # noqa: ANN001
-    old = tmp_path / "targets" / "run-1" / "old.json"
+    old = tmp_path / "targets" / "run-1" / "20240101T000000Z" / "old.json"
     new = tmp_path / "targets" / "run-2" / "new.json"
     marker = tmp_path / ".ge_store_backend_id"
-    for path in (old, new, marker):
+    hidden = tmp_path / "quality" / "run-1" / ".keep"
+    for path in (old, new, marker, hidden):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}")
+    (tmp_path / "quality" / "empty").mkdir()
     long_ago = time.time() - 100 * 86400
-    os.utime(old, (long_ago, long_ago))
-    os.utime(marker, (long_ago, long_ago))
+    for path in (old, marker, hidden):
+        os.utime(path, (long_ago, long_ago))
     assert prune(tmp_path, time.time() - 90 * 86400) == 1
-    assert not old.parent.exists() and new.exists() and marker.exists()
+    assert not (tmp_path / "targets" / "run-1").exists() and new.exists() and marker.exists()
+    assert hidden.exists() and not (tmp_path / "quality" / "empty").exists()
+    assert prune(tmp_path / "missing", time.time()) == 0
 
 
 def test_a_map_outcome_ignores_nulls_and_honours_mostly():
@@ -233,3 +237,62 @@ def test_a_lazy_recorder_starts_gx_with_its_first_record(tmp_path):  # noqa: ANN
     finally:
         recorder.close()
     assert done.data_docs == tmp_path / "docs" / "index.html" and done.data_docs.exists()
+
+
+def _run(name: str, run_name: str, tmp_path):  # noqa: ANN001, ANN202
+    o = map_outcome(IN_SET, name, element_count=1, unexpected_count=0, missing_count=0)
+    return [Validation(name, "SELECT 1", (IN_SET,), (o,))], {
+        "checkpoint": name.partition(".")[0],
+        "run_name": run_name,
+        "data_docs_dir": tmp_path / "docs",
+        "validations_dir": tmp_path / "gx",
+        "keep_days": 90,
+    }
+
+
+def test_runs_recorded_together_share_one_data_docs_build(tmp_path):  # noqa: ANN001
+    from rulewatch.checks.gx_runner import _build_docs, _store
+
+    runs = (_run("quality.p", "run-1", tmp_path), _run("targets.p", "run-2", tmp_path))
+    first, second = (_store(validations, **options) for validations, options in runs)
+    assert not (tmp_path / "docs" / "index.html").exists()  # stored, not built yet
+    _build_docs([first, second])
+    index = tmp_path / "docs" / "index.html"
+    assert first.outcome.data_docs == second.outcome.data_docs == index
+    assert first.outcome.docs_seconds == 0 < second.outcome.docs_seconds  # one build, on the last
+    pages = {p.name for p in (tmp_path / "docs" / "validations").rglob("*.html")}
+    assert pages == {"warehouse-quality.p.html", "warehouse-targets.p.html"}
+    assert "run-1" in index.read_text() and "run-2" in index.read_text()
+
+
+def test_the_recorder_process_records_runs_sent_together(tmp_path):  # noqa: ANN001
+    from rulewatch.checks.gx_runner import Recorder
+
+    recorder = Recorder()
+    try:
+        for name, run_name in (("quality.p", "run-1"), ("targets.p", "run-2")):
+            validations, options = _run(name, run_name, tmp_path)
+            recorder.record(validations, **options)
+        first, second = recorder.finish()
+    finally:
+        recorder.close()
+    assert first.data_docs == second.data_docs == tmp_path / "docs" / "index.html"
+    names = sorted(
+        json.loads(p.read_text())["suite_name"] for p in (tmp_path / "gx").rglob("*.json")
+    )
+    assert names == ["quality.p", "targets.p"]
+    index = (tmp_path / "docs" / "index.html").read_text()
+    assert "run-1" in index and "run-2" in index
+    assert len(list((tmp_path / "docs" / "validations").rglob("*.html"))) == 2
+
+
+def test_the_recorder_sees_a_run_sent_already_without_waiting_for_one():
+    from rulewatch.checks.gx_runner import _waiting
+
+    read, write = os.pipe()
+    with os.fdopen(read, "rb") as runs, os.fdopen(write, "wb", buffering=0) as sender:
+        assert not _waiting(runs)  # nothing sent: no wait
+        sender.write(b"run")
+        assert _waiting(runs) and runs.read(3) == b"run"  # seen, not consumed
+        sender.close()
+        assert not _waiting(runs)  # the end
