@@ -7,8 +7,8 @@ thread reads this process's resident set (``VmRSS``) and that of its children
 (the Great Expectations recorder) every ``--every`` seconds. Each sample is given
 to the task Prefect recorded as running at that moment (``between <task>`` for the
 flow's own work after it: ANALYZE, the calendar, Prefect's bookkeeping); per task
-it prints the largest RSS of this process and of the children, then the peaks as
-``ru_maxrss`` counts them. A diagnostic: it measures where, not how fast.
+it prints this process's CPU seconds and the largest RSS of this process and of
+the children, then the peaks as ``ru_maxrss`` counts them. A diagnostic: it measures where, not how fast.
 
 Run it with the environment ``bench/run.py`` gives a step (Prefect home, data
 folder, PII key); SERVE_OUT is the JSON line ``bench/serve.py`` printed.
@@ -103,6 +103,7 @@ class Sampler(threading.Thread):
         self.samples: list[tuple[float, int, dict[str, int]]] = []
         self._names: dict[str, str] = {}
         self.heap: list[tuple[int, int, int]] = []  # (malloc in use, malloc free, sqlite)
+        self.cpu: list[float] = []  # this process's CPU seconds (all threads) so far
         self._libc, self._sqlite = _heap_probe()
         self._stop_event = threading.Event()
 
@@ -114,6 +115,7 @@ class Sampler(threading.Thread):
                 name = self._names.setdefault(kid, _name(kid))
                 kids[name] = max(kids.get(name, 0), _rss_kib(kid))
             self.samples.append((time.time(), _rss_kib(pid), kids))
+            self.cpu.append(time.process_time())
             info = self._libc.mallinfo2() if self._libc else None
             self.heap.append(
                 (
@@ -189,11 +191,15 @@ def main() -> None:
     finally:
         server.stop()
     peaks: dict[str, list[float]] = {}
-    for (at, own, kids), heap in zip(sampler.samples, sampler.heap, strict=True):
+    cpu: dict[str, float] = {}
+    last_cpu = sampler.cpu[0] if sampler.cpu else 0.0
+    for (at, own, kids), heap, used in zip(sampler.samples, sampler.heap, sampler.cpu, strict=True):
         label = _label(at, spans, flow_start)
         top = peaks.get(label, [at, 0, 0, 0, 0, 0, 0])
         now = [own, kids.get("prefect", 0), kids.get("gx", 0), *heap]
         peaks[label] = [top[0], *(max(a, b) for a, b in zip(top[1:], now, strict=True))]
+        cpu[label] = cpu.get(label, 0.0) + used - last_cpu
+        last_cpu = used
     if args.series:
         with args.series.open("w") as out:
             out.write("s,phase,own_kib,gx_kib,malloc_kib,free_kib,sqlite_kib\n")
@@ -204,10 +210,10 @@ def main() -> None:
     print(f"flow {state.type.value} in {wall:.1f}s, {len(sampler.samples)} samples")
     print("largest per phase, MB (malloc: glibc's heap in use / free; sqlite: its own use)")
     heads = ("own", "prefect", "gx", "malloc", "free", "sqlite")
-    print(f"{'phase':<28} {'from s':>7}" + "".join(f" {h:>8}" for h in heads))
+    print(f"{'phase':<28} {'from s':>7} {'cpu s':>6}" + "".join(f" {h:>8}" for h in heads))
     for label, (first, *values) in sorted(peaks.items(), key=lambda p: p[1][0]):
         cells = "".join(f" {v / 1024:>8.1f}" for v in values)
-        print(f"{label:<28} {first - flow_start:>7.1f}{cells}")
+        print(f"{label:<28} {first - flow_start:>7.1f} {cpu[label]:>6.1f}{cells}")
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(f"ru_maxrss: own {own / 1024:.1f} MB, children {kids / 1024:.1f} MB")
