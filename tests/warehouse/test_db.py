@@ -2,7 +2,8 @@
 
 Every connection of a SQLite engine gets its page cache and the process-wide
 soft heap limit, so a second connection (a reader beside the writer) recycles
-cache pages rather than filling a cache of its own.
+cache pages rather than filling a cache of its own; its temporary files (a
+savepoint's journal) are files, not heap.
 """
 
 from __future__ import annotations
@@ -24,3 +25,14 @@ def test_sqlite_connections_share_one_heap_limit(tmp_path: Path) -> None:
         engine.dispose()
     # one connection's cache fits under the limit, with room for statements and schemas
     assert SQLITE_CACHE_KIB * 1024 < SQLITE_HEAP_LIMIT_BYTES < 2 * SQLITE_CACHE_KIB * 1024
+
+
+def test_sqlite_temporary_files_are_not_kept_in_memory(tmp_path: Path) -> None:
+    # a loaded batch's savepoint journals every index page it changes: in memory
+    # (temp_store=2) that grew with the index, beyond cache_size and the heap limit
+    engine = make_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA temp_store").scalar() != 2
+    finally:
+        engine.dispose()
