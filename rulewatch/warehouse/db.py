@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import threading
+import time
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +68,7 @@ def make_engine(url: str, timeouts: TimeoutsSection | None = None) -> Engine:
                 url, connect_args={"timeout": timeouts.sqlite_busy_seconds}, **pool
             )
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "checkin", _return_freed_memory)
             return engine
         return create_engine(url, pool_pre_ping=True, connect_args=_pg_bounds(url, timeouts))
     except (ArgumentError, ModuleNotFoundError) as exc:
@@ -130,9 +134,54 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI 
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-    cur.execute("PRAGMA temp_store=MEMORY")
+    # temp_store stays at its default (files) on purpose: with MEMORY, the savepoint
+    # each loaded batch is written in keeps the old content of every page it changes
+    # in the heap, outside cache_size and soft_heap_limit. A batch's hashes land on
+    # pages all over the unique index, so that grew with the index: ~40 MB more at
+    # 1M records. The default keeps the first 64 KiB in memory, the rest in a file.
     cur.execute(f"PRAGMA soft_heap_limit={SQLITE_HEAP_LIMIT_BYTES}")
     cur.close()
+
+
+#: Least seconds between two returns of freed heap memory to the system (one takes ~ms).
+MALLOC_TRIM_EVERY_SECONDS = 1.0
+_TRIM = {"last": 0.0}
+_TRIM_LOCK = threading.Lock()
+
+
+def _load_malloc_trim():  # noqa: ANN202 - a ctypes function or None
+    """glibc's ``malloc_trim``, or None where the C library is not glibc."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _return_freed_memory(_dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types
+    """Give the heap memory freed since the last time back to the system, at most once
+    a second, when a SQLite connection goes back to its pool.
+
+    glibc keeps what a thread freed in its arena for reuse, and the sync's threads
+    (three sources, each with a reader) free batches, pages and SQLite's pages in
+    arenas of their own: the job held ~100 MB freed but not given back. Returning it
+    lowers the job's peak by ~40 MB at 100k and at 1M records, for ~0.15 s of trims
+    in a 1M load. Where the C library is not glibc, nothing is done.
+    """
+    if _MALLOC_TRIM is None:
+        return
+    now = time.monotonic()
+    if now - _TRIM["last"] < MALLOC_TRIM_EVERY_SECONDS or not _TRIM_LOCK.acquire(blocking=False):
+        return
+    try:
+        _TRIM["last"] = now
+        _MALLOC_TRIM(0)
+    finally:
+        _TRIM_LOCK.release()
 
 
 def refresh_statistics(engine: Engine) -> bool:
