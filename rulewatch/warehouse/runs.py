@@ -24,12 +24,12 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, Select, create_engine, select, text, update
+from sqlalchemy import Engine, Select, Table, create_engine, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
@@ -213,8 +213,11 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
             conn.exec_driver_sql("ROLLBACK")
 
 
-def rows_carry_runs(conn: Connection, runs: Select[tuple[str]]) -> bool:
-    """Whether a core row carries one of the sync runs ``runs`` selects (a handful of ids).
+def rows_carry_runs(
+    conn: Connection, runs: Select[tuple[str]] | Sequence[str], tables: Sequence[Table] = ()
+) -> bool:
+    """Whether a core row (of ``tables``, default every core table) carries one of the
+    sync runs ``runs`` selects or lists (a handful of ids).
 
     The run ids are read first, then each core table is probed for each id through
     its index on ``sync_run_id``, stopping at the first row. Asked in one statement
@@ -226,7 +229,7 @@ def rows_carry_runs(conn: Connection, runs: Select[tuple[str]]) -> bool:
     An equality on one id is an index lookup either way (sequential scans turned off
     for the probes, so a run known to have written many rows is no exception).
     """
-    run_ids = conn.execute(runs).scalars().all()
+    run_ids = list(runs) if isinstance(runs, Sequence) else conn.execute(runs).scalars().all()
     if not run_ids:
         return False
     postgres = conn.dialect.name == "postgresql"
@@ -237,7 +240,7 @@ def rows_carry_runs(conn: Connection, runs: Select[tuple[str]]) -> bool:
             select(table.c.sync_run_id).where(table.c.sync_run_id == run_id).limit(1)
         ).first()
         is not None
-        for table in CORE_TABLES.values()
+        for table in tables or CORE_TABLES.values()
         for run_id in run_ids
     )
     if postgres:  # not on an error: its rollback undoes the SET with the transaction
