@@ -33,16 +33,18 @@ from typing import Any
 _APPLIED: list[bool] = []
 
 
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
 def plain_json(value: Any) -> tuple[bool, Any]:
     """``(True, JSON value)`` for a plain parameter value, encoded as FastAPI's
     ``jsonable_encoder`` encodes it; ``(False, None)`` for anything else."""
-    if value is None or isinstance(value, bool | int | float | str):
+    if _scalar(value):
         return True, value
     if isinstance(value, date):  # a datetime too: ISO text, as jsonable_encoder writes it
         return True, value.isoformat()
-    if isinstance(value, list | tuple) and all(
-        v is None or isinstance(v, bool | int | float | str) for v in value
-    ):
+    if isinstance(value, list | tuple) and all(_scalar(v) for v in value):
         return True, list(value)
     return False, None
 
@@ -82,12 +84,9 @@ def _unjoined(
 def _plain_first(serialize: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
     @wraps(serialize)
     def serialize_parameters(self: Any, parameters: dict[str, Any]) -> dict[str, Any]:
-        encoded: dict[str, Any] = {}
-        for key, value in parameters.items():
-            plain, as_json = plain_json(value)
-            if not plain or self.ismethod or self.isclassmethod:
-                return serialize(self, parameters)  # the whole set as Prefect does it
-            encoded[key] = as_json
-        return encoded
+        encoded = {key: plain_json(value) for key, value in parameters.items()}
+        if self.ismethod or self.isclassmethod or not all(p for p, _ in encoded.values()):
+            return serialize(self, parameters)  # the whole set as Prefect does it
+        return {key: as_json for key, (_, as_json) in encoded.items()}
 
     return serialize_parameters

@@ -13,9 +13,6 @@ from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-if TYPE_CHECKING:
-    from alembic.config import Config
-
 from rulewatch.common.workdays import WorkingCalendar
 from rulewatch.config.settings import ConfigError, TimeoutsSection
 from rulewatch.warehouse.schema import (
@@ -24,6 +21,9 @@ from rulewatch.warehouse.schema import (
     permit_application,
     warehouse_meta,
 )
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: The newest revision in ``migrations/versions`` (a test holds it to Alembic's head). A
