@@ -88,3 +88,21 @@ def test_bad_usage_and_config_exit_2_with_one_line(synced, tmp_path):  # noqa: A
     assert res.returncode == 2
     assert "checks.yaml: listed_offenders" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_file_in_the_way_of_the_data_docs_fails_naming_it(synced, tmp_path):  # noqa: ANN001
+    _, env, _ = synced
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "data_docs").write_text("not a folder", encoding="utf-8")
+    env = {**env, "RULEWATCH_DATA_DIR": str(data)}
+    res = run_rulewatch(env, "check", "--as-of", "2024-05-20")
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"rulewatch: failed: cannot use {data / 'data_docs'}: File exists (a file stands "
+        "where rulewatch keeps a folder: move it away, the next run makes the folder)"
+    ]
+    (data / "data_docs").unlink()
+    again = run_rulewatch(env, "check", "--as-of", "2024-05-20")
+    assert again.returncode == 0, again.stderr
+    assert (data / "data_docs" / "checks.html").exists()

@@ -130,3 +130,33 @@ def test_demo_twice_alerts_once_per_change(tmp_path):
         assert len(hook.received) == count, json.dumps(hook.received[count:], ensure_ascii=False)
     finally:
         hook.close()
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (
+            PermissionError(13, "Permission denied", "/srv/rw/reports"),
+            "cannot use /srv/rw/reports: Permission denied "
+            "(the user rulewatch runs as needs write access there)",
+        ),
+        (
+            OSError(28, "No space left on device", "/srv/rw/gx/x.json"),
+            "cannot use /srv/rw/gx/x.json: No space left on device "
+            "(free some space on that disk, then run again)",
+        ),
+        (
+            IsADirectoryError(21, "Is a directory", b"/srv/rw/checks.html"),
+            "cannot use /srv/rw/checks.html: Is a directory "
+            "(a folder stands where rulewatch writes a file: move it away)",
+        ),
+        (
+            OSError(5, "Input/output error", "/a", None, "/b"),
+            "cannot use /a -> /b: Input/output error",
+        ),
+    ],
+)
+def test_a_file_error_names_the_path_and_the_fix(exc, expected):  # noqa: ANN001
+    from rulewatch.cli.main import file_error
+
+    assert file_error(exc) == expected
