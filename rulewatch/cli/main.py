@@ -125,6 +125,7 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         from rulewatch.checks.gx_runner import RecordError
         from rulewatch.cli.preflight import PreflightFailed
         from rulewatch.extract.engine import SourceError
+        from rulewatch.flows.serve import PrefectServerError
         from rulewatch.warehouse.db import WarehouseError
 
         try:
@@ -132,7 +133,14 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (ConfigError, PeriodError) as exc:
             print(f"rulewatch: error: {exc}", file=sys.stderr)
             raise typer.Exit(EXIT_USAGE) from None
-        except (JobFailed, SourceError, WarehouseError, PreflightFailed, RecordError) as exc:
+        except (
+            JobFailed,
+            SourceError,
+            WarehouseError,
+            PreflightFailed,
+            RecordError,
+            PrefectServerError,
+        ) as exc:
             _fail(str(exc))
         except OSError as exc:
             if exc.filename is None:  # a socket's or a library's: not a path to name

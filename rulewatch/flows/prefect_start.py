@@ -42,8 +42,9 @@ from pathlib import Path
 import requests
 
 from rulewatch.common.stopping import forget_server, own_server, stop_server
+from rulewatch.common.text import server_text
 from rulewatch.config.settings import Settings
-from rulewatch.flows.serve import _die_with_parent, free_port
+from rulewatch.flows.serve import PrefectServerError, _die_with_parent, free_port
 
 API_URL_FILE = "api-url"
 HEALTH_TIMEOUT_SECONDS = 2.0
@@ -170,7 +171,8 @@ def _startup_seconds() -> float:
 #: except that Prefect's database is migrated as its start-up would (Prefect's own
 #: ``create_db``, unless migrate-on-start is off) by a child forked once the part of
 #: Prefect both need is imported, while the parent imports the API. The parent
-#: serves once the child succeeded (migrate-on-start then off: done); else exit 1.
+#: serves once the child succeeded (migrate-on-start then off: done); else exit 1,
+#: the child having written why (one line, no password) to the descriptor argv[4].
 _LAUNCH = """
 import asyncio, os, sys
 sys.path.insert(0, sys.argv[3])  # as uvicorn's --app-dir: this Prefect, not a folder here
@@ -183,7 +185,18 @@ if child == 0:
         asyncio.run(provide_database_interface().create_db())
         code = 0
     except BaseException as exc:
-        print(f"Prefect's database could not be migrated: {exc!r}", file=sys.stderr)
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        try:
+            from prefect.settings import get_current_settings
+            from sqlalchemy.engine import make_url
+            url = get_current_settings().server.database.connection_url.get_secret_value()
+            why += f" (database {make_url(url).render_as_string(hide_password=True)})"
+        except Exception:
+            pass
+        try:
+            os.write(int(sys.argv[4]), why.encode("utf-8", "backslashreplace")[:4000])
+        except (IndexError, ValueError, OSError):
+            print(f"Prefect's database could not be migrated: {why}", file=sys.stderr)
     finally:
         os._exit(code)
 import uvicorn
@@ -214,6 +227,8 @@ class TemporaryServer:
 
     def __init__(self) -> None:
         self.port = free_port()
+        self.failure: str | None = None  # why Prefect's database could not be migrated
+        self._why: int | None = None  # the read end of the pipe the migration writes that to
         self.process = self._spawn()
 
     @property
@@ -232,33 +247,60 @@ class TemporaryServer:
             # looks up Prefect's host and writes a session row at start (on a new home
             # beside the block registration: "database is locked" in the terminal)
             env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        write_end = None
         if sys.platform == "linux":  # fork: the migrations beside the API's imports
+            self._close_why()
+            self._why, write_end = os.pipe()
             command = [sys.executable, "-c", _LAUNCH, "127.0.0.1", str(self.port)]
-            command.append(_prefect_app_dir())
+            command += [_prefect_app_dir(), str(write_end)]
         else:
             command = [sys.executable, "-m", "uvicorn", "--app-dir", _prefect_app_dir()]
             command += ["--factory", "prefect.server.api.server:create_app"]
             command += ["--host", "127.0.0.1", "--port", str(self.port)]
             command += ["--log-level", "error", "--lifespan", "on"]
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
+        try:
+            process = subprocess.Popen(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                pass_fds=() if write_end is None else (write_end,),
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        finally:
+            if write_end is not None:
+                os.close(write_end)  # the server's copy is its own: EOF once it exits
         own_server(process)
         return process
 
+    def _read_failure(self) -> str | None:
+        """What the exited server's migration wrote, if anything (its pipe is at EOF)."""
+        if self._why is None:
+            return None
+        chunks = []
+        with contextlib.suppress(OSError):
+            while chunk := os.read(self._why, 4096):
+                chunks.append(chunk)
+        self._close_why()
+        return b"".join(chunks).decode("utf-8", "replace").strip() or None
+
+    def _close_why(self) -> None:
+        if self._why is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._why)
+            self._why = None
+
     def wait_healthy(self, timeout: float) -> bool:
         """True once its health check answers; a process that exited (its port taken
-        meanwhile) is started again on another port. False after ``timeout``."""
+        meanwhile) is started again on another port. False after ``timeout``, or at
+        once when Prefect's database could not be migrated (:attr:`failure` says why)."""
         deadline = time.monotonic() + timeout
         attempts = 1
         with requests.Session() as session:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     forget_server(self.process)
-                    if attempts >= PORT_ATTEMPTS:
+                    self.failure = self._read_failure()
+                    if self.failure is not None or attempts >= PORT_ATTEMPTS:
                         return False
                     attempts += 1
                     self.port = free_port()
@@ -276,6 +318,7 @@ class TemporaryServer:
     def stop(self) -> None:
         """Prefect's queued logs and events sent, then the process stopped."""
         stop_server(self.process)
+        self._close_why()
 
 
 class EarlyPrefect:
@@ -302,6 +345,14 @@ class EarlyPrefect:
             _log.info("Starting temporary server on %s", server.address)
             if server.wait_healthy(_startup_seconds()):
                 url = server.api_url
+            elif server.failure is not None:  # Prefect's own server would fail alike, later
+                server.stop()
+                raise PrefectServerError(
+                    f"Prefect's temporary server could not start: {server_text(server.failure)}"
+                    "; nothing was synced (that database holds only Prefect's record of runs; "
+                    "if it is damaged, restore it from a backup or move it away: Prefect "
+                    "starts a new one)"
+                )
             else:  # left to Prefect, which starts its own server and reports a failure
                 server.stop()
                 server = None

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cli_support import clean_env, run_rulewatch
 from flows_support import child_env
 
 from rulewatch.common.stopping import own_server, stop_prefect_servers
+from rulewatch.demo.servers import start_demo_sources
 from rulewatch.flows.prefect_start import temporary_server_certain
 
 PROFILES = """
@@ -112,3 +115,33 @@ def test_a_server_process_started_outside_prefect_is_stopped_with_prefects(tmp_p
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_damaged_prefect_database_fails_the_run_at_once_naming_it(tmp_path):
+    # Prefect's own server would fail alike, after its 120 s start-up timeout, with a
+    # traceback of uvicorn's in the terminal
+    home = tmp_path / "prefect"
+    home.mkdir()
+    (home / "prefect.db").write_bytes(b"not a database, " * 1000)
+    warehouse = tmp_path / "wh.db"
+    env = clean_env(
+        RULEWATCH_DATA_DIR=str(tmp_path / "data"),
+        RULEWATCH_WAREHOUSE_URL=f"sqlite:///{warehouse}",
+        RULEWATCH_PII_KEY="k",
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    with start_demo_sources() as demo:
+        res = run_rulewatch({**env, **demo.env()}, "sync", "--as-of", "2024-05-20", timeout=60)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        "rulewatch: failed: Prefect's temporary server could not start: (sqlite3.DatabaseError) "
+        f"file is not a database (database sqlite+aiosqlite:///{home / 'prefect.db'}); nothing "
+        "was synced (that database holds only Prefect's record of runs; if it is damaged, "
+        "restore it from a backup or move it away: Prefect starts a new one)"
+    )
+    if warehouse.exists():
+        with sqlite3.connect(warehouse) as db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            assert "sync_run" not in tables or not db.execute("SELECT * FROM sync_run").fetchall()
