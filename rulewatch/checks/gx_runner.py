@@ -52,6 +52,8 @@ META_KEY = "rulewatch_check"
 INDEX_LIMIT = 300
 #: Unexpected values a result lists, as GX's SUMMARY result format lists them.
 PARTIAL_LIMIT = 20
+#: How long a job that failed after its checks waits for GX to record them (seconds).
+SETTLE_SECONDS = 60.0
 #: Unexpected rows an ``UnexpectedRowsExpectation`` result lists (GX's MAX_RESULT_RECORDS).
 ROWS_LIMIT = 200
 #: The data source and connector names GX gives a fluent SQL batch (shown in Data Docs).
@@ -503,6 +505,7 @@ class Recorder:
         self._process: subprocess.Popen[bytes] | None = None
         self._sent = 0
         self._outcomes: list[RunOutcome] | None = None
+        self._failed = False  # finish() raised: the process said why and ended
         if start:
             self._start()
 
@@ -558,10 +561,44 @@ class Recorder:
         code = process.wait()
         errors = [r for r in replies if isinstance(r, str)]
         if errors or code != 0 or len(replies) != self._sent:
+            self._failed = True
             reason = errors[0] if errors else f"its process ended with code {code}"
             raise RecordError(f"Great Expectations could not record the checks: {reason}")
         self._outcomes = replies
         return replies
+
+    def settle(self, timeout: float = SETTLE_SECONDS) -> bool:
+        """For a job that failed after handing runs over: let GX record them (their check
+        runs are stored in the warehouse, and a re-run that finds nothing new records
+        nothing), waiting at most ``timeout`` seconds, then stop the process. Whether
+        every run handed over was recorded; a failure is logged, not raised (the job's
+        own error is the one to report)."""
+        if self._outcomes is not None or self._failed or not self._sent:
+            self.close()
+            return self._outcomes is not None or not self._sent
+        done: list[bool] = []
+
+        def wait() -> None:
+            try:
+                self.finish()
+            except Exception as exc:  # noqa: BLE001 - logged: the job's error is the one raised
+                log.warning("%s", exc)
+            else:
+                done.append(True)
+
+        waiter = threading.Thread(target=wait, name="gx-settle", daemon=True)
+        waiter.start()
+        waiter.join(timeout)
+        if waiter.is_alive():  # past the deadline: stopped, its pipe ends, the waiter with it
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            waiter.join()
+        self.close()
+        if not done:
+            log.warning(
+                "Great Expectations did not record the failed job's checks in %.0f s", timeout
+            )
+        return bool(done)
 
     def close(self) -> None:
         """Stop the process if it still runs (a job that ends early records nothing more)."""

@@ -179,7 +179,16 @@ def write_checks_page(
         encoding="utf-8",
         errors="backslashreplace",
     ) as f:
-        f.write(page)
-    os.chmod(f.name, 0o644)  # readable like the Data Docs beside it (mkstemp makes 0600)
-    Path(f.name).replace(path)
+        written = Path(f.name)
+        try:
+            f.write(page)
+        except BaseException:
+            written.unlink(missing_ok=True)
+            raise
+    try:
+        os.chmod(written, 0o644)  # readable like the Data Docs beside it (mkstemp makes 0600)
+        written.replace(path)
+    except BaseException:
+        written.unlink(missing_ok=True)  # no half page left behind, night after night
+        raise
     return path

@@ -404,6 +404,7 @@ def _night(
 ) -> NightlyResult | State:
     """The nightly steps of one agency (None: the settings' own), under its job lock."""
     recorder: Recorder | None = None
+    stopped = False
     result = NightlyResult(job_id=str(uuid.uuid4()), as_of=as_of)
     try:
         with locked_warehouse(settings, "sync", lock_wait_seconds) as engine:
@@ -452,10 +453,16 @@ def _night(
             step_task(gx_record_task, settings)(result.job_id)
     except (WarehouseError, RecordError) as exc:  # busy, unreachable, GX failed: one line
         return Failed(message=str(exc), data=exc)
+    except BaseException as exc:
+        stopped = not isinstance(exc, Exception)  # Ctrl-C, SIGTERM: no wait for GX
+        raise
     finally:
         if recorder is not None:
             _RECORDERS.pop(result.job_id, None)
-            recorder.close()
+            if stopped:
+                recorder.close()
+            else:
+                recorder.settle()  # a step failed after the checks: their record is kept
     if result.failed:  # the run ends failed, naming the sources; no traceback to show
         return Failed(message=str(SourcesFailed(result)), data=result)
     return result

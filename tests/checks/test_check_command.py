@@ -106,3 +106,27 @@ def test_a_file_in_the_way_of_the_data_docs_fails_naming_it(synced, tmp_path):  
     again = run_rulewatch(env, "check", "--as-of", "2024-05-20")
     assert again.returncode == 0, again.stderr
     assert (data / "data_docs" / "checks.html").exists()
+
+
+def test_a_night_that_fails_after_its_checks_keeps_their_gx_record(tmp_path):  # noqa: ANN001
+    data = tmp_path / "data"
+    page = data / "data_docs" / "checks.html"
+    (page / "in-the-way").mkdir(parents=True)  # a folder where the checks page goes
+    env = clean_env(
+        RULEWATCH_DATA_DIR=str(data),
+        RULEWATCH_WAREHOUSE_URL=f"sqlite:///{tmp_path / 'wh.db'}",
+        RULEWATCH_PII_KEY="check-test-key",
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    with start_demo_sources() as demo:
+        res = run_rulewatch({**env, **demo.env()}, "sync", "--as-of", "2024-05-20")
+    assert res.returncode == 1, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("rulewatch: failed: cannot use ") and last.endswith(
+        f"-> {page}: Is a directory (a folder stands where rulewatch writes a file: move it away)"
+    )
+    # the rows were loaded and checked: the data-quality run's record is in GX all the same
+    recorded = {p.relative_to(data / "gx" / "validations").parts[0] for p in data.rglob("*.json")}
+    assert "quality" in recorded
+    assert not list(page.parent.glob(".checks-*.tmp"))  # the half-written page is gone

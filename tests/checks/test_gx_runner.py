@@ -296,3 +296,39 @@ def test_the_recorder_sees_a_run_sent_already_without_waiting_for_one():
         assert _waiting(runs) and runs.read(3) == b"run"  # seen, not consumed
         sender.close()
         assert not _waiting(runs)  # the end
+
+
+def test_a_failed_job_lets_gx_record_what_it_was_handed(tmp_path):  # noqa: ANN001
+    from rulewatch.checks.gx_runner import Recorder
+
+    o = map_outcome(IN_SET, "quality.p", element_count=1, unexpected_count=0, missing_count=0)
+    recorder = Recorder()
+    recorder.record(
+        [Validation("quality.p", "SELECT 1", (IN_SET,), (o,))],
+        checkpoint="quality",
+        run_name="run-5",
+        data_docs_dir=tmp_path / "docs",
+        validations_dir=tmp_path / "gx",
+    )
+    assert recorder.settle(timeout=120) is True
+    assert recorder._process.poll() is not None
+    (stored,) = (tmp_path / "gx").rglob("*.json")
+    assert json.loads(stored.read_text())["meta"]["run_id"]["run_name"] == "run-5"
+    assert recorder.settle() is True  # once settled, again at once
+
+
+def test_settling_stops_gx_at_its_deadline(tmp_path, caplog):  # noqa: ANN001
+    from rulewatch.checks.gx_runner import Recorder
+
+    o = map_outcome(IN_SET, "quality.p", element_count=1, unexpected_count=0, missing_count=0)
+    recorder = Recorder()
+    recorder.record(
+        [Validation("quality.p", "SELECT 1", (IN_SET,), (o,))],
+        checkpoint="quality",
+        run_name="run-6",
+        data_docs_dir=tmp_path / "docs",
+        validations_dir=tmp_path / "gx",
+    )
+    assert recorder.settle(timeout=0) is False  # GX's import alone takes seconds
+    assert recorder._process.poll() is not None
+    assert "did not record the failed job's checks in 0 s" in caplog.text
