@@ -58,6 +58,7 @@ from rulewatch.report.published import (
     published_by,
     reconcile,
 )
+from rulewatch.report.staging import moved, written_together
 from rulewatch.report.tables import months_of
 from rulewatch.warehouse.db import redact
 from rulewatch.warehouse.runs import snapshot
@@ -470,18 +471,23 @@ def write_city_report(
 ) -> CityFiles:
     """Write the city report of ``period`` at ``as_of`` into ``out_dir`` (made if missing):
     ``city-report-P.html``, ``city-report-P.xlsx`` and ``city-<table>-P.csv``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     with snapshot(engine) as conn:  # one consistent state, also while a sync writes
         data = gather_city(conn, settings, period, as_of, language)
     charts = []
     if not data.trends.empty:
         charts.append(city_trends_chart(data.trends, data.targets, data.language))
     label = period.label
-    html = out_dir / f"city-report-{label}.html"
-    html.write_text(render_city_html(data, charts, redact(str(engine.url))), encoding="utf-8")
-    frames = city_frames(data)
-    csvs = [
-        write_csv(frame, out_dir / f"city-{name}-{label}.csv") for name, frame in frames.items()
-    ]
-    xlsx = write_book(frames, out_dir / f"city-report-{label}.xlsx")
-    return CityFiles(data=data, html=html, xlsx=xlsx, csvs=csvs)
+    with written_together(out_dir) as stage:  # the earlier set stays whole on an error
+        html = stage / f"city-report-{label}.html"
+        html.write_text(render_city_html(data, charts, redact(str(engine.url))), encoding="utf-8")
+        frames = city_frames(data)
+        csvs = [
+            write_csv(frame, stage / f"city-{name}-{label}.csv") for name, frame in frames.items()
+        ]
+        xlsx = write_book(frames, stage / f"city-report-{label}.xlsx")
+    return CityFiles(
+        data=data,
+        html=moved(html, out_dir),
+        xlsx=moved(xlsx, out_dir),
+        csvs=[moved(p, out_dir) for p in csvs],
+    )

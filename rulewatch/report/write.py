@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from rulewatch.report.draft import draft_en, draft_markdown, draft_zh
 from rulewatch.report.drawing import ChartCall, ChartProcess, draw_here
 from rulewatch.report.exports import write_csvs, write_xlsx
 from rulewatch.report.html import render_html
+from rulewatch.report.staging import moved, written_together
 from rulewatch.warehouse.db import redact
 from rulewatch.warehouse.runs import snapshot
 
@@ -35,6 +36,16 @@ class ReportFiles:
     def paths(self) -> list[Path]:
         return [self.html, self.xlsx, *self.csvs, *self.drafts]
 
+    def moved_to(self, out_dir: Path) -> ReportFiles:
+        """The same files, once moved from their staging folder into ``out_dir``."""
+        return replace(
+            self,
+            html=moved(self.html, out_dir),
+            xlsx=moved(self.xlsx, out_dir),
+            csvs=[moved(p, out_dir) for p in self.csvs],
+            drafts=[moved(p, out_dir) for p in self.drafts],
+        )
+
 
 def write_report(
     engine: Engine,
@@ -47,7 +58,8 @@ def write_report(
     """Write the HTML report, the CSV and XLSX exports and the drafts of ``period``.
 
     Files are named after the period (``report-2023.html``, ``metrics-2023.csv``,
-    ``annual-report-2023.zh.md``, ...) and replaced when written again. The targets
+    ``annual-report-2023.zh.md``, ...) and replaced together when written again
+    (:func:`written_together`: on an error the folder keeps the earlier set). The targets
     shown are the stored checks of ``as_of``: a date never checked is checked first.
     """
     data = _gather(engine, settings, period, as_of, out_dir, language)
@@ -83,7 +95,15 @@ def chart_calls(data: ReportData) -> list[ChartCall]:
 
 
 def _write(engine: Engine, data: ReportData, charts: list[Chart], out_dir: Path) -> ReportFiles:
-    """The report's files, from its data and its charts."""
+    """The report's files, from its data and its charts, replaced together in ``out_dir``."""
+    with written_together(out_dir) as stage:
+        files = _write_files(engine, data, charts, stage)
+    return files.moved_to(out_dir)
+
+
+def _write_files(
+    engine: Engine, data: ReportData, charts: list[Chart], out_dir: Path
+) -> ReportFiles:
     period = data.period
     drafts = {"zh": draft_zh(data), "en": draft_en(data)}
     if data.language == "en":

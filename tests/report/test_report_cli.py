@@ -29,6 +29,24 @@ def test_report_writes_the_files_and_prints_their_paths(tmp_path):
     assert paths[0] == str(out / "report-2024.html")
     assert all(os.path.exists(p) for p in paths) and len(paths) == 8
     assert MISSED_FILING_DOC_ID in (out / "offenders-2024.csv").read_text(encoding="utf-8-sig")
+    assert sorted(os.listdir(out)) == sorted(os.path.basename(p) for p in paths)  # nothing else
+
+    # a report that cannot be written whole leaves the earlier one as it was
+    before = {p: os.path.getmtime(p) for p in paths}
+    (out / "report-2024.xlsx").unlink()
+    (out / "report-2024.xlsx").mkdir()
+    res = _run(
+        ["report", "--period", "2024", "--as-of", "2024-05-21", "--out", str(out)], tmp_path, url
+    )
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        f"rulewatch: failed: cannot use {out / 'report-2024.xlsx'}: Is a directory "
+        "(a folder stands where rulewatch writes a file: move it away)"
+    ]
+    assert {p: os.path.getmtime(p) for p in paths if not p.endswith(".xlsx")} == {
+        p: t for p, t in before.items() if not p.endswith(".xlsx")
+    }
+    assert sorted(os.listdir(out)) == sorted(os.path.basename(p) for p in paths)
 
 
 def test_report_on_an_empty_warehouse_says_no_data(tmp_path):
