@@ -28,13 +28,20 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
 
 from rulewatch.checks.results import TargetCheck, checked_days
 from rulewatch.checks.targets import check_history
 from rulewatch.common.periods import Period
 from rulewatch.config.agencies import load_agencies
 from rulewatch.config.settings import ConfigError, Settings, load_settings
-from rulewatch.flows.nightly import agency_settings, locked_warehouse, today_in
+from rulewatch.flows.nightly import (
+    agency_settings,
+    locked_warehouse,
+    step_value,
+    today_in,
+    warehouse_step,
+)
 from rulewatch.metrics.compute import MetricValue, compute_metrics_history
 from rulewatch.report.tables import (
     backfill_rollup_history,
@@ -42,8 +49,7 @@ from rulewatch.report.tables import (
     store_statuses,
     target_statuses,
 )
-from rulewatch.warehouse.db import make_engine
-from rulewatch.warehouse.lock import WarehouseBusy
+from rulewatch.warehouse.db import WarehouseError, make_engine, warehouse_error
 from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID, report_metric
 
 MAX_DAYS = 3660  # ten years: a bigger range is almost certainly a typo
@@ -186,6 +192,7 @@ def recompute_days(settings: Settings, first: date, last: date) -> list[DayFigur
 
 
 @task(name="backfill-days", cache_policy=NO_CACHE, task_run_name="backfill-{first}..{last}")
+@warehouse_step("recompute the days")
 def backfill_days_task(first: date, last: date, agency: str | None = None) -> list[DayFigures]:
     """Recompute one chunk of days (of one agency of agencies.yaml)."""
     return recompute_days(agency_settings(agency), first, last)
@@ -218,13 +225,16 @@ def backfill(
                 for first, last in month_chunks(start, end)
             ]
             for future in futures:
-                result.days.extend(future.result())
+                result.days.extend(step_value(future.result(raise_on_failure=False)))
             for agency_id in ids:
                 store_latest_statuses(engine, end, agency_id or DEFAULT_AGENCY_ID)
             # the city rollup's rows of every day (none without agencies.yaml)
             backfill_rollup_history(engine, settings, start, end)
-    except WarehouseBusy as exc:  # another job runs: one line, no traceback
+    except WarehouseError as exc:  # another job runs, a day failed: one line, no traceback
         return Failed(message=str(exc), data=exc)
+    except DBAPIError as exc:  # the flow's own writes after the days
+        error = warehouse_error(settings.warehouse_url, exc, "store the backfill")
+        return Failed(message=str(error), data=error)
     get_run_logger().info(
         "backfill %s..%s: %d days recomputed and checked, %d with a slipped target%s",
         start,

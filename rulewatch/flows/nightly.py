@@ -9,20 +9,22 @@ naming the source.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.states import Failed, State
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from rulewatch.alerts.announce import AlertRun, run_alerting
 from rulewatch.alerts.digest import DigestRun, run_digest
@@ -66,6 +68,7 @@ from rulewatch.warehouse.db import (
     make_engine,
     migrate,
     refresh_statistics,
+    warehouse_error,
 )
 from rulewatch.warehouse.lock import job_lock, migrate_if_behind
 from rulewatch.warehouse.runs import heal_runs
@@ -81,6 +84,7 @@ _RECORDERS: dict[str, Recorder] = {}
 _AGENCY_SLOTS: dict[str, threading.BoundedSemaphore] = {}
 #: The flow of one agency's night (its deployment: ``rulewatch-agency-nightly/<name>``).
 AGENCY_FLOW = "rulewatch-agency-nightly"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -112,6 +116,44 @@ def set_progress_sink(callback: ProgressCallback | None) -> None:
     _PROGRESS_SINK[0] = callback
 
 
+def warehouse_step(doing: str) -> Callable[[F], F]:
+    """A step whose database fails (full, gone, read-only, ...) ends as one failed line
+    naming the warehouse and what it could not ``doing``, rather than a traceback in the
+    log and an "unexpected" error: its task returns a failed state with a
+    :class:`WarehouseError` (which the flow, calling the task, gets raised)."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def step(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except DBAPIError as exc:
+                error = warehouse_error(load_settings().warehouse_url, exc, doing)
+                return Failed(message=str(error), data=error)
+
+        return cast(F, step)
+
+    return wrap
+
+
+def _step(task: Task, settings: Settings, *args: Any) -> Any:
+    """Run a later step with its configured timeout; its value, or its error raised (a
+    step whose database failed returns a failed state, :func:`warehouse_step`)."""
+    return step_value(step_task(task, settings)(*args))
+
+
+def step_value(outcome: Any) -> Any:
+    """A step's value; a failed state or an error in its place is raised."""
+    if isinstance(outcome, State):
+        error = outcome.result(raise_on_failure=False)
+        if isinstance(error, Exception):
+            raise error
+        raise WarehouseError(outcome.message or outcome.name)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
 def agency_settings(agency: str | None = None) -> Settings:
     """The settings a step reads: one agency's of ``agencies.yaml`` (its sources,
     targets, alert channels, folder), or, for None, today's settings unchanged."""
@@ -123,6 +165,7 @@ def agency_settings(agency: str | None = None) -> Settings:
 
 
 @task(name="sync-source", cache_policy=NO_CACHE, task_run_name="sync-{source}")
+@warehouse_step("load a source")
 def sync_source_task(
     source: str,
     job_id: str,
@@ -162,6 +205,7 @@ def sync_source_task(
 
 
 @task(name="compute-metrics", cache_policy=NO_CACHE)
+@warehouse_step("compute the metrics")
 def metrics_task(period: str, as_of: date, agency: str | None = None) -> list[MetricValue]:
     """The period's metrics from the warehouse, in SQL."""
     settings = agency_settings(agency)
@@ -176,6 +220,7 @@ def metrics_task(period: str, as_of: date, agency: str | None = None) -> list[Me
 
 
 @task(name="data-quality", cache_policy=NO_CACHE)
+@warehouse_step("check data quality")
 def quality_task(job_id: str, as_of: date, agency: str | None = None) -> QualityRun:
     """The data-quality suites over the rows this job wrote (critical failures set aside)."""
     settings = agency_settings(agency)
@@ -198,6 +243,7 @@ def quality_task(job_id: str, as_of: date, agency: str | None = None) -> Quality
 
 
 @task(name="target-checks", cache_policy=NO_CACHE)
+@warehouse_step("check the targets")
 def target_checks_task(
     job_id: str, as_of: date, quality: QualityRun | None, agency: str | None = None
 ) -> TargetRun:
@@ -239,6 +285,7 @@ def target_checks_task(
 
 
 @task(name="report-tables", cache_policy=NO_CACHE)
+@warehouse_step("refresh the report tables")
 def report_tables_task(job_id: str, as_of: date, agency: str | None = None) -> ReportTablesRefresh:
     """Refresh the report tables (metrics history, latest statuses, offenders) at as_of,
     unless they hold that date's figures already and nothing was written since."""
@@ -286,6 +333,7 @@ def gx_record_task(job_id: str) -> None:
 
 
 @task(name="alerts", cache_policy=NO_CACHE)
+@warehouse_step("record or send the alerts")
 def alerts_task(
     as_of: date, check_run_id: str | None = None, agency: str | None = None
 ) -> AlertRun:
@@ -432,27 +480,26 @@ def _night(
                 refresh_statistics(engine)  # SQLite's planner, for the checks and reports
             # the years the new data needs
             calendar_after_sync(engine, settings, result.job_id, wrote=wrote)
-            result.quality = step_task(quality_task, settings)(result.job_id, as_of, agency)
+            result.quality = _step(quality_task, settings, result.job_id, as_of, agency)
             # The metrics only read what data quality left, as the target checks do: both
             # at once, each waiting on the database (at 1M records on PostgreSQL, 0.25 s
             # of a quiet night's 1.5 s was the metrics waiting for the checks' turn).
             metrics = step_task(metrics_task, settings).submit(str(as_of.year), as_of, agency)
             try:
-                result.targets = step_task(target_checks_task, settings)(
-                    result.job_id, as_of, result.quality, agency
+                result.targets = _step(
+                    target_checks_task, settings, result.job_id, as_of, result.quality, agency
                 )
             finally:
                 metrics.wait()
-            result.metrics = metrics.result()
-            result.report_tables = step_task(report_tables_task, settings)(
-                result.job_id, as_of, agency
-            )
-            result.alerts = step_task(alerts_task, settings)(
-                as_of, result.targets.check_run_id, agency
-            )
-            step_task(gx_record_task, settings)(result.job_id)
+            result.metrics = step_value(metrics.result(raise_on_failure=False))
+            result.report_tables = _step(report_tables_task, settings, result.job_id, as_of, agency)
+            result.alerts = _step(alerts_task, settings, as_of, result.targets.check_run_id, agency)
+            _step(gx_record_task, settings, result.job_id)
     except (WarehouseError, RecordError) as exc:  # busy, unreachable, GX failed: one line
         return Failed(message=str(exc), data=exc)
+    except DBAPIError as exc:  # the flow's own reads and writes between the steps
+        error = warehouse_error(settings.warehouse_url, exc, "run the nightly job")
+        return Failed(message=str(error), data=error)
     except BaseException as exc:
         stopped = not isinstance(exc, Exception)  # Ctrl-C, SIGTERM: no wait for GX
         raise
@@ -537,7 +584,10 @@ def city_night(
     logger = get_run_logger()
     for agency_id, why in result.failed.items():
         logger.warning("agency %s failed: %s", agency_id, why)
-    result.digest = step_task(city_task, settings)(as_of, agency_ids, result.failed, whole_city)
+    try:
+        result.digest = _step(city_task, settings, as_of, agency_ids, result.failed, whole_city)
+    except WarehouseError as exc:
+        return Failed(message=str(exc), data=exc)
     if result.digest is not None and result.digest.recorded:
         logger.info("digest of %s: %s", as_of, result.digest.title)
     if result.failed:
@@ -631,6 +681,7 @@ async def _wait_for_runs(run_ids: list[UUID], timeout: float) -> dict[UUID, Stat
 
 
 @task(name="city", cache_policy=NO_CACHE)
+@warehouse_step("write the city's rollup or digest")
 def city_task(
     as_of: date, agency_ids: list[str], failed: dict[str, str], whole_city: bool
 ) -> DigestRun | None:

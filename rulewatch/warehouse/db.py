@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from rulewatch.common.workdays import WorkingCalendar
@@ -77,16 +77,12 @@ def make_engine(url: str, timeouts: TimeoutsSection | None = None) -> Engine:
 
 def _sqlite_file(url: str) -> bool:
     """A SQLite database in a file (pooled), not in memory (one connection per thread)."""
-    from sqlalchemy.engine import make_url
-
     database = make_url(url).database
     return database not in (None, "", ":memory:") and "mode=memory" not in url
 
 
 def _pg_bounds(url: str, timeouts: TimeoutsSection) -> dict[str, object]:
     """libpq's connect timeout and PostgreSQL's statement timeout; a value in the URL wins."""
-    from sqlalchemy.engine import make_url
-
     parsed = make_url(url)
     if not parsed.drivername.startswith("postgresql"):
         return {}
@@ -204,8 +200,6 @@ def refresh_statistics(engine: Engine) -> bool:
 
 def redact(url: str) -> str:
     """The URL with any password hidden, for messages and logs."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
@@ -252,8 +246,8 @@ def schema_state(conn: Connection) -> tuple[str, str | None, str]:
     return ("behind" if revision in known else "newer"), revision, head
 
 
-def _where(engine: Engine) -> str:
-    url = engine.url
+def _where(engine: Engine | str) -> str:
+    url = engine.url if isinstance(engine, Engine) else make_url(engine)
     if url.drivername.startswith("sqlite"):
         return str(url.database)
     return redact(str(url))
@@ -271,13 +265,16 @@ def _first_line(exc: DBAPIError) -> str:
     return (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
 
 
-def warehouse_error(engine: Engine, exc: DBAPIError, doing: str) -> WarehouseError:
-    """One line for a database error while ``doing``: unreachable, read-only, corrupt ..."""
+def warehouse_error(engine: Engine | str, exc: DBAPIError, doing: str) -> WarehouseError:
+    """One line for a database error while ``doing``: unreachable, read-only, corrupt,
+    full ... (``engine``: the warehouse's engine or URL, named without its password)."""
     why = _first_line(exc)
     if "file is not a database" in why or "malformed" in why:
         why += " (the SQLite file is corrupt or not SQLite: restore it from a backup)"
     elif "readonly database" in why or "unable to open database file" in why:
         why += " (check that the file and its folder are writable by this user)"
+    elif any(full in why for full in ("disk is full", "No space left", "could not extend")):
+        why += " (free space on the warehouse's disk, then run again: what was committed stays)"
     return WarehouseError(f"warehouse {_where(engine)}: cannot {doing}: {why}")
 
 

@@ -130,3 +130,27 @@ def test_a_night_that_fails_after_its_checks_keeps_their_gx_record(tmp_path):  #
     recorded = {p.relative_to(data / "gx" / "validations").parts[0] for p in data.rglob("*.json")}
     assert "quality" in recorded
     assert not list(page.parent.glob(".checks-*.tmp"))  # the half-written page is gone
+
+
+def test_a_step_whose_database_fails_ends_in_one_line_naming_it(synced, tmp_path):  # noqa: ANN001
+    folder, env, _ = synced
+    copy = tmp_path / "wh.db"
+    with sqlite3.connect(folder / "wh.db") as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+        # the report tables' step meets a database that refuses its writes (as a full disk)
+        dst.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON report_metric "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    env = {**env, "RULEWATCH_WAREHOUSE_URL": f"sqlite:///{copy}"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    env["RULEWATCH_DATA_DIR"] = str(tmp_path / "data")
+    with start_demo_sources() as demo:
+        res = run_rulewatch({**env, **demo.env()}, "sync", "--as-of", "2024-05-21")
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "unexpected" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"rulewatch: failed: warehouse {copy}: cannot refresh the report tables: database or "
+        "disk is full (free space on the warehouse's disk, then run again: what was "
+        "committed stays)"
+    )
