@@ -325,11 +325,15 @@ def report_tables_task(job_id: str, as_of: date, agency: str | None = None) -> R
 
 
 @task(name="gx-record", cache_policy=NO_CACHE)
-def gx_record_task(job_id: str) -> None:
+def gx_record_task(job_id: str) -> State | None:
     """Wait for Great Expectations to write this job's validation results and Data Docs
     (it records in its own process while the job goes on); its own step, so the wait
     shows in Prefect and in the benchmark."""
-    _RECORDERS[job_id].finish()
+    try:
+        _RECORDERS[job_id].finish()
+    except RecordError as exc:  # GX's one line (a full disk, a file in the way): no traceback
+        return Failed(message=str(exc), data=exc)
+    return None
 
 
 @task(name="alerts", cache_policy=NO_CACHE)

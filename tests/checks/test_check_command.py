@@ -154,3 +154,22 @@ def test_a_step_whose_database_fails_ends_in_one_line_naming_it(synced, tmp_path
         "disk is full (free space on the warehouse's disk, then run again: what was "
         "committed stays)"
     )
+
+
+def test_a_night_gx_cannot_record_ends_in_its_one_line(tmp_path):  # noqa: ANN001
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "gx").write_text("a file where GX's folder goes", encoding="utf-8")
+    env = clean_env(
+        RULEWATCH_DATA_DIR=str(data),
+        RULEWATCH_WAREHOUSE_URL=f"sqlite:///{tmp_path / 'wh.db'}",
+        RULEWATCH_PII_KEY="check-test-key",
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    with start_demo_sources() as demo:
+        res = run_rulewatch({**env, **demo.env()}, "sync", "--as-of", "2024-05-20")
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("rulewatch: failed: Great Expectations could not record the checks: ")
