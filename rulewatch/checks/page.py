@@ -12,6 +12,7 @@ for GX's own detail.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from dataclasses import dataclass
@@ -169,6 +170,8 @@ def write_checks_page(
         pct=format_percent,
     )
     path = folder / PAGE_NAME
+    if path.is_dir() and not path.is_symlink():  # named, not the rename's temporary file
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     # a file of its own, then one rename: a reader (or a second writer) never sees half
     with tempfile.NamedTemporaryFile(
         "w",

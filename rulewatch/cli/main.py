@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
 import functools
 import gc
 import json
@@ -145,6 +144,8 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except OSError as exc:
             if exc.filename is None:  # a socket's or a library's: not a path to name
                 raise
+            from rulewatch.common.files import file_error
+
             _fail(file_error(exc))
 
     return wrapper
@@ -156,36 +157,6 @@ def _fail(message: str) -> NoReturn:
     stop_prefect_servers()  # a server's goodbye must not follow our last line
     print(f"rulewatch: failed: {message}", file=sys.stderr)
     raise typer.Exit(EXIT_FAILED) from None
-
-
-#: What an operator does about a file or folder rulewatch could not write, by errno.
-_FILE_FIXES = {
-    errno.EEXIST: "a file stands where rulewatch keeps a folder: move it away, "
-    "the next run makes the folder",
-    errno.ENOTDIR: "a file stands where rulewatch keeps a folder: move it away, "
-    "the next run makes the folder",
-    errno.EISDIR: "a folder stands where rulewatch writes a file: move it away",
-    errno.EACCES: "the user rulewatch runs as needs write access there",
-    errno.EPERM: "the user rulewatch runs as needs write access there",
-    errno.ENOSPC: "free some space on that disk, then run again",
-    errno.EDQUOT: "free some space on that disk, then run again",
-    errno.EROFS: "that file system is mounted read-only",
-}
-
-
-def file_error(exc: OSError) -> str:
-    """One line for a file or folder rulewatch could not use: the path, the system's
-    reason and what to do (a run that failed so is whole again once re-run)."""
-    path = _path_text(exc.filename)
-    if exc.filename2 is not None:
-        path += f" -> {_path_text(exc.filename2)}"
-    reason = exc.strerror or type(exc).__name__
-    fix = _FILE_FIXES.get(exc.errno or 0)
-    return f"cannot use {path}: {reason}" + (f" ({fix})" if fix else "")
-
-
-def _path_text(name: object) -> str:
-    return os.fsdecode(name) if isinstance(name, str | bytes | os.PathLike) else str(name)
 
 
 def _parse_date(value: str | None) -> date | None:

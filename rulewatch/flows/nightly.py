@@ -37,6 +37,7 @@ from rulewatch.checks.targets import (
     nightly_periods,
     run_target_checks,
 )
+from rulewatch.common.files import file_error
 from rulewatch.common.periods import Period
 from rulewatch.common.text import server_text
 from rulewatch.common.workdays import calendar_of
@@ -116,11 +117,12 @@ def set_progress_sink(callback: ProgressCallback | None) -> None:
     _PROGRESS_SINK[0] = callback
 
 
-def warehouse_step(doing: str) -> Callable[[F], F]:
-    """A step whose database fails (full, gone, read-only, ...) ends as one failed line
-    naming the warehouse and what it could not ``doing``, rather than a traceback in the
-    log and an "unexpected" error: its task returns a failed state with a
-    :class:`WarehouseError` (which the flow, calling the task, gets raised)."""
+def expected_failures(doing: str) -> Callable[[F], F]:
+    """A step whose warehouse fails (full, gone, read-only, ...) or that cannot write a
+    file (a full disk, a folder in the way) ends as one failed line naming what it could
+    not ``doing`` or the path, rather than a traceback in the log and an "unexpected"
+    error: its task returns a failed state with the error (raised in the flow by
+    :func:`step_value`)."""
 
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
@@ -130,6 +132,10 @@ def warehouse_step(doing: str) -> Callable[[F], F]:
             except DBAPIError as exc:
                 error = warehouse_error(load_settings().warehouse_url, exc, doing)
                 return Failed(message=str(error), data=error)
+            except OSError as exc:
+                if exc.filename is None:  # a socket's or a library's: not a path to name
+                    raise
+                return Failed(message=file_error(exc), data=exc)
 
         return cast(F, step)
 
@@ -165,7 +171,7 @@ def agency_settings(agency: str | None = None) -> Settings:
 
 
 @task(name="sync-source", cache_policy=NO_CACHE, task_run_name="sync-{source}")
-@warehouse_step("load a source")
+@expected_failures("load a source")
 def sync_source_task(
     source: str,
     job_id: str,
@@ -205,7 +211,7 @@ def sync_source_task(
 
 
 @task(name="compute-metrics", cache_policy=NO_CACHE)
-@warehouse_step("compute the metrics")
+@expected_failures("compute the metrics")
 def metrics_task(period: str, as_of: date, agency: str | None = None) -> list[MetricValue]:
     """The period's metrics from the warehouse, in SQL."""
     settings = agency_settings(agency)
@@ -220,7 +226,7 @@ def metrics_task(period: str, as_of: date, agency: str | None = None) -> list[Me
 
 
 @task(name="data-quality", cache_policy=NO_CACHE)
-@warehouse_step("check data quality")
+@expected_failures("check data quality")
 def quality_task(job_id: str, as_of: date, agency: str | None = None) -> QualityRun:
     """The data-quality suites over the rows this job wrote (critical failures set aside)."""
     settings = agency_settings(agency)
@@ -243,7 +249,7 @@ def quality_task(job_id: str, as_of: date, agency: str | None = None) -> Quality
 
 
 @task(name="target-checks", cache_policy=NO_CACHE)
-@warehouse_step("check the targets")
+@expected_failures("check the targets")
 def target_checks_task(
     job_id: str, as_of: date, quality: QualityRun | None, agency: str | None = None
 ) -> TargetRun:
@@ -285,7 +291,7 @@ def target_checks_task(
 
 
 @task(name="report-tables", cache_policy=NO_CACHE)
-@warehouse_step("refresh the report tables")
+@expected_failures("refresh the report tables")
 def report_tables_task(job_id: str, as_of: date, agency: str | None = None) -> ReportTablesRefresh:
     """Refresh the report tables (metrics history, latest statuses, offenders) at as_of,
     unless they hold that date's figures already and nothing was written since."""
@@ -337,7 +343,7 @@ def gx_record_task(job_id: str) -> State | None:
 
 
 @task(name="alerts", cache_policy=NO_CACHE)
-@warehouse_step("record or send the alerts")
+@expected_failures("record or send the alerts")
 def alerts_task(
     as_of: date, check_run_id: str | None = None, agency: str | None = None
 ) -> AlertRun:
@@ -504,6 +510,10 @@ def _night(
     except DBAPIError as exc:  # the flow's own reads and writes between the steps
         error = warehouse_error(settings.warehouse_url, exc, "run the nightly job")
         return Failed(message=str(error), data=error)
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        return Failed(message=file_error(exc), data=exc)  # a step's file: one line
     except BaseException as exc:
         stopped = not isinstance(exc, Exception)  # Ctrl-C, SIGTERM: no wait for GX
         raise
@@ -685,7 +695,7 @@ async def _wait_for_runs(run_ids: list[UUID], timeout: float) -> dict[UUID, Stat
 
 
 @task(name="city", cache_policy=NO_CACHE)
-@warehouse_step("write the city's rollup or digest")
+@expected_failures("write the city's rollup or digest")
 def city_task(
     as_of: date, agency_ids: list[str], failed: dict[str, str], whole_city: bool
 ) -> DigestRun | None:

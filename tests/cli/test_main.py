@@ -157,6 +157,6 @@ def test_demo_twice_alerts_once_per_change(tmp_path):
     ],
 )
 def test_a_file_error_names_the_path_and_the_fix(exc, expected):  # noqa: ANN001
-    from rulewatch.cli.main import file_error
+    from rulewatch.common.files import file_error
 
     assert file_error(exc) == expected
