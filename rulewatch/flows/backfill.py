@@ -28,7 +28,6 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import DBAPIError
 
 from rulewatch.checks.results import TargetCheck, checked_days
 from rulewatch.checks.targets import check_history
@@ -49,7 +48,12 @@ from rulewatch.report.tables import (
     store_statuses,
     target_statuses,
 )
-from rulewatch.warehouse.db import WarehouseError, make_engine, warehouse_error
+from rulewatch.warehouse.db import (
+    WarehouseError,
+    is_database_error,
+    make_engine,
+    warehouse_error,
+)
 from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID, report_metric
 
 MAX_DAYS = 3660  # ten years: a bigger range is almost certainly a typo
@@ -232,8 +236,10 @@ def backfill(
             backfill_rollup_history(engine, settings, start, end)
     except WarehouseError as exc:  # another job runs, a day failed: one line, no traceback
         return Failed(message=str(exc), data=exc)
-    except DBAPIError as exc:  # the flow's own writes after the days
-        error = warehouse_error(settings.warehouse_url, exc, "store the backfill")
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
+        error = warehouse_error(settings.warehouse_url, exc, "store the backfill")  # its own
         return Failed(message=str(error), data=error)
     get_run_logger().info(
         "backfill %s..%s: %d days recomputed and checked, %d with a slipped target%s",

@@ -24,7 +24,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.states import Failed, State
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
 from rulewatch.alerts.announce import AlertRun, run_alerting
 from rulewatch.alerts.digest import DigestRun, run_digest
@@ -66,6 +65,7 @@ from rulewatch.report.tables import (
 from rulewatch.warehouse.db import (
     WarehouseError,
     ensure_calendar,
+    is_database_error,
     make_engine,
     migrate,
     refresh_statistics,
@@ -129,13 +129,13 @@ def expected_failures(doing: str) -> Callable[[F], F]:
         def step(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except DBAPIError as exc:
-                error = warehouse_error(load_settings().warehouse_url, exc, doing)
-                return Failed(message=str(error), data=error)
-            except OSError as exc:
-                if exc.filename is None:  # a socket's or a library's: not a path to name
-                    raise
-                return Failed(message=file_error(exc), data=exc)
+            except Exception as exc:
+                if is_database_error(exc):
+                    error = warehouse_error(load_settings().warehouse_url, exc, doing)
+                    return Failed(message=str(error), data=error)
+                if isinstance(exc, OSError) and exc.filename is not None:  # not a socket's
+                    return Failed(message=file_error(exc), data=exc)
+                raise
 
         return cast(F, step)
 
@@ -507,14 +507,12 @@ def _night(
             _step(gx_record_task, settings, result.job_id)
     except (WarehouseError, RecordError) as exc:  # busy, unreachable, GX failed: one line
         return Failed(message=str(exc), data=exc)
-    except DBAPIError as exc:  # the flow's own reads and writes between the steps
-        error = warehouse_error(settings.warehouse_url, exc, "run the nightly job")
-        return Failed(message=str(error), data=error)
-    except OSError as exc:
-        if exc.filename is None:
-            raise
-        return Failed(message=file_error(exc), data=exc)  # a step's file: one line
     except BaseException as exc:
+        if is_database_error(exc):  # the flow's own reads and writes between the steps
+            error = warehouse_error(settings.warehouse_url, exc, "run the nightly job")
+            return Failed(message=str(error), data=error)
+        if isinstance(exc, OSError) and exc.filename is not None:  # a step's file
+            return Failed(message=file_error(exc), data=exc)
         stopped = not isinstance(exc, Exception)  # Ctrl-C, SIGTERM: no wait for GX
         raise
     finally:

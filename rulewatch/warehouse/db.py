@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import sqlite3
+import sys
 import threading
 import time
 from datetime import date
@@ -261,11 +263,21 @@ def newer_schema_error(engine: Engine, revision: str | None, head: str) -> Schem
     )
 
 
-def _first_line(exc: DBAPIError) -> str:
-    return (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc  # SQLAlchemy's wrapper: the driver's own error
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
 
 
-def warehouse_error(engine: Engine | str, exc: DBAPIError, doing: str) -> WarehouseError:
+def is_database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database's: SQLAlchemy's, or a driver's raised where
+    rulewatch talks to the driver itself (PostgreSQL's COPY)."""
+    if isinstance(exc, DBAPIError | sqlite3.Error):
+        return True
+    psycopg = sys.modules.get("psycopg")  # not imported: none of its errors can occur
+    return psycopg is not None and isinstance(exc, psycopg.Error)
+
+
+def warehouse_error(engine: Engine | str, exc: BaseException, doing: str) -> WarehouseError:
     """One line for a database error while ``doing``: unreachable, read-only, corrupt,
     full ... (``engine``: the warehouse's engine or URL, named without its password)."""
     why = _first_line(exc)
