@@ -147,6 +147,13 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             from rulewatch.common.files import file_error
 
             _fail(file_error(exc))
+        except Exception as exc:
+            from rulewatch.warehouse.db import is_database_error, warehouse_error
+
+            if not is_database_error(exc):  # a bug: main's last line of defence names it
+                raise
+            doing = f"finish rulewatch {fn.__name__.replace('_', '-')}"  # full, gone, locked
+            _fail(str(warehouse_error(load_settings().warehouse_url, exc, doing)))
 
     return wrapper
 

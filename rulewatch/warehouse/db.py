@@ -287,6 +287,8 @@ def warehouse_error(engine: Engine | str, exc: BaseException, doing: str) -> War
         why += " (check that the file and its folder are writable by this user)"
     elif any(full in why for full in ("disk is full", "No space left", "could not extend")):
         why += " (free space on the warehouse's disk, then run again: what was committed stays)"
+    elif "disk I/O error" in why:
+        why += " (its disk may be full or failing: check its free space and the system log)"
     return WarehouseError(f"warehouse {_where(engine)}: cannot {doing}: {why}")
 
 

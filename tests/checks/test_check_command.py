@@ -174,3 +174,22 @@ def test_a_night_gx_cannot_record_ends_in_its_one_line(tmp_path):  # noqa: ANN00
     assert "Traceback" not in res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("rulewatch: failed: Great Expectations could not record the checks: ")
+
+
+def test_a_command_whose_database_fails_ends_in_one_line_naming_it(synced, tmp_path):  # noqa: ANN001
+    folder, env, _ = synced
+    copy = tmp_path / "wh.db"
+    with sqlite3.connect(folder / "wh.db") as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+        dst.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON check_run "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    env = {**env, "RULEWATCH_WAREHOUSE_URL": f"sqlite:///{copy}"}
+    res = run_rulewatch(env, "check", "--as-of", "2024-05-22")
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"rulewatch: failed: warehouse {copy}: cannot finish rulewatch check: database or "
+        "disk is full (free space on the warehouse's disk, then run again: what was "
+        "committed stays)"
+    ]
