@@ -118,11 +118,11 @@ def set_progress_sink(callback: ProgressCallback | None) -> None:
 
 
 def expected_failures(doing: str) -> Callable[[F], F]:
-    """A step whose warehouse fails (full, gone, read-only, ...) or that cannot write a
-    file (a full disk, a folder in the way) ends as one failed line naming what it could
-    not ``doing`` or the path, rather than a traceback in the log and an "unexpected"
-    error: its task returns a failed state with the error (raised in the flow by
-    :func:`step_value`)."""
+    """A step whose warehouse fails (full, gone, read-only, ...), that cannot write a
+    file (a full disk, a folder in the way) or whose GX record fails ends as one
+    failed line naming what it could not ``doing``, the path or GX's reason, rather
+    than a traceback in the log and an "unexpected" error: its task returns a failed
+    state with the error (raised in the flow by :func:`step_value`)."""
 
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
@@ -135,6 +135,8 @@ def expected_failures(doing: str) -> Callable[[F], F]:
                     return Failed(message=str(error), data=error)
                 if isinstance(exc, OSError) and exc.filename is not None:  # not a socket's
                     return Failed(message=file_error(exc), data=exc)
+                if isinstance(exc, RecordError):  # GX's own line (a full disk, ...)
+                    return Failed(message=str(exc), data=exc)
                 raise
 
         return cast(F, step)
@@ -331,15 +333,12 @@ def report_tables_task(job_id: str, as_of: date, agency: str | None = None) -> R
 
 
 @task(name="gx-record", cache_policy=NO_CACHE)
-def gx_record_task(job_id: str) -> State | None:
+@expected_failures("record the checks")
+def gx_record_task(job_id: str) -> None:
     """Wait for Great Expectations to write this job's validation results and Data Docs
     (it records in its own process while the job goes on); its own step, so the wait
     shows in Prefect and in the benchmark."""
-    try:
-        _RECORDERS[job_id].finish()
-    except RecordError as exc:  # GX's one line (a full disk, a file in the way): no traceback
-        return Failed(message=str(exc), data=exc)
-    return None
+    _RECORDERS[job_id].finish()
 
 
 @task(name="alerts", cache_policy=NO_CACHE)

@@ -263,7 +263,8 @@ def newer_schema_error(engine: Engine, revision: str | None, head: str) -> Schem
     )
 
 
-def _first_line(exc: BaseException) -> str:
+def database_reason(exc: BaseException) -> str:
+    """The first line of what the database (its driver) said."""
     orig = getattr(exc, "orig", None) or exc  # SQLAlchemy's wrapper: the driver's own error
     return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
 
@@ -280,7 +281,7 @@ def is_database_error(exc: BaseException) -> bool:
 def warehouse_error(engine: Engine | str, exc: BaseException, doing: str) -> WarehouseError:
     """One line for a database error while ``doing``: unreachable, read-only, corrupt,
     full ... (``engine``: the warehouse's engine or URL, named without its password)."""
-    why = _first_line(exc)
+    why = database_reason(exc)
     if "file is not a database" in why or "malformed" in why:
         why += " (the SQLite file is corrupt or not SQLite: restore it from a backup)"
     elif "readonly database" in why or "unable to open database file" in why:

@@ -43,6 +43,7 @@ from rulewatch.extract.engine import (
     Stream,
 )
 from rulewatch.extract.fields import naive_utc
+from rulewatch.warehouse.db import database_reason, is_database_error
 from rulewatch.warehouse.loader import (
     advance_watermark,
     load_columns,
@@ -374,5 +375,14 @@ def _finish_run(engine: Engine, result: SourceSyncResult) -> None:
                     error=result.error,
                 )
             )
-    except Exception:  # noqa: BLE001 - the original error matters more
-        log.exception("could not record the end of sync run %s", result.sync_run_id)
+    except Exception as exc:  # noqa: BLE001 - the original error matters more
+        if not is_database_error(exc):
+            log.exception("could not record the end of sync run %s", result.sync_run_id)
+            return
+        # the database is full or gone: the reason in one line (the next job marks the
+        # run abandoned once its holder is gone)
+        log.error(
+            "could not record the end of sync run %s: %s",
+            result.sync_run_id,
+            database_reason(exc),
+        )

@@ -169,3 +169,39 @@ def test_rows_carrying_a_run_are_found_through_the_index(engine):
         assert not rows_carry_runs(conn, runs_of("quiet"))
         if conn.dialect.name == "postgresql":  # the planner's setting is back for what follows
             assert conn.exec_driver_sql("SHOW enable_seqscan").scalar() == "on"
+
+
+def test_a_run_end_the_full_database_refuses_is_logged_in_one_line(tmp_path, caplog):
+    import logging
+    import sqlite3
+
+    from rulewatch.warehouse.sync import SourceSyncResult, _finish_run
+
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    eng = open_warehouse(url, calendar_of(load_settings({})))
+    try:
+        with eng.begin() as conn:
+            conn.execute(
+                insert(sync_run).values(
+                    sync_run_id="r-1",
+                    job_id="r-1",
+                    source="permits",
+                    is_full_refresh=False,
+                    started_at=datetime.now(UTC).replace(tzinfo=None),
+                    status="running",
+                )
+            )
+        with sqlite3.connect(tmp_path / "warehouse.db") as db:
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON sync_run "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        with caplog.at_level(logging.ERROR, logger="rulewatch"):
+            _finish_run(eng, SourceSyncResult(source="permits", sync_run_id="r-1"))
+    finally:
+        eng.dispose()
+    (record,) = [r for r in caplog.records if "end of sync run" in r.getMessage()]
+    assert (
+        record.getMessage() == "could not record the end of sync run r-1: database or disk is full"
+    )
+    assert record.exc_info is None  # no traceback under it
