@@ -47,6 +47,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from rulewatch.common.files import file_error
 from rulewatch.common.workdays import WorkingCalendar
 from rulewatch.warehouse.db import (
     WarehouseError,
@@ -308,8 +309,12 @@ def _file_lock(path: Path, job: str, wait_seconds: float, agency_id: str | None)
             named = agency_id is not None and agency_id != DEFAULT_AGENCY_ID
             note = _SQLITE_ONE_AT_A_TIME if named else ""
             raise WarehouseBusy(job, holder, wait_seconds, agency_id=agency_id, note=note)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (describe_holder(job, agency_id) + "\n").encode("utf-8"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (describe_holder(job, agency_id) + "\n").encode("utf-8"), 0)
+        except OSError as exc:  # its disk is full: the warehouse beside it cannot be written
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            raise WarehouseError(file_error(OSError(exc.errno, exc.strerror, str(path)))) from None
         try:
             yield
         finally:

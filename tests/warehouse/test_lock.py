@@ -149,3 +149,28 @@ def test_a_migration_is_refused_while_an_agency_job_runs(pg_url, monkeypatch):
     finally:
         first.dispose()
         second.dispose()
+
+
+def test_a_lock_file_on_a_full_disk_fails_naming_it_and_is_released(sqlite_url, monkeypatch):
+    import errno
+    import os
+
+    from rulewatch.warehouse.db import WarehouseError
+
+    def full(_fd: int, _data: bytes, _offset: int) -> int:  # a full disk cannot be made here
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    engine = make_engine(sqlite_url)
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(lock.os, "pwrite", full)
+            with pytest.raises(WarehouseError) as err, job_lock(engine, "sync"):
+                pass
+        assert str(err.value) == (
+            f"cannot use {engine.url.database}.lock: No space left on device "
+            "(free some space on that disk, then run again)"
+        )
+        with job_lock(engine, "sync"):  # released: the next job takes it
+            pass
+    finally:
+        engine.dispose()
