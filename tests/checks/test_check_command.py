@@ -23,16 +23,25 @@ from rulewatch.warehouse.schema import check_run, sync_run
 def synced(tmp_path_factory) -> tuple[Path, dict[str, str], subprocess.CompletedProcess]:  # noqa: ANN001
     """`rulewatch sync` (the real Prefect flow) on the demo sources, into SQLite."""
     folder = tmp_path_factory.mktemp("commands")
-    env = clean_env(
+    env = _env(folder)
+    return folder, env, _sync(env)
+
+
+def _env(folder: Path) -> dict[str, str]:
+    """A SQLite warehouse, data folder and Prefect home of their own in ``folder``."""
+    return clean_env(
         RULEWATCH_DATA_DIR=str(folder / "data"),
         RULEWATCH_WAREHOUSE_URL=f"sqlite:///{folder / 'wh.db'}",
         RULEWATCH_PII_KEY="check-test-key",
         PREFECT_HOME=str(folder / "prefect"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
     )
+
+
+def _sync(env: dict[str, str], as_of: str = "2024-05-20") -> subprocess.CompletedProcess:
+    """`rulewatch sync` (the real Prefect flow) on the demo sources."""
     with start_demo_sources() as demo:
-        res = run_rulewatch({**env, **demo.env()}, "sync", "--as-of", "2024-05-20")
-    return folder, env, res
+        return run_rulewatch({**env, **demo.env()}, "sync", "--as-of", as_of)
 
 
 def test_sync_runs_the_checks_and_publishes_artifacts(synced):  # noqa: ANN001
@@ -112,15 +121,7 @@ def test_a_night_that_fails_after_its_checks_keeps_their_gx_record(tmp_path):  #
     data = tmp_path / "data"
     page = data / "data_docs" / "checks.html"
     (page / "in-the-way").mkdir(parents=True)  # a folder where the checks page goes
-    env = clean_env(
-        RULEWATCH_DATA_DIR=str(data),
-        RULEWATCH_WAREHOUSE_URL=f"sqlite:///{tmp_path / 'wh.db'}",
-        RULEWATCH_PII_KEY="check-test-key",
-        PREFECT_HOME=str(tmp_path / "prefect"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    )
-    with start_demo_sources() as demo:
-        res = run_rulewatch({**env, **demo.env()}, "sync", "--as-of", "2024-05-20")
+    res = _sync(_env(tmp_path))
     assert res.returncode == 1, res.stderr
     assert "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == (
@@ -134,20 +135,9 @@ def test_a_night_that_fails_after_its_checks_keeps_their_gx_record(tmp_path):  #
 
 
 def test_a_step_whose_database_fails_ends_in_one_line_naming_it(synced, tmp_path):  # noqa: ANN001
-    folder, env, _ = synced
-    copy = tmp_path / "wh.db"
-    with sqlite3.connect(folder / "wh.db") as src, sqlite3.connect(copy) as dst:
-        src.backup(dst)
-        # the report tables' step meets a database that refuses its writes (as a full disk)
-        dst.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON report_metric "
-            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-        )
-    env = {**env, "RULEWATCH_WAREHOUSE_URL": f"sqlite:///{copy}"}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect")
-    env["RULEWATCH_DATA_DIR"] = str(tmp_path / "data")
-    with start_demo_sources() as demo:
-        res = run_rulewatch({**env, **demo.env()}, "sync", "--as-of", "2024-05-21")
+    folder, _, _ = synced
+    copy = _refusing_copy(folder / "wh.db", tmp_path / "wh.db", "report_metric")
+    res = _sync(_env(tmp_path), as_of="2024-05-21")  # on the copy
     assert res.returncode == 1, res.stderr
     assert "Traceback" not in res.stderr and "unexpected" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == (
@@ -161,15 +151,7 @@ def test_a_night_gx_cannot_record_ends_in_its_one_line(tmp_path):  # noqa: ANN00
     data = tmp_path / "data"
     data.mkdir()
     (data / "gx").write_text("a file where GX's folder goes", encoding="utf-8")
-    env = clean_env(
-        RULEWATCH_DATA_DIR=str(data),
-        RULEWATCH_WAREHOUSE_URL=f"sqlite:///{tmp_path / 'wh.db'}",
-        RULEWATCH_PII_KEY="check-test-key",
-        PREFECT_HOME=str(tmp_path / "prefect"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    )
-    with start_demo_sources() as demo:
-        res = run_rulewatch({**env, **demo.env()}, "sync", "--as-of", "2024-05-20")
+    res = _sync(_env(tmp_path))
     assert res.returncode == 1, res.stderr
     assert "Traceback" not in res.stderr
     last = res.stderr.strip().splitlines()[-1]
@@ -178,13 +160,7 @@ def test_a_night_gx_cannot_record_ends_in_its_one_line(tmp_path):  # noqa: ANN00
 
 def test_a_command_whose_database_fails_ends_in_one_line_naming_it(synced, tmp_path):  # noqa: ANN001
     folder, env, _ = synced
-    copy = tmp_path / "wh.db"
-    with sqlite3.connect(folder / "wh.db") as src, sqlite3.connect(copy) as dst:
-        src.backup(dst)
-        dst.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON check_run "
-            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-        )
+    copy = _refusing_copy(folder / "wh.db", tmp_path / "wh.db", "check_run")
     env = {**env, "RULEWATCH_WAREHOUSE_URL": f"sqlite:///{copy}"}
     res = run_rulewatch(env, "check", "--as-of", "2024-05-22")
     assert res.returncode == 1, res.stderr
@@ -193,3 +169,14 @@ def test_a_command_whose_database_fails_ends_in_one_line_naming_it(synced, tmp_p
         "disk is full (free space on the warehouse's disk, then run again: what was "
         "committed stays)"
     ]
+
+
+def _refusing_copy(warehouse: Path, copy: Path, table: str) -> Path:
+    """A copy of ``warehouse`` that refuses rows written to ``table`` as a full disk does."""
+    with sqlite3.connect(warehouse) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+        dst.execute(
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    return copy

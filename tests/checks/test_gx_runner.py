@@ -137,16 +137,9 @@ def test_dates_in_unexpected_values_are_stored(tmp_path):  # noqa: ANN001
 def test_the_recorder_process_writes_the_same_record(tmp_path):  # noqa: ANN001
     from rulewatch.checks.gx_runner import Recorder
 
-    o = map_outcome(IN_SET, "quality.p", element_count=1, unexpected_count=0, missing_count=0)
     recorder = Recorder()
     try:
-        recorder.record(
-            [Validation("quality.p", "SELECT 1", (IN_SET,), (o,))],
-            checkpoint="quality",
-            run_name="run-9",
-            data_docs_dir=tmp_path / "docs",
-            validations_dir=tmp_path / "gx",
-        )
+        _hand_one_run(recorder, tmp_path, "run-9")
         (done,) = recorder.finish()
     finally:
         recorder.close()
@@ -161,16 +154,9 @@ def test_a_record_that_fails_says_why_in_one_line(tmp_path):  # noqa: ANN001
     from rulewatch.checks.gx_runner import Recorder, RecordError
 
     (tmp_path / "docs").write_text("a file where the Data Docs folder goes")
-    o = map_outcome(IN_SET, "quality.p", element_count=1, unexpected_count=0, missing_count=0)
     recorder = Recorder()
     try:
-        recorder.record(
-            [Validation("quality.p", "SELECT 1", (IN_SET,), (o,))],
-            checkpoint="quality",
-            run_name="run-9",
-            data_docs_dir=tmp_path / "docs",
-            validations_dir=tmp_path / "gx",
-        )
+        _hand_one_run(recorder, tmp_path, "run-9")
         with pytest.raises(RecordError, match=r"could not record the checks: FileExistsError") as e:
             recorder.finish()
     finally:
@@ -301,15 +287,8 @@ def test_the_recorder_sees_a_run_sent_already_without_waiting_for_one():
 def test_a_failed_job_lets_gx_record_what_it_was_handed(tmp_path):  # noqa: ANN001
     from rulewatch.checks.gx_runner import Recorder
 
-    o = map_outcome(IN_SET, "quality.p", element_count=1, unexpected_count=0, missing_count=0)
     recorder = Recorder()
-    recorder.record(
-        [Validation("quality.p", "SELECT 1", (IN_SET,), (o,))],
-        checkpoint="quality",
-        run_name="run-5",
-        data_docs_dir=tmp_path / "docs",
-        validations_dir=tmp_path / "gx",
-    )
+    _hand_one_run(recorder, tmp_path, "run-5")
     assert recorder.settle(timeout=120) is True
     assert recorder._process.poll() is not None
     (stored,) = (tmp_path / "gx").rglob("*.json")
@@ -320,15 +299,20 @@ def test_a_failed_job_lets_gx_record_what_it_was_handed(tmp_path):  # noqa: ANN0
 def test_settling_stops_gx_at_its_deadline(tmp_path, caplog):  # noqa: ANN001
     from rulewatch.checks.gx_runner import Recorder
 
-    o = map_outcome(IN_SET, "quality.p", element_count=1, unexpected_count=0, missing_count=0)
     recorder = Recorder()
-    recorder.record(
-        [Validation("quality.p", "SELECT 1", (IN_SET,), (o,))],
-        checkpoint="quality",
-        run_name="run-6",
-        data_docs_dir=tmp_path / "docs",
-        validations_dir=tmp_path / "gx",
-    )
+    _hand_one_run(recorder, tmp_path, "run-6")
     assert recorder.settle(timeout=0) is False  # GX's import alone takes seconds
     assert recorder._process.poll() is not None
     assert "did not record the failed job's checks in 0 s" in caplog.text
+
+
+def _hand_one_run(recorder, tmp_path, run_name: str) -> None:  # noqa: ANN001
+    """Hand ``recorder`` one data-quality run of one met expectation."""
+    o = map_outcome(IN_SET, "quality.p", element_count=1, unexpected_count=0, missing_count=0)
+    recorder.record(
+        [Validation("quality.p", "SELECT 1", (IN_SET,), (o,))],
+        checkpoint="quality",
+        run_name=run_name,
+        data_docs_dir=tmp_path / "docs",
+        validations_dir=tmp_path / "gx",
+    )
