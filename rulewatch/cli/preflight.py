@@ -76,5 +76,6 @@ def check_prefect_api() -> None:
 def check_before_sync(settings: Settings) -> None:
     """Everything a sync needs, checked before the flow starts."""
     validate_alert_urls(settings)
+    settings.pii_key()  # an empty key file is named now; a first sync makes it once, here
     check_warehouse(settings)
     check_prefect_api()

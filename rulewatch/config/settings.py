@@ -8,8 +8,10 @@ in ``interface.md``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -209,10 +211,36 @@ class Settings:
             return key.encode("utf-8"), "RULEWATCH_PII_KEY"
         path = self.data_dir / "pii.key"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
-            path.chmod(0o600)
-        return path.read_text(encoding="utf-8").strip().encode("utf-8"), str(path)
+            _make_key_file(path)
+        key = path.read_text(encoding="utf-8").strip()
+        if not key:  # never used as a key: every pseudonym would be made with none
+            raise ConfigError(
+                f"{path}: the pseudonymisation key file is empty (a full disk or a crash "
+                "while it was made?): restore it from a backup, or delete it to make a new "
+                "key (pseudonyms of rows loaded with the old one will then differ), or set "
+                "RULEWATCH_PII_KEY"
+            )
+        return key.encode("utf-8"), str(path)
+
+
+def _make_key_file(path: Path) -> None:
+    """A new random key at ``path``, whole or not at all, readable by this user only.
+
+    Written to a file of its own first, then linked into place: a full disk or a
+    kill leaves no empty or half key behind, and of two runs making it at the same
+    moment (the first sync's sources, in threads) the first one's is everybody's.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, made = tempfile.mkstemp(prefix=".pii-key-", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_hex(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):  # made meanwhile: that key it is
+            os.link(made, path)
+    finally:
+        os.unlink(made)
 
 
 #: PyYAML's safe loader on libyaml's C parser where PyYAML was built with it: the same

@@ -160,3 +160,29 @@ def test_a_file_error_names_the_path_and_the_fix(exc, expected):  # noqa: ANN001
     from rulewatch.common.files import file_error
 
     assert file_error(exc) == expected
+
+
+def test_an_empty_key_file_stops_sync_before_it_starts(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "pii.key").write_text("")  # left by a full disk while an older version made it
+    env = clean_env(
+        RULEWATCH_DATA_DIR=str(data),
+        RULEWATCH_WAREHOUSE_URL=f"sqlite:///{tmp_path / 'wh.db'}",
+        RULEWATCH_PERMITS_URL="http://127.0.0.1:9",
+        RULEWATCH_PERMITS_TOKEN="t",
+        RULEWATCH_ENFORCEMENT_URL="http://127.0.0.1:9",
+        RULEWATCH_ENFORCEMENT_API_KEY="k",
+        RULEWATCH_DOCREVIEW_URL="http://127.0.0.1:9",
+        RULEWATCH_DOCREVIEW_USER="u",
+        RULEWATCH_DOCREVIEW_PASSWORD="p",
+        PREFECT_HOME=str(tmp_path / "prefect"),
+    )
+    res = run_rulewatch(env, "sync")
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"rulewatch: error: {data / 'pii.key'}: the pseudonymisation key file is empty (a full "
+        "disk or a crash while it was made?): restore it from a backup, or delete it to make "
+        "a new key (pseudonyms of rows loaded with the old one will then differ), or set "
+        "RULEWATCH_PII_KEY"
+    ]

@@ -74,3 +74,21 @@ def test_pii_key_from_environment_or_kept_file(tmp_path):
     s = load_settings({"RULEWATCH_DATA_DIR": str(tmp_path)})
     first = s.pii_key()
     assert first == s.pii_key() and first[1] == str(tmp_path / "pii.key")
+    assert len(first[0]) == 64 and (tmp_path / "pii.key").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["pii.key"]  # its first file is gone
+
+
+def test_runs_making_the_key_at_once_share_one(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = load_settings({"RULEWATCH_DATA_DIR": str(tmp_path)})
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: s.pii_key(), range(32)))
+    assert len(keys) == 1 and [p.name for p in tmp_path.iterdir()] == ["pii.key"]
+
+
+def test_an_empty_key_file_is_never_used_as_a_key(tmp_path):
+    (tmp_path / "pii.key").write_text("\n")  # a full disk or a kill while it was made
+    s = load_settings({"RULEWATCH_DATA_DIR": str(tmp_path)})
+    with pytest.raises(ConfigError, match=r"pii\.key: the pseudonymisation key file is empty"):
+        s.pii_key()
