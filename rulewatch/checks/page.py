@@ -12,9 +12,6 @@ for GX's own detail.
 
 from __future__ import annotations
 
-import errno
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,6 +21,7 @@ from sqlalchemy import Engine, select
 
 from rulewatch.checks.results import TargetCheck
 from rulewatch.common.numbers import format_percent
+from rulewatch.common.staging import written_together
 from rulewatch.warehouse.schema import (
     DEFAULT_AGENCY_ID,
     check_offender,
@@ -158,7 +156,6 @@ def write_checks_page(
     listed: int,
 ) -> Path:
     """Write ``folder/checks.html`` (replaced each run) and return its path."""
-    folder.mkdir(parents=True, exist_ok=True)
     page = _ENV.from_string(_TEMPLATE).render(
         as_of=as_of,
         periods=", ".join(periods),
@@ -169,29 +166,8 @@ def write_checks_page(
         listed=listed,
         pct=format_percent,
     )
-    path = folder / PAGE_NAME
-    if path.is_dir() and not path.is_symlink():  # named, not the rename's temporary file
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    # a file of its own, then one rename: a reader (or a second writer) never sees half
-    with tempfile.NamedTemporaryFile(
-        "w",
-        dir=folder,
-        prefix=".checks-",
-        suffix=".tmp",
-        delete=False,
-        encoding="utf-8",
-        errors="backslashreplace",
-    ) as f:
-        written = Path(f.name)
-        try:
-            f.write(page)
-        except BaseException:
-            written.unlink(missing_ok=True)
-            raise
-    try:
-        os.chmod(written, 0o644)  # readable like the Data Docs beside it (mkstemp makes 0600)
-        written.replace(path)
-    except BaseException:
-        written.unlink(missing_ok=True)  # no half page left behind, night after night
-        raise
-    return path
+    # a file of its own, then one rename: a reader (or a second writer) never sees half,
+    # and a failed write (a full disk, a folder in the way) leaves the earlier page
+    with written_together(folder) as stage:
+        (stage / PAGE_NAME).write_text(page, encoding="utf-8", errors="backslashreplace")
+    return folder / PAGE_NAME

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection
 from rulewatch.common.messages import t
 from rulewatch.common.metric_ids import METRICS
 from rulewatch.common.periods import Period
+from rulewatch.common.staging import moved, written_together
 from rulewatch.common.templates import environment
 from rulewatch.config.agencies import ALL_AGENCIES, Agencies, load_agencies
 from rulewatch.config.settings import SOURCE_NAMES, Settings
@@ -58,7 +59,6 @@ from rulewatch.report.published import (
     published_by,
     reconcile,
 )
-from rulewatch.report.staging import moved, written_together
 from rulewatch.report.tables import months_of
 from rulewatch.warehouse.db import redact
 from rulewatch.warehouse.runs import snapshot

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from rulewatch.checks.targets import ensure_target_checks
 from rulewatch.common.periods import Period
+from rulewatch.common.staging import moved, written_together
 from rulewatch.config.settings import Settings
 from rulewatch.report.charts import Chart
 from rulewatch.report.data import ReportData, gather_report
@@ -17,7 +18,6 @@ from rulewatch.report.draft import draft_en, draft_markdown, draft_zh
 from rulewatch.report.drawing import ChartCall, ChartProcess, draw_here
 from rulewatch.report.exports import write_csvs, write_xlsx
 from rulewatch.report.html import render_html
-from rulewatch.report.staging import moved, written_together
 from rulewatch.warehouse.db import redact
 from rulewatch.warehouse.runs import snapshot
 

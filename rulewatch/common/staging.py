@@ -1,11 +1,11 @@
-"""A report's files replaced together: yesterday's set or today's, never a mix or a half.
+"""Files replaced together: the earlier set or the new one, never a mix or a half.
 
-Downstream report builders read the files in the report folder. Written one by
-one in place, a disk filling up or a killed run left a truncated HTML or XLSX
-where a good one had been, or this run's HTML beside last run's workbook. Here
-each file is written in a folder of its own beside them first; once all are
-written they are renamed into place (each rename atomic, on the same file
-system), and on an error nothing in the report folder changes.
+Downstream report builders read the files in the report folder, operators the
+checks page. Written one by one in place, a disk filling up or a killed run left
+a truncated HTML or XLSX where a good one had been, or this run's HTML beside
+last run's workbook. Here each file is written in a folder of its own beside
+them first; once all are written they are renamed into place (each rename
+atomic, on the same file system), and on an error nothing in the folder changes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-#: The name a staging folder starts with (hidden beside the report files).
+#: The name a staging folder starts with (hidden beside the files it replaces).
 STAGE_PREFIX = ".writing-"
 #: A staging folder this old was left by a killed run: the next run removes it.
 STALE_SECONDS = 24 * 3600
@@ -27,10 +27,10 @@ STALE_SECONDS = 24 * 3600
 
 @contextlib.contextmanager
 def written_together(out_dir: Path) -> Iterator[Path]:
-    """A folder to write a report's files in; when the block ends they replace the files
-    of the same names in ``out_dir`` (made if missing). On an error in the block, or a
-    folder standing where a file goes, ``out_dir`` is left as it was; the staging
-    folder never stays behind."""
+    """A folder to write files in (a report's, the checks page); when the block ends
+    they replace the files of the same names in ``out_dir`` (made if missing). On an
+    error in the block, or a folder standing where a file goes, ``out_dir`` is left as
+    it was; the staging folder never stays behind."""
     out_dir.mkdir(parents=True, exist_ok=True)
     _sweep(out_dir)
     stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=out_dir))

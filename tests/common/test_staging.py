@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from rulewatch.report.staging import STAGE_PREFIX, STALE_SECONDS, moved, written_together
+from rulewatch.common.staging import STAGE_PREFIX, STALE_SECONDS, moved, written_together
 
 
 def _files(folder) -> dict[str, str]:  # noqa: ANN001
