@@ -37,6 +37,7 @@ from rulewatch.config.settings import ConfigError, Settings, load_settings
 from rulewatch.flows.nightly import (
     agency_settings,
     expected_failures,
+    failed_state,
     locked_warehouse,
     step_value,
     today_in,
@@ -48,12 +49,7 @@ from rulewatch.report.tables import (
     store_statuses,
     target_statuses,
 )
-from rulewatch.warehouse.db import (
-    WarehouseError,
-    is_database_error,
-    make_engine,
-    warehouse_error,
-)
+from rulewatch.warehouse.db import WarehouseError, make_engine
 from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID, report_metric
 
 MAX_DAYS = 3660  # ten years: a bigger range is almost certainly a typo
@@ -236,11 +232,11 @@ def backfill(
             backfill_rollup_history(engine, settings, start, end)
     except WarehouseError as exc:  # another job runs, a day failed: one line, no traceback
         return Failed(message=str(exc), data=exc)
-    except Exception as exc:
-        if not is_database_error(exc):
+    except Exception as exc:  # the flow's own writes after the days
+        failed = failed_state(exc, lambda: settings.warehouse_url, "store the backfill")
+        if failed is None:
             raise
-        error = warehouse_error(settings.warehouse_url, exc, "store the backfill")  # its own
-        return Failed(message=str(error), data=error)
+        return failed
     get_run_logger().info(
         "backfill %s..%s: %d days recomputed and checked, %d with a slipped target%s",
         start,

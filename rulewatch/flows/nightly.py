@@ -130,23 +130,32 @@ def expected_failures(doing: str) -> Callable[[F], F]:
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:
-                if is_database_error(exc):
-                    error = warehouse_error(load_settings().warehouse_url, exc, doing)
-                    return Failed(message=str(error), data=error)
-                if isinstance(exc, OSError) and exc.filename is not None:  # not a socket's
-                    return Failed(message=file_error(exc), data=exc)
                 if isinstance(exc, RecordError):  # GX's own line (a full disk, ...)
                     return Failed(message=str(exc), data=exc)
-                raise
+                failed = failed_state(exc, lambda: load_settings().warehouse_url, doing)
+                if failed is None:
+                    raise
+                return failed
 
         return cast(F, step)
 
     return wrap
 
 
+def failed_state(exc: BaseException, warehouse_url: Callable[[], str], doing: str) -> State | None:
+    """The one-line failed state of an expected failure: the warehouse's (``doing``
+    what, at ``warehouse_url()``) or a file's; None for anything else (a bug)."""
+    if is_database_error(exc):
+        error = warehouse_error(warehouse_url(), exc, doing)
+        return Failed(message=str(error), data=error)
+    if isinstance(exc, OSError) and exc.filename is not None:  # not a socket's
+        return Failed(message=file_error(exc), data=exc)
+    return None
+
+
 def _step(task: Task, settings: Settings, *args: Any) -> Any:
     """Run a later step with its configured timeout; its value, or its error raised (a
-    step whose database failed returns a failed state, :func:`warehouse_step`)."""
+    step whose database failed returns a failed state, :func:`expected_failures`)."""
     return step_value(step_task(task, settings)(*args))
 
 
@@ -507,11 +516,10 @@ def _night(
     except (WarehouseError, RecordError) as exc:  # busy, unreachable, GX failed: one line
         return Failed(message=str(exc), data=exc)
     except BaseException as exc:
-        if is_database_error(exc):  # the flow's own reads and writes between the steps
-            error = warehouse_error(settings.warehouse_url, exc, "run the nightly job")
-            return Failed(message=str(error), data=error)
-        if isinstance(exc, OSError) and exc.filename is not None:  # a step's file
-            return Failed(message=file_error(exc), data=exc)
+        # the database failing the flow's own reads and writes between the steps, or a file
+        failed = failed_state(exc, lambda: settings.warehouse_url, "run the nightly job")
+        if failed is not None:
+            return failed
         stopped = not isinstance(exc, Exception)  # Ctrl-C, SIGTERM: no wait for GX
         raise
     finally:
