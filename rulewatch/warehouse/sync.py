@@ -1,7 +1,7 @@
 """Extract and load one source: the plain function behind each flow task.
 
 Page by page: fetch, parse (malformed records set aside with their reason),
-in a reader thread one page ahead of the loading (:class:`_ReadAhead`); then
+in a reader thread up to a batch ahead of the loading (:class:`_ReadAhead`); then
 pages are committed in batches: one transaction lands a batch, merges it
 into current state and moves the stream's watermark (on SQLite the sources take
 turns, one writer at a time).
@@ -17,11 +17,11 @@ load side by side into one warehouse.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import itertools
 import logging
-import queue
 import threading
 import time
 import uuid
@@ -215,7 +215,7 @@ def _sync_stream(
                     )
                 )
 
-    pages = _ReadAhead(client, stream, since)
+    pages = _ReadAhead(client, stream, since, MAX_ROWS_PER_TRANSACTION)
     try:
         for page in pages:
             batch.append(page)
@@ -286,21 +286,25 @@ def _size(page: _Page) -> int:
 
 
 class _ReadAhead:
-    """The pages of one stream, read and parsed one page ahead in a thread of its own.
+    """The pages of one stream, read and parsed ahead of the loading in a thread of its own.
 
-    While a page is loaded, the next one is requested, received and parsed: the
-    source's time to build it and the warehouse's time to write the one before
-    overlap. One parsed page waits at most (the reader takes the slot before
-    handing a page over; the loader frees it on taking it), so memory stays
-    bounded. The reader runs in a copy of the caller's context (a Prefect task's
-    log lines keep naming the task); its failure is raised where its next page
-    would have been, after the pages read before it.
+    While a batch is loaded, the next one is requested, received and parsed: the
+    source's time to build pages, their parsing and the warehouse's time to write
+    the batch before overlap. The pages waiting hold at most ``max_rows`` records
+    (and one page always fits), so memory stays bounded: a batch being written and
+    at most a batch waiting. The reader runs in a copy of the caller's context (a
+    Prefect task's log lines keep naming the task); its failure is raised where its
+    next page would have been, after the pages read before it.
     """
 
-    def __init__(self, client: SourceClient, stream: Stream, since: datetime | None) -> None:
+    def __init__(
+        self, client: SourceClient, stream: Stream, since: datetime | None, max_rows: int
+    ) -> None:
         self._client, self._stream, self._since = client, stream, since
-        self._items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self._slot = threading.Lock()  # held while a page waits: locks are the cheapest handoff
+        self._max_rows = max_rows
+        self._items: collections.deque[tuple[str, Any, int]] = collections.deque()
+        self._waiting_rows = 0  # records in the pages waiting
+        self._changed = threading.Condition()
         self._closed = False
         self._done = False  # the reader's last word (the end, or its error) was taken
         context = contextvars.copy_context()
@@ -316,25 +320,37 @@ class _ReadAhead:
         try:
             for raw_page in raw_pages:
                 page = tuple(zip(*[parse(raw, ctx) for raw in raw_page], strict=True))
-                if not self._put(("page", page)):
+                if not self._put("page", page, _size(page)):
                     return
-            self._put(("end", None))
+            self._put("end", None, 0)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
-            self._put(("error", exc))
+            self._put("error", exc, 0)
         finally:
             raw_pages.close()
 
-    def _put(self, item: tuple[str, Any]) -> bool:
-        self._slot.acquire()  # until the page before was taken
-        if self._closed:
-            return False
-        self._items.put(item)
+    def _put(self, kind: str, value: Any, rows: int) -> bool:
+        with self._changed:
+            while (
+                not self._closed
+                and self._waiting_rows
+                and self._waiting_rows + rows > self._max_rows
+            ):
+                self._changed.wait()  # until the loader took enough
+            if self._closed:
+                return False
+            self._items.append((kind, value, rows))
+            self._waiting_rows += rows
+            self._changed.notify()
         return True
 
     def __iter__(self) -> Iterator[_Page]:
         while True:
-            kind, value = self._items.get()
-            self._slot.release()
+            with self._changed:
+                while not self._items:
+                    self._changed.wait()
+                kind, value, rows = self._items.popleft()
+                self._waiting_rows -= rows
+                self._changed.notify()
             self._done = kind != "page"
             if kind == "end":
                 return
@@ -349,12 +365,12 @@ class _ReadAhead:
         the request in flight is cut off and no other made, so the failure is told now;
         only a retry's pause already begun still runs out (within its deadline).
         """
-        self._closed = True
+        with self._changed:
+            self._closed = True
+            self._items.clear()  # what was read and not loaded is dropped at once
+            self._changed.notify_all()  # a reader waiting to hand over a page sees closed
         if not self._done:
             self._client.cancel()
-        if self._slot.locked():
-            with contextlib.suppress(RuntimeError):  # taken back in between: also fine
-                self._slot.release()  # a reader waiting to hand over a page sees closed
         self._thread.join()
 
 

@@ -14,6 +14,7 @@ from rulewatch.demo.servers import Faults, start_demo_sources
 from rulewatch.extract.engine import SourceAuthError, SourceError
 from rulewatch.flows.nightly import calendar_of
 from rulewatch.metrics.compute import compute_metrics
+from rulewatch.warehouse import sync
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.schema import (
     document,
@@ -227,13 +228,15 @@ def test_kill_midway_then_rerun_loses_and_duplicates_nothing(demo, sqlite_url, t
     reference.dispose()
 
 
-def test_records_changing_mid_sync_are_not_lost(demo, sqlite_url, tmp_path):
+def test_records_changing_mid_sync_are_not_lost(demo, sqlite_url, tmp_path, monkeypatch):
     """Page numbers: a record that changes moves to the end and the next slides back.
 
-    The change comes while pages are still to be read: the reader runs at most two
-    pages ahead of the page loaded, so when page 2 is committed (with page 3, in the
-    second batch) it has read at most page 5 of the 8 that 38 inspections make.
+    The change comes while pages are still to be read: with batches of one page of
+    5 records, the reader runs at most two pages ahead of the page loaded (one
+    waiting, one being read), so when page 2 is committed it has read at most
+    page 4 of the 8 that 38 inspections make.
     """
+    monkeypatch.setattr(sync, "MAX_ROWS_PER_TRANSACTION", 5)
     settings = _settings(demo, sqlite_url, tmp_path, page_size=5)
     engine = open_warehouse(sqlite_url, calendar_of(settings))
     moved = []

@@ -7,7 +7,9 @@ loaded, and the other sources are untouched.
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 
 import pytest
 from scripted_sources import ScriptedSource, inspection_record
@@ -16,6 +18,7 @@ from sqlalchemy import select
 from rulewatch.common.workdays import WorkingCalendar
 from rulewatch.config.settings import load_settings
 from rulewatch.extract.engine import SourceError
+from rulewatch.warehouse import sync
 from rulewatch.warehouse.db import open_warehouse
 from rulewatch.warehouse.schema import inspection, sync_run
 from rulewatch.warehouse.sync import MAX_ERROR_TEXT, sync_source
@@ -58,6 +61,53 @@ def test_server_error_text_is_stored_clean_and_capped(warehouse_url, tmp_path):
     assert len(run.error) <= MAX_ERROR_TEXT
     assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c == "\u202e" for c in run.error)
     assert sorted(loaded) == ["K0", "K1", "K2"]  # what came before the failure stays
+
+
+def _reader_waits_to_hand_over(deadline_s: float = 30.0) -> bool:
+    """Whether a stream's reader thread is (or comes within the safety net to be)
+    blocked handing over a page, i.e. waiting for the loader to take pages."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        frames = sys._current_frames()
+        for thread in threading.enumerate():
+            frame = frames.get(thread.ident) if thread.name.startswith("read-") else None
+            names = []
+            while frame is not None:
+                names.append(frame.f_code.co_name)
+                frame = frame.f_back
+            if names[:2] == ["wait", "_put"]:
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def test_the_reader_runs_a_batch_ahead_of_the_loading_and_no_further(
+    sqlite_url, tmp_path, monkeypatch
+):
+    """While a batch is written the next one is read and parsed, but the pages waiting
+    never hold more than a batch's records: memory stays bounded by the batch size."""
+    monkeypatch.setattr(sync, "MAX_ROWS_PER_TRANSACTION", 4)  # 2 pages of 2 records
+    seen: list[int] = []
+
+    def hold_the_loader_at_the_first_page(progress):  # noqa: ANN001, ANN202
+        if not seen:
+            assert _reader_waits_to_hand_over()
+            seen.append(len(source.queries))
+
+    with ScriptedSource("enforcement", [inspection_record(i) for i in range(10)]) as source:
+        settings = _settings(source, sqlite_url, tmp_path)
+        engine = open_warehouse(sqlite_url, WorkingCalendar.from_lists([], []))
+        try:
+            result = sync_source(
+                engine, settings, "enforcement", progress=hold_the_loader_at_the_first_page
+            )
+            with engine.connect() as conn:
+                loaded = conn.execute(select(inspection.c.inspection_no)).scalars().all()
+        finally:
+            engine.dispose()
+    # page 1 loaded; pages 2 and 3 waiting (4 records); page 4 read, waiting for room
+    assert seen == [4]
+    assert result.status == "succeeded" and len(set(loaded)) == len(loaded) == 10
 
 
 def test_a_load_failure_is_raised_without_waiting_for_the_page_read_ahead(sqlite_url, tmp_path):
