@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from rulewatch.checks.deferred_imports import defer
+from rulewatch.common.children import start_module
 
 if TYPE_CHECKING:
     from rulewatch.checks.config import ChecksConfig
@@ -510,16 +511,7 @@ class Recorder:
             self._start()
 
     def _start(self) -> subprocess.Popen[bytes]:
-        package_root = str(Path(__file__).resolve().parents[2])
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, path]))}
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "rulewatch.checks.gx_runner"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
+        self._process = start_module("rulewatch.checks.gx_runner")
         return self._process
 
     @property

@@ -16,13 +16,13 @@ process before it needs them itself.
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from rulewatch.common.children import start_module
 
 if TYPE_CHECKING:
     from rulewatch.report.charts import Chart
@@ -54,16 +54,8 @@ class ChartProcess:
     """
 
     def __init__(self) -> None:
-        package_root = str(Path(__file__).resolve().parents[2])
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, path]))}
-        self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-m", "rulewatch.report.drawing"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,  # a failure there is redrawn here, and shown from here
-            env=env,
-        )
+        # a failure there is redrawn here, and shown from here
+        self._process: subprocess.Popen[bytes] | None = start_module("rulewatch.report.drawing")
         self._pending: list[list[ChartCall]] = []
 
     def submit(self, calls: list[ChartCall]) -> None:
