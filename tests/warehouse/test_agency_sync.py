@@ -200,6 +200,9 @@ def test_two_agencies_load_side_by_side_and_never_touch_each_other(
 def test_two_agencies_load_at_once_on_postgresql(sources, pg_url, tmp_path):
     """Each agency's job holds its own lock; both are inside at once and load in parallel."""
     city = city_settings(sources, pg_url, tmp_path)
+    # the schema made first: the first job would otherwise migrate it under the
+    # warehouse-wide lock, which the other, not waiting (0 s), would find taken
+    open_warehouse(pg_url, calendar_of(next(iter(city.values())))).dispose()
     both_inside = threading.Barrier(len(city), timeout=120)
     results: dict[str, dict[str, SourceSyncResult]] = {}
     errors: list[BaseException] = []
