@@ -376,9 +376,14 @@ def calendar_years(
         (permit_application, ("received_on", "decided_on")),
         (inspection, ("inspected_on", "published_on")),
     ):
-        extremes = []
-        for name in columns:
-            extremes += [func.min(table.c[name]), func.max(table.c[name])]
+        # one subquery per extreme: each is a single min() or max(), which SQLite
+        # answers from the column's index; asked together, it read the whole table
+        # (0.3 s a night at 1M records)
+        extremes = [
+            select(extreme(table.c[name])).scalar_subquery()
+            for name in columns
+            for extreme in (func.min, func.max)
+        ]
         years |= {d.year for d in conn.execute(select(*extremes)).one() if d is not None}
     first = max(min(years), CALENDAR_FIRST_DAY.year)
     last = min(max(years), CALENDAR_LAST_DAY.year)

@@ -1,4 +1,5 @@
-"""The SQLite warehouse's memory stays bounded whatever the data's size.
+"""The SQLite warehouse's memory stays bounded whatever the data's size, and what it
+reads every night does not grow with the data.
 
 Every connection of a SQLite engine gets its page cache and the process-wide
 soft heap limit, so a second connection (a reader beside the writer) recycles
@@ -9,12 +10,22 @@ goes back to the system now and then, when a connection returns to its pool.
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event, insert
 
+from rulewatch.common.workdays import WorkingCalendar
 from rulewatch.warehouse import db
-from rulewatch.warehouse.db import SQLITE_CACHE_KIB, SQLITE_HEAP_LIMIT_BYTES, make_engine
+from rulewatch.warehouse.db import (
+    SQLITE_CACHE_KIB,
+    SQLITE_HEAP_LIMIT_BYTES,
+    calendar_years,
+    make_engine,
+    open_warehouse,
+)
+from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID, permit_application
 
 
 def test_sqlite_connections_share_one_heap_limit(tmp_path: Path) -> None:
@@ -60,3 +71,57 @@ def test_freed_memory_returns_to_the_system_at_most_once_a_second(
         assert trims == [0, 0]
     finally:
         engine.dispose()
+
+
+def _permit(key: str, received: date | None, decided: date | None) -> dict:
+    return {
+        "agency_id": DEFAULT_AGENCY_ID,
+        "application_id": key,
+        "received_on": received,
+        "decided_on": decided,
+        "changed_at": datetime(2024, 5, 20, 12, 0),
+        "record_hash": key * 64,
+        "is_set_aside": False,
+        "sync_run_id": "run",
+    }
+
+
+def test_the_calendar_spans_the_years_of_the_data(warehouse_url: str) -> None:
+    """Each date column's first and last day (NULLs aside) widen the calendar's years,
+    read from the columns' indexes: on SQLite, never a pass over the whole table."""
+    calendar = WorkingCalendar.from_lists([], [])
+    engine = open_warehouse(warehouse_url, calendar)
+    asked: list[tuple[str, object]] = []
+
+    def note(_conn, _cursor, statement, parameters, _context, _many) -> None:  # noqa: ANN001
+        asked.append((statement, parameters))
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(permit_application),
+                [
+                    _permit("A", date(2019, 3, 1), None),
+                    _permit("B", date(1998, 7, 1), date(2031, 1, 2)),
+                    _permit("C", None, date(2020, 1, 1)),
+                ],
+            )
+            event.listen(engine, "before_cursor_execute", note)
+            first, last = calendar_years(conn, calendar, date(2024, 5, 20))
+            event.remove(engine, "before_cursor_execute", note)
+            plans = (
+                [
+                    detail
+                    for statement, parameters in asked
+                    for *_, detail in conn.exec_driver_sql(
+                        f"EXPLAIN QUERY PLAN {statement}", parameters
+                    )
+                ]
+                if conn.dialect.name == "sqlite"
+                else []
+            )
+    finally:
+        engine.dispose()
+    assert (first, last) == (1998, 2031)
+    assert len(asked) == 2  # one statement per table
+    assert not [p for p in plans if p.startswith("SCAN") and "CONSTANT ROW" not in p], plans
