@@ -1,4 +1,4 @@
-"""Stop a command promptly and cleanly: on SIGTERM, or when the whole run overstays.
+"""Stop a command promptly and cleanly: on SIGTERM or Ctrl-C, or when the whole run overstays.
 
 systemd, ``timeout`` and schedulers send SIGTERM. While a flow runs, Prefect
 turns it into a crash of the flow run (its state is recorded as Crashed) and
@@ -112,14 +112,17 @@ def stop_prefect_servers(drain_seconds: float = 5.0) -> int:
     return stopped
 
 
-def hard_stop(reason: str) -> None:
-    """Say why in one line, stop the Prefect server, and leave now, whatever threads are doing."""
+def hard_stop(reason: str, *, own_line: bool = False) -> None:
+    """Say why in one line, stop the Prefect server, and leave now, whatever threads are doing.
+
+    ``own_line``: begin with a line break, for what may have been cut mid-line (the
+    terminal's ``^C``, Prefect's "Error logging to API" once its server is gone)."""
     if not _stopping.acquire(blocking=False):
         return  # another thread is stopping the process already
     try:
         stop_prefect_servers(drain_seconds=1.0)
     finally:
-        line = f"rulewatch: failed: {reason}\n"
+        line = ("\n" if own_line else "") + f"rulewatch: failed: {reason}\n"
         with contextlib.suppress(OSError):
             os.write(2, line.encode("utf-8", "replace"))
         os._exit(EXIT_STOPPED)
@@ -127,6 +130,13 @@ def hard_stop(reason: str) -> None:
 
 def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     hard_stop(f"stopped by SIGTERM; the {_job[0]} did not finish (run it again to complete it)")
+
+
+def _on_sigint() -> None:
+    hard_stop(
+        f"interrupted (Ctrl-C); the {_job[0]} did not finish (run it again to complete it)",
+        own_line=True,
+    )
 
 
 def _watch(read_fd: int) -> None:
@@ -142,10 +152,18 @@ def _watch(read_fd: int) -> None:
             timer = threading.Timer(GRACE_SECONDS, _on_sigterm, args=(signal.SIGTERM, None))
             timer.daemon = True
             timer.start()
+        if signal.SIGINT in data:
+            # Ctrl-C raises KeyboardInterrupt in the main thread, and Prefect records the
+            # flow run's end; but the terminal sent it to the Prefect server too, and at
+            # exit Prefect waited for ever to send its queued logs to that gone server
+            timer = threading.Timer(GRACE_SECONDS, _on_sigint)
+            timer.daemon = True
+            timer.start()
 
 
 def stop_on_sigterm(job: str) -> None:
-    """From now on, SIGTERM ends this process within :data:`GRACE_SECONDS` plus the server's stop.
+    """From now on, SIGTERM (and Ctrl-C, SIGINT, once Prefect had its chance to record
+    the run) ends this process within :data:`GRACE_SECONDS` plus the server's stop.
 
     Call from the main thread before any flow runs; ``job`` names what was
     interrupted in the message ("sync", "demo").

@@ -349,6 +349,36 @@ def test_sigterm_stops_a_blocked_sync_and_its_prefect_server(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_ctrl_c_stops_a_blocked_sync_and_its_prefect_server(tmp_path):
+    """Ctrl-C reaches the whole process group, the Prefect server included; the sync
+    used to wait for ever at exit for Prefect to send its logs to that gone server."""
+    with SilentServer() as silent:
+        proc, err = _start_sync(
+            tmp_path,
+            {
+                "RULEWATCH_PERMITS_URL": f"http://127.0.0.1:{silent.port}",
+                "RULEWATCH_CONFIG_DIR": quick_source_config(tmp_path, timeout=600),
+            },
+        )
+        try:
+            assert silent.accepted.wait(240), err.read_text()  # the source task is now blocked
+            children = _children(proc.pid)
+            os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends it
+            code = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    text = err.read_text()
+    assert code == 1, text
+    assert text.strip().splitlines()[-1].startswith("rulewatch: failed: interrupted (Ctrl-C)"), text
+    assert "Traceback" not in text
+    deadline = time.monotonic() + 10  # children are reaped after the parent: a moment
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [c for c in children if _alive(c)], "a child process outlived the sync"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_a_run_past_the_flow_timeout_is_stopped(tmp_path):
     """The source would block for its 600 s timeout: the 20 s flow timeout must end the
     run by itself (120 s only keeps a broken timeout from hanging the suite; when it
