@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -315,11 +316,11 @@ def _start_sync(tmp_path: Path, extra: dict[str, str]) -> tuple[subprocess.Popen
     return proc, err
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
-def test_sigterm_stops_a_blocked_sync_and_its_prefect_server(tmp_path):
-    """The source would block for its 600 s timeout: the sync must end on SIGTERM long
-    before (the 60 s wait only keeps a broken handler from hanging the suite; the time
-    from SIGTERM to exit is in ``bench/bounds.py``)."""
+def _stop_a_blocked_sync(tmp_path: Path, stop: Callable[[int], None]) -> tuple[int, str]:
+    """A sync blocked on a silent source (600 s timeout), then ``stop(pid)``: its exit
+    code and standard error, once no child process (the Prefect server) outlived it.
+    The 60 s wait only keeps a broken handler from hanging the suite; the time from the
+    signal to the exit is in ``bench/bounds.py``."""
     with SilentServer() as silent:
         proc, err = _start_sync(
             tmp_path,
@@ -332,50 +333,39 @@ def test_sigterm_stops_a_blocked_sync_and_its_prefect_server(tmp_path):
             assert silent.accepted.wait(240), err.read_text()  # the source task is now blocked
             children = _children(proc.pid)
             assert children, "the ephemeral Prefect server should be a child process"
-            proc.send_signal(signal.SIGTERM)
+            stop(proc.pid)
             code = proc.wait(60)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     text = err.read_text()
-    assert code == 1, text
-    assert text.strip().splitlines()[-1].startswith("rulewatch: failed: stopped by SIGTERM")
-    assert text.count("rulewatch:") == 1, text
-    assert "Traceback" not in text
     deadline = time.monotonic() + 10  # children are reaped after the parent: a moment
     while any(_alive(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [c for c in children if _alive(c)], "a child process outlived the sync"
+    return code, text
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_sigterm_stops_a_blocked_sync_and_its_prefect_server(tmp_path):
+    code, text = _stop_a_blocked_sync(tmp_path, lambda pid: os.kill(pid, signal.SIGTERM))
+    assert code == 1, text
+    assert text.strip().splitlines()[-1].startswith("rulewatch: failed: stopped by SIGTERM")
+    assert text.count("rulewatch:") == 1, text
+    assert "Traceback" not in text
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_ctrl_c_stops_a_blocked_sync_and_its_prefect_server(tmp_path):
     """Ctrl-C reaches the whole process group, the Prefect server included; the sync
     used to wait for ever at exit for Prefect to send its logs to that gone server."""
-    with SilentServer() as silent:
-        proc, err = _start_sync(
-            tmp_path,
-            {
-                "RULEWATCH_PERMITS_URL": f"http://127.0.0.1:{silent.port}",
-                "RULEWATCH_CONFIG_DIR": quick_source_config(tmp_path, timeout=600),
-            },
-        )
-        try:
-            assert silent.accepted.wait(240), err.read_text()  # the source task is now blocked
-            children = _children(proc.pid)
-            os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends it
-            code = proc.wait(60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-    text = err.read_text()
+    code, text = _stop_a_blocked_sync(  # as a terminal sends it
+        tmp_path, lambda pid: os.killpg(pid, signal.SIGINT)
+    )
     assert code == 1, text
-    assert text.strip().splitlines()[-1].startswith("rulewatch: failed: interrupted (Ctrl-C)"), text
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("rulewatch: failed: interrupted (Ctrl-C)"), text
     assert "Traceback" not in text
-    deadline = time.monotonic() + 10  # children are reaped after the parent: a moment
-    while any(_alive(c) for c in children) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not [c for c in children if _alive(c)], "a child process outlived the sync"
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
