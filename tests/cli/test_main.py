@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -185,4 +187,23 @@ def test_an_empty_key_file_stops_sync_before_it_starts(tmp_path):
         "disk or a crash while it was made?): restore it from a backup, or delete it to make "
         "a new key (pseudonyms of rows loaded with the old one will then differ), or set "
         "RULEWATCH_PII_KEY"
+    ]
+
+
+def test_ctrl_c_outside_a_flow_run_ends_in_one_line() -> None:
+    """KeyboardInterrupt out of a command (Ctrl-C before its flow ran, or after): one
+    ``rulewatch:`` line and exit 1, not a traceback; no Prefect server outlives it."""
+    script = (
+        "from rulewatch.cli.main import _errors\n"
+        "def report():\n"
+        "    raise KeyboardInterrupt\n"
+        "_errors(report)()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "rulewatch: failed: interrupted (Ctrl-C); the report did not finish "
+        "(run it again to complete it)"
     ]
