@@ -148,13 +148,9 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
             _fail(file_error(exc))
         except KeyboardInterrupt:  # Ctrl-C before a flow ran, or once it had ended
-            from rulewatch.common.stopping import hard_stop
+            from rulewatch.common.stopping import stop_interrupted
 
-            job = fn.__name__.replace("_", "-")
-            hard_stop(
-                f"interrupted (Ctrl-C); the {job} did not finish (run it again to complete it)",
-                own_line=True,
-            )
+            stop_interrupted(fn.__name__.replace("_", "-"))
         except Exception as exc:
             from rulewatch.warehouse.db import is_database_error, warehouse_error
 

@@ -1,4 +1,4 @@
-"""Python child processes of rulewatch's own (GX, charts, parsing): how they are started."""
+"""Python child processes of rulewatch's own (GX's recorder, the charts): how they start."""
 
 from __future__ import annotations
 

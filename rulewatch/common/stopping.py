@@ -132,9 +132,11 @@ def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     hard_stop(f"stopped by SIGTERM; the {_job[0]} did not finish (run it again to complete it)")
 
 
-def _on_sigint() -> None:
+def stop_interrupted(job: str | None = None) -> None:
+    """Ctrl-C: the one line, and leave now (``job``: what was interrupted, by default
+    the command :func:`stop_on_sigterm` named)."""
     hard_stop(
-        f"interrupted (Ctrl-C); the {_job[0]} did not finish (run it again to complete it)",
+        f"interrupted (Ctrl-C); the {job or _job[0]} did not finish (run it again to complete it)",
         own_line=True,
     )
 
@@ -156,7 +158,7 @@ def _watch(read_fd: int) -> None:
             # Ctrl-C raises KeyboardInterrupt in the main thread, and Prefect records the
             # flow run's end; but the terminal sent it to the Prefect server too, and at
             # exit Prefect waited for ever to send its queued logs to that gone server
-            timer = threading.Timer(GRACE_SECONDS, _on_sigint)
+            timer = threading.Timer(GRACE_SECONDS, stop_interrupted)
             timer.daemon = True
             timer.start()
 
