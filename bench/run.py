@@ -67,11 +67,15 @@ TABLES_AND_ALERTS_MAX_S = 3.0
 #: as on a machine that runs the nights on their schedule; a temporary server is info.
 SERVED_RATIO = (
     "no-change `rulewatch sync` process, the server of `rulewatch serve` "
-    "(or PREFECT_API_URL) already up / dlt no change"
+    "(or PREFECT_API_URL) up and past its first night / dlt no change"
 )
 SERVED_SECONDS = (
     "no-change `rulewatch sync` process, the server of `rulewatch serve` "
-    "(or PREFECT_API_URL) already up"
+    "(or PREFECT_API_URL) up and past its first night"
+)
+SERVED_FIRST = (
+    "no-change `rulewatch sync` process, the first night on a just-started server "
+    "of `rulewatch serve` (its warm-up included)"
 )
 console = Console(stderr=True)
 
@@ -592,6 +596,20 @@ def ratios(rows: list[dict], scales: list[int], dbs: list[str]) -> list[dict[str
                 )
             elif served:  # no dlt in this run: the seconds alone
                 add("info", scale, db, SERVED_SECONDS, served["wall_s"], "apart", None, "s")
+            if served and "first_s" in served:  # results of earlier runs have no first night
+                first = served["first_s"]
+                if dlt_none:
+                    add(
+                        "info",
+                        scale,
+                        db,
+                        SERVED_FIRST + " / dlt no change",
+                        first / dlt_none["wall_s"],
+                        "apart",
+                        None,
+                    )
+                else:
+                    add("info", scale, db, SERVED_FIRST, first, "apart", None, "s")
             if served and dlt_process:  # like for like: both whole processes
                 v = served["wall_s"] / dlt_process["wall_s"]
                 add(
