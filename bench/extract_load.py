@@ -51,10 +51,9 @@ def fresh_warehouse(db: str) -> Iterator[str]:
         admin.dispose()
 
 
-def one_run(env: dict[str, str], db: str) -> dict[str, float]:
+def one_run(env: dict[str, str], db: str, sources: list[str]) -> dict[str, object]:
     from rulewatch.common.workdays import calendar_of
     from rulewatch.config.settings import load_settings
-    from rulewatch.extract import SOURCES
     from rulewatch.warehouse.db import make_engine, open_warehouse
     from rulewatch.warehouse.sync import sync_source
 
@@ -70,15 +69,17 @@ def one_run(env: dict[str, str], db: str) -> dict[str, float]:
         timeouts = settings.schedule.timeouts
         open_warehouse(url, calendar_of(settings), timeouts).dispose()
         results: dict[str, object] = {}
+        ended: dict[str, float] = {}
 
         def run(source: str) -> None:  # an engine per source, as the flow's tasks have
             engine = make_engine(url, timeouts)
             try:
                 results[source] = sync_source(engine, settings, source, full_refresh=True)
             finally:
+                ended[source] = round(time.perf_counter() - wall0, 2)
                 engine.dispose()
 
-        threads = [threading.Thread(target=run, args=(s,)) for s in SOURCES]
+        threads = [threading.Thread(target=run, args=(s,)) for s in sources]
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         wall0 = time.perf_counter()
         for t in threads:
@@ -87,7 +88,7 @@ def one_run(env: dict[str, str], db: str) -> dict[str, float]:
             t.join()
         wall = time.perf_counter() - wall0
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    if len(results) != len(SOURCES):
+    if len(results) != len(sources):
         raise SystemExit("a source failed")
     return {
         "wall_s": round(wall, 3),
@@ -95,6 +96,7 @@ def one_run(env: dict[str, str], db: str) -> dict[str, float]:
         "rows": sum(r.records_read for r in results.values()),  # type: ignore[attr-defined]
         "requests": sum(r.requests for r in results.values()),  # type: ignore[attr-defined]
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "ended_s": ended,
     }
 
 
@@ -103,16 +105,20 @@ def main() -> None:
     parser.add_argument("--env", type=Path, required=True, help="bench/serve.py's JSON line")
     parser.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--source", action="append", help="only this source (again for more)")
     args = parser.parse_args()
+    from rulewatch.extract import SOURCES
+
+    sources = args.source or list(SOURCES)
     env = json.loads(args.env.read_text().splitlines()[0])["env"]
     runs = []
     for _ in range(args.repeat):
-        out = one_run(env, args.db)
+        out = one_run(env, args.db, sources)
         out["load"] = os.getloadavg()[0]
         runs.append(out)
         print(json.dumps(out), flush=True)
-    wall = statistics.median(r["wall_s"] for r in runs)
-    cpu = statistics.median(r["cpu_s"] for r in runs)
+    wall = statistics.median(float(r["wall_s"]) for r in runs)  # type: ignore[arg-type]
+    cpu = statistics.median(float(r["cpu_s"]) for r in runs)  # type: ignore[arg-type]
     print(f"{args.db}: median of {args.repeat}: {wall:.2f} s wall, {cpu:.2f} s CPU")
 
 
