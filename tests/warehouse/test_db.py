@@ -10,11 +10,12 @@ goes back to the system now and then, when a connection returns to its pool.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import time
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import Engine, event, insert, text
 
 from rulewatch.common.workdays import WorkingCalendar
 from rulewatch.warehouse import db
@@ -125,3 +126,58 @@ def test_the_calendar_spans_the_years_of_the_data(warehouse_url: str) -> None:
     assert (first, last) == (1998, 2031)
     assert len(asked) == 2  # one statement per table
     assert not [p for p in plans if p.startswith("SCAN") and "CONSTANT ROW" not in p], plans
+
+
+def _add_permits(engine: Engine, first: int, count: int) -> None:
+    """``count`` permits numbered from ``first``, then waits (30 s at most) until
+    PostgreSQL's statistics system counts them, as autovacuum would see them."""
+    start = date(2024, 1, 1)
+    rows = [
+        {**_permit(f"P{i:06d}", start + timedelta(i % 300), None), "record_hash": f"{i:064d}"}
+        for i in range(first, first + count)
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(permit_application), rows)
+    deadline = time.monotonic() + 30
+    while True:
+        with engine.connect() as conn:
+            live = conn.execute(
+                text(
+                    "SELECT n_live_tup FROM pg_stat_user_tables"
+                    " WHERE schemaname = current_schema() AND relname = 'permit_application'"
+                )
+            ).scalar_one()
+        if live >= first + count:
+            return
+        assert time.monotonic() < deadline, f"PostgreSQL counts {live} permits"
+        time.sleep(0.05)  # a backend reports its counts within a second of going idle
+
+
+def _planned_rows(engine: Engine) -> float:
+    """The rows PostgreSQL's planner believes permit_application holds (its last ANALYZE)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = 'permit_application'::regclass")
+        ).scalar_one()
+
+
+@pytest.mark.postgres
+def test_postgresql_analyzes_what_a_night_changed_past_autovacuums_threshold(
+    pg_url: str,
+) -> None:
+    """After a large load the planner gets the table's statistics at once, not when
+    autovacuum comes by (or never, where it is off); a night that changed fewer rows
+    than autovacuum's threshold (50 + 10% of the table) analyzes nothing."""
+    engine = open_warehouse(pg_url, WorkingCalendar.from_lists([], []))
+    try:
+        _add_permits(engine, 0, 2000)
+        assert db.refresh_statistics(engine) is True
+        assert _planned_rows(engine) == 2000
+        _add_permits(engine, 2000, 20)  # 20 < 50 + 200
+        db.refresh_statistics(engine)
+        assert _planned_rows(engine) == 2000
+        _add_permits(engine, 2020, 300)  # 320 changed since the last ANALYZE > 50 + 202
+        assert db.refresh_statistics(engine) is True
+        assert _planned_rows(engine) == 2320
+    finally:
+        engine.dispose()
