@@ -26,7 +26,7 @@ from rulewatch.warehouse.db import (
     make_engine,
     open_warehouse,
 )
-from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID, permit_application
+from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID, landed_record, permit_application
 
 
 def test_sqlite_connections_share_one_heap_limit(tmp_path: Path) -> None:
@@ -153,11 +153,11 @@ def _add_permits(engine: Engine, first: int, count: int) -> None:
         time.sleep(0.05)  # a backend reports its counts within a second of going idle
 
 
-def _planned_rows(engine: Engine) -> float:
-    """The rows PostgreSQL's planner believes permit_application holds (its last ANALYZE)."""
+def _planned_rows(engine: Engine, table: str = "permit_application") -> float:
+    """The rows PostgreSQL's planner believes ``table`` holds (its last ANALYZE; -1: none yet)."""
     with engine.connect() as conn:
         return conn.execute(
-            text("SELECT reltuples FROM pg_class WHERE oid = 'permit_application'::regclass")
+            text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}
         ).scalar_one()
 
 
@@ -170,9 +170,21 @@ def test_postgresql_analyzes_what_a_night_changed_past_autovacuums_threshold(
     than autovacuum's threshold (50 + 10% of the table) analyzes nothing."""
     engine = open_warehouse(pg_url, WorkingCalendar.from_lists([], []))
     try:
+        landed = {
+            "sync_run_id": "run",
+            "agency_id": DEFAULT_AGENCY_ID,
+            "stream": "permits.applications",
+            "payload": "{}",
+            "landed_at": datetime(2024, 5, 20, 12, 0),
+        }
+        with engine.begin() as conn:  # the archive of versions: read by its keys only
+            conn.execute(
+                insert(landed_record), [{**landed, "record_hash": f"{i:064d}"} for i in range(2000)]
+            )
         _add_permits(engine, 0, 2000)
         assert db.refresh_statistics(engine) is True
         assert _planned_rows(engine) == 2000
+        assert _planned_rows(engine, "landed_record") == -1  # left to autovacuum
         _add_permits(engine, 2000, 20)  # 20 < 50 + 200
         db.refresh_statistics(engine)
         assert _planned_rows(engine) == 2000
