@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import sqlite3
 import sys
 import threading
@@ -38,6 +39,7 @@ SCHEMA_HEAD = "0010"
 CALENDAR_FIRST_DAY = date(1990, 1, 1)
 CALENDAR_LAST_DAY = date(2100, 12, 31)
 _PG_MIGRATION_LOCK = 72_411_301  # advisory lock id: one migrator at a time
+log = logging.getLogger("rulewatch.warehouse")
 
 
 class WarehouseError(Exception):
@@ -201,18 +203,30 @@ def refresh_statistics(engine: Engine) -> bool:
     periods took 1.27 s instead of 0.56 s. The tables past autovacuum's threshold
     (:func:`_pg_stale_tables`) are analyzed now; a night of a few changed rows
     passes none and analyzes nothing.
+
+    Statistics make the night faster, not right: when the database refuses or
+    times out (a lock held elsewhere past the statement timeout), a warning says
+    so and the night goes on without them (False).
     """
-    if engine.dialect.name == "postgresql":
+    try:
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                stale = _pg_stale_tables(conn)
+                quote = conn.dialect.identifier_preparer.quote
+                for table in stale:
+                    conn.exec_driver_sql(f"ANALYZE {quote(table)}")
+            return bool(stale)
+        if engine.dialect.name != "sqlite":
+            return False
         with engine.begin() as conn:
-            stale = _pg_stale_tables(conn)
-            quote = conn.dialect.identifier_preparer.quote
-            for table in stale:
-                conn.exec_driver_sql(f"ANALYZE {quote(table)}")
-        return bool(stale)
-    if engine.dialect.name != "sqlite":
+            conn.exec_driver_sql("ANALYZE")
+    except DBAPIError as exc:
+        log.warning(
+            "planner statistics not refreshed (%s); the checks and report tables go on "
+            "without them",
+            database_reason(exc),
+        )
         return False
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE")
     return True
 
 

@@ -10,6 +10,7 @@ goes back to the system now and then, when a connection returns to its pool.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from sqlalchemy import Engine, event, insert, text
 
 from rulewatch.common.workdays import WorkingCalendar
+from rulewatch.config.settings import TimeoutsSection
 from rulewatch.warehouse import db
 from rulewatch.warehouse.db import (
     SQLITE_CACHE_KIB,
@@ -191,5 +193,29 @@ def test_postgresql_analyzes_what_a_night_changed_past_autovacuums_threshold(
         _add_permits(engine, 2020, 300)  # 320 changed since the last ANALYZE > 50 + 202
         assert db.refresh_statistics(engine) is True
         assert _planned_rows(engine) == 2320
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_statistics_that_cannot_be_refreshed_cost_a_warning_not_the_night(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lock held elsewhere past the statement timeout: the ANALYZE gives up with a
+    warning naming why, and the night goes on; the next night analyzes."""
+    timeouts = TimeoutsSection(warehouse_statement_seconds=1)
+    engine = open_warehouse(pg_url, WorkingCalendar.from_lists([], []), timeouts)
+    try:
+        _add_permits(engine, 0, 200)
+        with engine.connect() as holder:
+            holder.exec_driver_sql("LOCK TABLE permit_application IN SHARE UPDATE EXCLUSIVE MODE")
+            with caplog.at_level(logging.WARNING, logger="rulewatch.warehouse"):
+                assert db.refresh_statistics(engine) is False
+            holder.rollback()
+        assert "planner statistics not refreshed (" in caplog.text
+        assert "statement timeout" in caplog.text
+        assert _planned_rows(engine) == -1
+        assert db.refresh_statistics(engine) is True
+        assert _planned_rows(engine) == 200
     finally:
         engine.dispose()
