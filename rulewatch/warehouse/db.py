@@ -241,7 +241,8 @@ _PG_NOT_ANALYZED = (landed_record.name,)
 def _pg_stale_tables(conn: Connection) -> list[str]:
     """The warehouse schema's tables whose rows changed since their last ``ANALYZE``
     by more than autovacuum's threshold, or that hold rows and were never analyzed
-    (the archive of received versions aside)."""
+    (the archive of received versions aside), by name: two agencies' nights analyze
+    in one order, each holding the tables it analyzed until it commits."""
     return [
         name
         for name in conn.execute(
