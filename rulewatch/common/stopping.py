@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 #: How long Prefect gets to record the flow run as crashed before the process stops hard.
@@ -151,16 +152,19 @@ def _watch(read_fd: int) -> None:
         if not data:
             return
         if signal.SIGTERM in data:
-            timer = threading.Timer(GRACE_SECONDS, _on_sigterm, args=(signal.SIGTERM, None))
-            timer.daemon = True
-            timer.start()
+            _after_grace(_on_sigterm, signal.SIGTERM, None)
         if signal.SIGINT in data:
             # Ctrl-C raises KeyboardInterrupt in the main thread, and Prefect records the
             # flow run's end; but the terminal sent it to the Prefect server too, and at
             # exit Prefect waited for ever to send its queued logs to that gone server
-            timer = threading.Timer(GRACE_SECONDS, stop_interrupted)
-            timer.daemon = True
-            timer.start()
+            _after_grace(stop_interrupted)
+
+
+def _after_grace(stop: Callable[..., None], *args: object) -> None:
+    """``stop(*args)`` in :data:`GRACE_SECONDS`, unless the process has ended by then."""
+    timer = threading.Timer(GRACE_SECONDS, stop, args=args)
+    timer.daemon = True
+    timer.start()
 
 
 def stop_on_sigterm(job: str) -> None:

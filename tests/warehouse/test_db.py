@@ -1,5 +1,6 @@
-"""The SQLite warehouse's memory stays bounded whatever the data's size, and what it
-reads every night does not grow with the data.
+"""The SQLite warehouse's memory stays bounded whatever the data's size, what it
+reads every night does not grow with the data, and the planner has statistics once a
+night changed much (PostgreSQL).
 
 Every connection of a SQLite engine gets its page cache and the process-wide
 soft heap limit, so a second connection (a reader beside the writer) recycles
@@ -83,7 +84,7 @@ def _permit(key: str, received: date | None, decided: date | None) -> dict:
         "received_on": received,
         "decided_on": decided,
         "changed_at": datetime(2024, 5, 20, 12, 0),
-        "record_hash": key * 64,
+        "record_hash": key.rjust(64, "0"),
         "is_set_aside": False,
         "sync_run_id": "run",
     }
@@ -135,8 +136,7 @@ def _add_permits(engine: Engine, first: int, count: int) -> None:
     PostgreSQL's statistics system counts them, as autovacuum would see them."""
     start = date(2024, 1, 1)
     rows = [
-        {**_permit(f"P{i:06d}", start + timedelta(i % 300), None), "record_hash": f"{i:064d}"}
-        for i in range(first, first + count)
+        _permit(f"P{i:06d}", start + timedelta(i % 300), None) for i in range(first, first + count)
     ]
     with engine.begin() as conn:
         conn.execute(insert(permit_application), rows)
