@@ -494,8 +494,7 @@ def _night(
             # A night that wrote nothing starts it only if a check has a run to record.
             wrote = job_wrote(engine, settings, result.job_id)
             recorder = _RECORDERS[result.job_id] = Recorder.for_job(start=wrote)
-            if wrote:
-                refresh_statistics(engine)  # the planner's, for the checks and reports
+            refresh_statistics(engine, wrote=wrote)  # the planner's, for the checks and reports
             # the years the new data needs
             calendar_after_sync(engine, settings, result.job_id, wrote=wrote)
             result.quality = _step(quality_task, settings, result.job_id, as_of, agency)

@@ -215,7 +215,7 @@ def test_statistics_that_cannot_be_refreshed_cost_a_warning_not_the_night(
         assert "planner statistics not refreshed (" in caplog.text
         assert "statement timeout" in caplog.text
         assert _planned_rows(engine) == -1
-        assert db.refresh_statistics(engine) is True
+        assert db.refresh_statistics(engine, wrote=False) is True  # a quiet night heals it
         assert _planned_rows(engine) == 200
     finally:
         engine.dispose()
