@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, Select, Table, create_engine, select, text, update
+from sqlalchemy import Engine, Select, Table, create_engine, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
@@ -219,15 +219,19 @@ def rows_carry_runs(
     """Whether a core row (of ``tables``, default every core table) carries one of the
     sync runs ``runs`` selects or lists (a handful of ids).
 
-    The run ids are read first, then each core table is probed for each id through
-    its index on ``sync_run_id``, stopping at the first row. Asked in one statement
-    (``sync_run_id IN (SELECT ...)``), PostgreSQL's plan depends on its statistics,
-    and both ways went wrong: with none on the small ``sync_run`` table it expected a
-    match every few hundred rows and read a whole table per run under ``LIMIT 1``
-    (after a dozen quiet nights at a million records, 3-5 s per table); with them it
-    expected half the table to match and read the whole index (60-270 ms per table).
-    An equality on one id is an index lookup either way (sequential scans turned off
-    for the probes, so a run known to have written many rows is no exception).
+    The run ids are read first; then one statement asks, for each core table and each
+    id, whether a row carries it (``EXISTS (SELECT sync_run_id .. WHERE sync_run_id =
+    id)``, OR-ed, which both databases stop at the first true one): each probe is an
+    equality on one id read from its index alone (with ``SELECT *``, SQLite's statistics
+    after a full load, every row of one run, made it scan the table instead), and a
+    night's dozen probes cost one round trip and one compiled statement (runs of many
+    nights: :data:`PROBES_PER_STATEMENT` per statement). Asked as ``sync_run_id IN
+    (SELECT ...)``, PostgreSQL's plan depends on its statistics, and both ways went
+    wrong: with none on the small ``sync_run`` table it expected a match every few
+    hundred rows and read a whole table per run under ``LIMIT 1`` (after a dozen quiet
+    nights at a million records, 3-5 s per table); with them it expected half the table
+    to match and read the whole index (60-270 ms per table). Sequential scans are
+    turned off for the probes, so a run known to have written many rows is no exception.
     """
     run_ids = list(runs) if isinstance(runs, Sequence) else conn.execute(runs).scalars().all()
     if not run_ids:
@@ -235,14 +239,30 @@ def rows_carry_runs(
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         conn.exec_driver_sql("SET enable_seqscan = off")
+    pairs = [(t, run_id) for t in tables or CORE_TABLES.values() for run_id in run_ids]
     found = any(
-        conn.execute(
-            select(table.c.sync_run_id).where(table.c.sync_run_id == run_id).limit(1)
-        ).first()
-        is not None
-        for table in tables or CORE_TABLES.values()
-        for run_id in run_ids
+        conn.execute(carry_probes(pairs[i : i + PROBES_PER_STATEMENT])).scalar()
+        for i in range(0, len(pairs), PROBES_PER_STATEMENT)
     )
     if postgres:  # not on an error: its rollback undoes the SET with the transaction
         conn.exec_driver_sql("RESET enable_seqscan")
     return found
+
+
+#: Probes OR-ed in one statement at most: report tables kept over many quiet nights ask
+#: about every run since (a year of them is thousands), and SQLite refuses an
+#: expression over 1,000 deep.
+PROBES_PER_STATEMENT = 64
+
+
+def carry_probes(pairs: Sequence[tuple[Table, str]]) -> Select[tuple[bool]]:
+    """The statement of :func:`rows_carry_runs`: whether a row of table ``t`` carries run
+    ``run_id``, for one of the ``(t, run_id)`` pairs; one index probe per pair."""
+    return select(
+        or_(
+            *(
+                select(t.c.sync_run_id).where(t.c.sync_run_id == run_id).exists()
+                for t, run_id in pairs
+            )
+        )
+    )

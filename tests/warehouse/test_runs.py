@@ -20,7 +20,13 @@ from sqlalchemy import Insert, insert, select
 from rulewatch.common.workdays import calendar_of
 from rulewatch.config.settings import load_settings
 from rulewatch.warehouse.db import make_engine, open_warehouse
-from rulewatch.warehouse.runs import ABANDONED_REASON, heal_runs, rows_carry_runs, snapshot
+from rulewatch.warehouse.runs import (
+    ABANDONED_REASON,
+    carry_probes,
+    heal_runs,
+    rows_carry_runs,
+    snapshot,
+)
 from rulewatch.warehouse.schema import check_run, officer, sync_run
 
 CHILD = """
@@ -169,6 +175,60 @@ def test_rows_carrying_a_run_are_found_through_the_index(engine):
         assert not rows_carry_runs(conn, runs_of("quiet"))
         if conn.dialect.name == "postgresql":  # the planner's setting is back for what follows
             assert conn.exec_driver_sql("SHOW enable_seqscan").scalar() == "on"
+
+
+def test_the_probes_read_the_index_when_sqlites_statistics_see_one_run_in_every_row(tmp_path):
+    """After a first load, SQLite's statistics say every row carries the same run; a
+    probe selecting whole rows then scanned the table (the plan said SCAN officer)."""
+    eng = open_warehouse(f"sqlite:///{tmp_path / 'w.db'}", calendar_of(load_settings({})))
+    now = datetime(2024, 5, 20, 3, 0)
+    try:
+        with eng.begin() as conn:
+            conn.execute(
+                insert(officer),
+                [
+                    {
+                        "officer_id": f"O-{i}",
+                        "first_seen_at": now,
+                        "changed_at": now,
+                        "record_hash": f"h{i}",
+                        "sync_run_id": "full-load",
+                    }
+                    for i in range(500)
+                ],
+            )
+            conn.exec_driver_sql("ANALYZE")
+        stmt = carry_probes([(officer, "full-load"), (officer, "quiet")])
+        sql = str(stmt.compile(eng, compile_kwargs={"literal_binds": True}))
+        with eng.connect() as conn:
+            plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+            assert rows_carry_runs(conn, ["quiet", "full-load"], [officer])
+            assert not rows_carry_runs(conn, ["quiet"], [officer])
+        probes = [step for step in plan if "officer" in step]
+        assert len(probes) == 2
+        assert all(step.startswith("SEARCH officer USING COVERING INDEX") for step in probes)
+    finally:
+        eng.dispose()
+
+
+def test_the_runs_of_a_year_of_quiet_nights_are_probed_in_statements_a_database_takes(engine):
+    """The report tables kept over many quiet nights ask about every run since: more
+    probes than one statement may OR (SQLite refuses an expression 1,000 deep)."""
+    now = datetime(2024, 5, 20, 3, 0)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(officer).values(
+                officer_id="O-1",
+                first_seen_at=now,
+                changed_at=now,
+                record_hash="h",
+                sync_run_id="night-1500",
+            )
+        )
+    quiet = [f"night-{i}" for i in range(1500)]
+    with engine.connect() as conn:
+        assert not rows_carry_runs(conn, quiet)
+        assert rows_carry_runs(conn, [*quiet, "night-1500"])
 
 
 def test_a_run_end_the_full_database_refuses_is_logged_in_one_line(tmp_path, caplog):
