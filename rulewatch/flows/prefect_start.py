@@ -38,6 +38,8 @@ import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -321,6 +323,25 @@ class TemporaryServer:
         self._close_why()
 
 
+def _own_server_settings(url: str) -> dict[Any, Any]:
+    """Prefect's client settings for a server this installation started (``serve``'s or
+    a temporary one), whose address rulewatch knows: checking its version asks it
+    again what this very Prefect is (an extra request and a CA bundle loaded), and on
+    plain ``http://`` (the loopback address such a server listens on) there is no TLS
+    to verify, yet each of Prefect's clients loaded the CA bundle for it (30-50 ms
+    apiece, four of them a night). A URL that is not plain http keeps its verification.
+    """
+    from prefect.settings import (
+        PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
+        PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED,
+    )
+
+    own: dict[Any, Any] = {PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED: False}
+    if urlsplit(url).scheme == "http":
+        own[PREFECT_API_TLS_INSECURE_SKIP_VERIFY] = True
+    return own
+
+
 class EarlyPrefect:
     """The Prefect API of this run: configured, shared with ``serve``, or starting now."""
 
@@ -366,7 +387,7 @@ class EarlyPrefect:
         # a temporary server has no UI to link to, and is gone after the run
         ui = {PREFECT_UI_URL: ""} if server is not None else {}
         try:
-            with temporary_settings({PREFECT_API_URL: url, **ui}):
+            with temporary_settings({PREFECT_API_URL: url, **ui, **_own_server_settings(url)}):
                 yield
         finally:
             if previous is None:

@@ -145,3 +145,54 @@ def test_a_damaged_prefect_database_fails_the_run_at_once_naming_it(tmp_path):
         with sqlite3.connect(warehouse) as db:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
             assert "sync_run" not in tables or not db.execute("SELECT * FROM sync_run").fetchall()
+
+
+@pytest.fixture
+def health_server():
+    """A real HTTP server answering ``/health``, as a Prefect server does."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api"
+    server.shutdown()
+    server.server_close()
+
+
+def test_serves_server_is_not_asked_its_version_nor_verified_over_plain_http(
+    health_server, tmp_path, monkeypatch
+):
+    """serve's server is this installation's own Prefect, on plain http: the client's
+    version check and CA bundles were 0.26 s of a quiet night's process."""
+    from prefect.settings import get_current_settings
+
+    from rulewatch.config.settings import load_settings
+    from rulewatch.flows.prefect_start import EarlyPrefect, _own_server_settings, served_api_file
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    settings = load_settings({"RULEWATCH_DATA_DIR": str(tmp_path)})
+    served_api_file(settings).parent.mkdir(parents=True)
+    served_api_file(settings).write_text(health_server + "\n", encoding="utf-8")
+    early = EarlyPrefect(settings)
+    assert early.shared_url == health_server
+    with early.ready():
+        inside = get_current_settings()
+        assert str(inside.api.url) == health_server
+        assert inside.client.server_version_check_enabled is False
+        assert inside.api.tls_insecure_skip_verify is True
+    after = get_current_settings()
+    assert after.client.server_version_check_enabled is True
+    assert after.api.tls_insecure_skip_verify is False
+    # a server rulewatch reaches over TLS keeps its verification
+    assert {k.name for k in _own_server_settings("https://prefect.example/api")} == {
+        "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED"
+    }
