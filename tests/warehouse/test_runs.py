@@ -143,6 +143,18 @@ def test_revision_0006_matches_the_schema(engine):
     assert [d for d in diff if any(t in repr(d) for t in touched)] == []
 
 
+def _officer_row(run_id: str, n: int = 1) -> dict[str, object]:
+    """An officer row written by sync run ``run_id``."""
+    now = datetime(2024, 5, 20, 3, 0)
+    return {
+        "officer_id": f"O-{n}",
+        "first_seen_at": now,
+        "changed_at": now,
+        "record_hash": f"h{n}",
+        "sync_run_id": run_id,
+    }
+
+
 def test_rows_carrying_a_run_are_found_through_the_index(engine):
     now = datetime(2024, 5, 20, 3, 0)
     with engine.begin() as conn:
@@ -157,15 +169,7 @@ def test_rows_carrying_a_run_are_found_through_the_index(engine):
                     status="succeeded",
                 )
             )
-        conn.execute(
-            insert(officer).values(
-                officer_id="O-1",
-                first_seen_at=now,
-                changed_at=now,
-                record_hash="h",
-                sync_run_id="wrote",
-            )
-        )
+        conn.execute(insert(officer).values(_officer_row("wrote")))
 
     def runs_of(job: str):  # noqa: ANN202 - a select of run ids
         return select(sync_run.c.sync_run_id).where(sync_run.c.job_id == job)
@@ -181,22 +185,9 @@ def test_the_probes_read_the_index_when_sqlites_statistics_see_one_run_in_every_
     """After a first load, SQLite's statistics say every row carries the same run; a
     probe selecting whole rows then scanned the table (the plan said SCAN officer)."""
     eng = open_warehouse(f"sqlite:///{tmp_path / 'w.db'}", calendar_of(load_settings({})))
-    now = datetime(2024, 5, 20, 3, 0)
     try:
         with eng.begin() as conn:
-            conn.execute(
-                insert(officer),
-                [
-                    {
-                        "officer_id": f"O-{i}",
-                        "first_seen_at": now,
-                        "changed_at": now,
-                        "record_hash": f"h{i}",
-                        "sync_run_id": "full-load",
-                    }
-                    for i in range(500)
-                ],
-            )
+            conn.execute(insert(officer), [_officer_row("full-load", i) for i in range(500)])
             conn.exec_driver_sql("ANALYZE")
         stmt = carry_probes([(officer, "full-load"), (officer, "quiet")])
         sql = str(stmt.compile(eng, compile_kwargs={"literal_binds": True}))
@@ -214,17 +205,8 @@ def test_the_probes_read_the_index_when_sqlites_statistics_see_one_run_in_every_
 def test_the_runs_of_a_year_of_quiet_nights_are_probed_in_statements_a_database_takes(engine):
     """The report tables kept over many quiet nights ask about every run since: more
     probes than one statement may OR (SQLite refuses an expression 1,000 deep)."""
-    now = datetime(2024, 5, 20, 3, 0)
     with engine.begin() as conn:
-        conn.execute(
-            insert(officer).values(
-                officer_id="O-1",
-                first_seen_at=now,
-                changed_at=now,
-                record_hash="h",
-                sync_run_id="night-1500",
-            )
-        )
+        conn.execute(insert(officer).values(_officer_row("night-1500")))
     quiet = [f"night-{i}" for i in range(1500)]
     with engine.connect() as conn:
         assert not rows_carry_runs(conn, quiet)
