@@ -618,11 +618,9 @@ def stored_checks(
     """The stored target checks alerting follows: the agency's latest check of every
     target and period at ``as_of`` (only those of ``check_run_id`` when given), with
     offenders."""
-    return [
-        c
-        for c in latest_target_statuses(conn, agency_id=agency_id)
-        if c.as_of == as_of and (check_run_id is None or c.check_run_id == check_run_id)
-    ]
+    return latest_target_statuses(
+        conn, agency_id=agency_id, latest_on=as_of, check_run_id=check_run_id
+    )
 
 
 def run_alerting(

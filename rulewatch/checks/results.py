@@ -12,7 +12,8 @@ Public read API:
 - :func:`latest_target_statuses` — the newest check of every target (per
   period), with all its offenders and since when it has been slipping;
 - :func:`target_history` — every check of one target in one period, oldest first;
-- :func:`offenders_of` — the offending records of one stored check result.
+- :func:`offenders_of` — the offending records of one stored check result
+  (:func:`offenders_of_many`: of many, in one statement).
 """
 
 from __future__ import annotations
@@ -324,12 +325,37 @@ def offender_query(population: Select) -> Select:
 
 def offenders_of(conn: Connection, check_result_id: int) -> list[Offender]:
     """Every offending record of one stored check result, ordered by natural key."""
-    rows = conn.execute(
-        select(check_offender.c.natural_key, check_offender.c.reason)
-        .where(check_offender.c.check_result_id == check_result_id)
-        .order_by(check_offender.c.natural_key)
-    )
-    return [Offender(k, reason) for k, reason in rows]
+    return offenders_of_many(conn, [check_result_id]).get(check_result_id, [])
+
+
+#: Check results whose offenders one statement reads at most (bound parameters stay
+#: well below SQLite's and PostgreSQL's limits).
+RESULTS_PER_STATEMENT = 500
+
+
+def offenders_of_many(
+    conn: Connection, check_result_ids: Sequence[int]
+) -> dict[int, list[Offender]]:
+    """Every offending record of each stored check result, ordered by natural key; a
+    result without offenders is absent. One statement per
+    :data:`RESULTS_PER_STATEMENT` results, not one per result: alerting reads the
+    latest check of every target and period ever checked, nine targets times every
+    period of the years kept."""
+    found: dict[int, list[Offender]] = {}
+    ids = list(dict.fromkeys(check_result_ids))
+    for i in range(0, len(ids), RESULTS_PER_STATEMENT):
+        rows = conn.execute(
+            select(
+                check_offender.c.check_result_id,
+                check_offender.c.natural_key,
+                check_offender.c.reason,
+            )
+            .where(check_offender.c.check_result_id.in_(ids[i : i + RESULTS_PER_STATEMENT]))
+            .order_by(check_offender.c.check_result_id, check_offender.c.natural_key)
+        )
+        for result_id, key, reason in rows:
+            found.setdefault(result_id, []).append(Offender(key, reason))
+    return found
 
 
 def _target(row: Any, offenders: tuple[Offender, ...] = ()) -> TargetCheck:
@@ -351,6 +377,8 @@ def latest_target_statuses(
     as_of: date | None = None,
     with_offenders: bool = True,
     agency_id: str = DEFAULT_AGENCY_ID,
+    latest_on: date | None = None,
+    check_run_id: str | None = None,
 ) -> list[TargetCheck]:
     """The latest stored check of every target of one agency, per period (or of one period).
 
@@ -362,6 +390,11 @@ def latest_target_statuses(
     offending records (unless ``with_offenders=False``) and, when slipped,
     ``slipped_since``: the as-of date of the first check of the current
     unbroken run of slipped checks up to its date.
+
+    ``latest_on`` keeps only the entries whose latest check is of that as-of date,
+    ``check_run_id`` only those checked by that run; both filter the latest checks (a
+    target whose latest check is of another date or run is left out, not replaced by an
+    older one), before offenders are read.
     """
     rank = (
         func.row_number()
@@ -381,16 +414,23 @@ def latest_target_statuses(
     if as_of is not None:
         ranked = ranked.where(check_result.c.as_of == as_of)
     ranked = ranked.subquery()
-    rows = conn.execute(
+    latest = (
         select(check_result)
         .join(ranked, ranked.c.check_result_id == check_result.c.check_result_id)
         .where(ranked.c.rank == 1)
         .order_by(check_result.c.metric, check_result.c.period)
-    ).all()
+    )
+    if latest_on is not None:
+        latest = latest.where(check_result.c.as_of == latest_on)
+    if check_run_id is not None:
+        latest = latest.where(check_result.c.check_run_id == check_run_id)
+    rows = conn.execute(latest).all()
+    offenders = (
+        offenders_of_many(conn, [row.check_result_id for row in rows]) if with_offenders else {}
+    )
     statuses = []
     for row in rows:
-        offenders = tuple(offenders_of(conn, row.check_result_id)) if with_offenders else ()
-        check = _target(row, offenders)
+        check = _target(row, tuple(offenders.get(row.check_result_id, ())))
         if row.status == "slipped":
             since = _slipped_since(conn, check, agency_id)
             check = dataclasses.replace(check, slipped_since=since)
