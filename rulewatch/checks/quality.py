@@ -692,15 +692,17 @@ def _set_aside(
             .values(is_set_aside=True, set_aside_reason=bindparam("why")),
             [{"k": k, "h": state[k].record_hash, "why": reasons[k]} for k in new],
         )
-        hashes = [state[k].record_hash for k in new]
         payloads: dict[str, str] = {}
-        for part in _chunks(hashes):
+        for part in _chunks(new):
+            # key and hash: the landed versions' unique index (revision 0011); a hash
+            # is of a payload holding its key, so these are exactly the hashes' rows
             payloads.update(
                 conn.execute(
                     select(landed_record.c.record_hash, landed_record.c.payload).where(
                         landed_record.c.agency_id == agency_id,
                         landed_record.c.stream == stream,
-                        landed_record.c.record_hash.in_(part),
+                        landed_record.c.natural_key.in_(part),
+                        landed_record.c.record_hash.in_([state[k].record_hash for k in part]),
                     )
                 ).all()
             )

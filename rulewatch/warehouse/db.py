@@ -34,7 +34,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: warehouse at this revision is current without asking Alembic, whose import and reading
 #: of every migration script cost a quiet night about 0.15 s; Alembic is imported only to
 #: migrate, or to tell an older revision from a newer one.
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 # Bounds of the calendar table: it spans only the years the data needs, never more than these.
 CALENDAR_FIRST_DAY = date(1990, 1, 1)
 CALENDAR_LAST_DAY = date(2100, 12, 31)

@@ -123,8 +123,9 @@ landed_record = Table(
     Column("record_hash", String(64), nullable=False),
     Column("payload", Text, nullable=False),
     Column("landed_at", DateTime, nullable=False),
-    UniqueConstraint("agency_id", "stream", "record_hash"),
-    Index(None, "agency_id", "stream", "natural_key"),
+    # a version is its key and hash (revision 0011): the key leads, so a record's
+    # versions are one range and inserts come in nearly key order, not hash order
+    UniqueConstraint("agency_id", "stream", "natural_key", "record_hash"),
 )
 
 # One row per distinct malformed record version received, with the reason.

@@ -1,5 +1,6 @@
-"""Revision 0009 on a populated warehouse, on SQLite and PostgreSQL: an existing
-warehouse becomes the one agency's in place, and goes back while it has one."""
+"""Revisions 0009 and 0011 on a populated warehouse, on SQLite and PostgreSQL: an existing
+warehouse becomes the one agency's in place, and goes back while it has one; its landed
+versions change indexes in place and stay unique."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from rulewatch.warehouse.db import (
     open_warehouse,
     schema_state,
 )
-from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID, metadata, sync_state
+from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID, landed_record, metadata, sync_state
 from rulewatch.warehouse.sync import sync_source
 
 JOB = "before-agencies"
@@ -135,3 +136,49 @@ def test_a_revision_this_rulewatch_does_not_know_is_newer(warehouse_url):
             assert schema_state(conn) == ("behind", "0008", SCHEMA_HEAD)
     finally:
         engine.dispose()
+
+
+def _landed(engine: Engine) -> tuple[list[tuple], list[list[str]], list[list[str]]]:
+    """``landed_record``'s rows, its unique constraints' and its indexes' columns."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(landed_record).order_by(landed_record.c.landed_id)).all()
+        found = inspect(conn)
+        unique = found.get_unique_constraints("landed_record")
+        indexes = found.get_indexes("landed_record")
+    return (
+        [tuple(r) for r in rows],
+        sorted(u["column_names"] for u in unique),
+        sorted(i["column_names"] for i in indexes if not i.get("unique")),
+    )
+
+
+KEY_AND_HASH = ["agency_id", "stream", "natural_key", "record_hash"]
+
+
+def test_landed_versions_are_unique_by_key_and_hash_with_0011_and_go_back(warehouse_url, tmp_path):
+    """Revision 0011 puts one unique index (key, then hash) where a unique hash and a key
+    index were, on a populated warehouse, rows unchanged both ways; a version received
+    again is still not landed twice."""
+    with start_demo_sources() as demo:
+        env = {**demo.env(), "RULEWATCH_WAREHOUSE_URL": warehouse_url}
+        settings = load_settings({**env, "RULEWATCH_DATA_DIR": str(tmp_path)})
+        engine = open_warehouse(warehouse_url, calendar_of(settings))
+        try:
+            for source in ("enforcement", "docreview"):
+                sync_source(engine, settings, source, job_id=JOB)
+            rows, unique, indexes = _landed(engine)
+            assert rows and unique == [KEY_AND_HASH] and indexes == []
+
+            _alembic(engine, command.downgrade, "0010")
+            assert _landed(engine) == (
+                rows,
+                [["agency_id", "stream", "record_hash"]],
+                [["agency_id", "stream", "natural_key"]],
+            )
+
+            migrate(engine)
+            assert _landed(engine) == (rows, [KEY_AND_HASH], [])
+            again = sync_source(engine, settings, "docreview", full_refresh=True)
+            assert again.records_read > 0 and _landed(engine)[0] == rows  # every version known
+        finally:
+            engine.dispose()
