@@ -4,7 +4,10 @@ versions change indexes in place and stay unique."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -13,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from rulewatch.checks.quality import run_quality_checks
 from rulewatch.common.workdays import calendar_of
-from rulewatch.config.settings import load_settings
+from rulewatch.config.settings import Settings, load_settings
 from rulewatch.demo.data import DEMO_TODAY
 from rulewatch.demo.servers import start_demo_sources
 from rulewatch.report.tables import refresh_report_tables
@@ -60,35 +63,43 @@ def _agencies(engine: Engine) -> set[str]:
         }
 
 
-def test_a_populated_warehouse_becomes_the_one_agencys_and_goes_back(warehouse_url, tmp_path):
-    with start_demo_sources(malformed=2) as demo:
-        env = {**demo.env(), "RULEWATCH_WAREHOUSE_URL": warehouse_url}
-        settings = load_settings({**env, "RULEWATCH_DATA_DIR": str(tmp_path)})
-        engine = open_warehouse(warehouse_url, calendar_of(settings))
+@contextmanager
+def _synced(url: str, folder: Path, malformed: int = 0) -> Iterator[tuple[Engine, Settings]]:
+    """A warehouse at this rulewatch's head with the demo's enforcement and docreview
+    synced into it, and the settings that did it; the demo sources stay up meanwhile."""
+    with start_demo_sources(malformed=malformed) as demo:
+        env = {**demo.env(), "RULEWATCH_WAREHOUSE_URL": url}
+        settings = load_settings({**env, "RULEWATCH_DATA_DIR": str(folder)})
+        engine = open_warehouse(url, calendar_of(settings))
         try:
             for source in ("enforcement", "docreview"):
                 sync_source(engine, settings, source, job_id=JOB)
-            run_quality_checks(engine, settings, job_id=JOB, as_of=DEMO_TODAY)
-            refresh_report_tables(engine, settings, DEMO_TODAY, job_id=JOB)
-            populated = _rows(engine)
-            empty = {name for name, rows in populated.items() if not rows}
-            assert empty <= {"alert", "alert_delivery", "alert_state", "permit_application"}
-
-            _alembic(engine, command.downgrade, "0008")
-            columns = inspect(engine)
-            assert not [t.name for t in AGENCY_TABLES if "agency_id" in _names(columns, t.name)]
-            assert _rows(engine) == populated
-
-            migrate(engine)  # what the next sync does: 0008 -> 0009 in place
-            with engine.connect() as conn:
-                assert schema_state(conn)[0] == "current"
-            assert _rows(engine) == populated
-            assert _agencies(engine) == {DEFAULT_AGENCY_ID}
-
-            again = sync_source(engine, settings, "docreview")  # its watermark was kept
-            assert again.requests == 1
+            yield engine, settings
         finally:
             engine.dispose()
+
+
+def test_a_populated_warehouse_becomes_the_one_agencys_and_goes_back(warehouse_url, tmp_path):
+    with _synced(warehouse_url, tmp_path, malformed=2) as (engine, settings):
+        run_quality_checks(engine, settings, job_id=JOB, as_of=DEMO_TODAY)
+        refresh_report_tables(engine, settings, DEMO_TODAY, job_id=JOB)
+        populated = _rows(engine)
+        empty = {name for name, rows in populated.items() if not rows}
+        assert empty <= {"alert", "alert_delivery", "alert_state", "permit_application"}
+
+        _alembic(engine, command.downgrade, "0008")
+        columns = inspect(engine)
+        assert not [t.name for t in AGENCY_TABLES if "agency_id" in _names(columns, t.name)]
+        assert _rows(engine) == populated
+
+        migrate(engine)  # what the next sync does: 0008 -> 0009 in place
+        with engine.connect() as conn:
+            assert schema_state(conn)[0] == "current"
+        assert _rows(engine) == populated
+        assert _agencies(engine) == {DEFAULT_AGENCY_ID}
+
+        again = sync_source(engine, settings, "docreview")  # its watermark was kept
+        assert again.requests == 1
 
 
 def _names(inspector, table: str) -> set[str]:  # noqa: ANN001 - SQLAlchemy Inspector
@@ -159,26 +170,18 @@ def test_landed_versions_are_unique_by_key_and_hash_with_0011_and_go_back(wareho
     """Revision 0011 puts one unique index (key, then hash) where a unique hash and a key
     index were, on a populated warehouse, rows unchanged both ways; a version received
     again is still not landed twice."""
-    with start_demo_sources() as demo:
-        env = {**demo.env(), "RULEWATCH_WAREHOUSE_URL": warehouse_url}
-        settings = load_settings({**env, "RULEWATCH_DATA_DIR": str(tmp_path)})
-        engine = open_warehouse(warehouse_url, calendar_of(settings))
-        try:
-            for source in ("enforcement", "docreview"):
-                sync_source(engine, settings, source, job_id=JOB)
-            rows, unique, indexes = _landed(engine)
-            assert rows and unique == [KEY_AND_HASH] and indexes == []
+    with _synced(warehouse_url, tmp_path) as (engine, settings):
+        rows, unique, indexes = _landed(engine)
+        assert rows and unique == [KEY_AND_HASH] and indexes == []
 
-            _alembic(engine, command.downgrade, "0010")
-            assert _landed(engine) == (
-                rows,
-                [["agency_id", "stream", "record_hash"]],
-                [["agency_id", "stream", "natural_key"]],
-            )
+        _alembic(engine, command.downgrade, "0010")
+        assert _landed(engine) == (
+            rows,
+            [["agency_id", "stream", "record_hash"]],
+            [["agency_id", "stream", "natural_key"]],
+        )
 
-            migrate(engine)
-            assert _landed(engine) == (rows, [KEY_AND_HASH], [])
-            again = sync_source(engine, settings, "docreview", full_refresh=True)
-            assert again.records_read > 0 and _landed(engine)[0] == rows  # every version known
-        finally:
-            engine.dispose()
+        migrate(engine)
+        assert _landed(engine) == (rows, [KEY_AND_HASH], [])
+        again = sync_source(engine, settings, "docreview", full_refresh=True)
+        assert again.records_read > 0 and _landed(engine)[0] == rows  # every version known
