@@ -8,6 +8,8 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,10 +114,11 @@ def _make_parent(path: Path) -> None:
         ) from None
 
 
-#: SQLite page cache per connection (KiB): the unique index on record hashes takes
-#: inserts at random places, and the default 2 MB cache re-reads its pages from disk.
-#: Bounded, since each connection fills its own: 32 MB holds that index up to ~300k
-#: records; beyond, most inserts miss any cache that stays flat in memory.
+#: SQLite page cache per connection (KiB): a load writes the landed versions' index and
+#: the core tables' keys and dates, and the default 2 MB cache re-reads their pages from
+#: disk. Bounded, since each connection fills its own. (Until revision 0011 the landed
+#: versions were unique on their hash, taking inserts at random places: beyond ~300k
+#: records most of them missed this cache.)
 SQLITE_CACHE_KIB = 32 * 1024
 #: All of this process's SQLite memory together (bytes): one connection's page cache
 #: and room for statements and schemas. ``soft_heap_limit`` holds for the whole
@@ -362,7 +365,8 @@ def migrate(engine: Engine, calendar: WorkingCalendar | None = None) -> None:
 
     A schema newer than this rulewatch knows is refused (:class:`SchemaNotCurrent`)."""
     try:
-        with engine.begin() as conn:
+        upgrading = engine.dialect.name == "sqlite" and not _current(engine)
+        with _one_transaction(engine) if upgrading else engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             state, revision, head = schema_state(conn)
@@ -371,6 +375,7 @@ def migrate(engine: Engine, calendar: WorkingCalendar | None = None) -> None:
             if state != "current":  # at head already: no need to run Alembic's environment
                 from alembic import command
 
+                _drop_failed_copies(conn, engine)
                 cfg = _alembic_config()
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
@@ -378,6 +383,58 @@ def migrate(engine: Engine, calendar: WorkingCalendar | None = None) -> None:
                 refresh_calendar(conn, calendar)
     except DBAPIError as exc:
         raise warehouse_error(engine, exc, "connect or migrate") from None
+
+
+def _current(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return schema_state(conn)[0] == "current"
+
+
+@contextmanager
+def _one_transaction(engine: Engine) -> Iterator[Connection]:
+    """A SQLite connection whose every statement, DDL included, is in one transaction,
+    the database's write lock taken first (waiting as long as the busy timeout).
+
+    pysqlite opens a transaction only before an INSERT, UPDATE or DELETE, so an
+    Alembic batch migration's ``CREATE TABLE _alembic_tmp_<table>`` (SQLite copies a
+    table to change its constraints) was committed at once: when the copy then failed
+    (a full disk), the half-made copy stayed and every later upgrade stopped on it.
+    Here the driver's transaction handling is set aside and BEGIN IMMEDIATE .. COMMIT
+    wrap everything. (Only to upgrade: a current warehouse's runs keep pysqlite's
+    transactions, which take the write lock only to write.)"""
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.connection.driver_connection.in_transaction:  # SQLite may have ended it
+                conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
+
+
+#: The table an Alembic batch migration copies a table into, on SQLite
+_BATCH_COPY = "_alembic_tmp_"
+
+
+def _drop_failed_copies(conn: Connection, engine: Engine) -> None:
+    """Drop what an upgrade that failed under an earlier rulewatch left on SQLite: a
+    batch migration's copy (``_alembic_tmp_<table>``) beside its intact table, which
+    kept its rows (the copy was committed, the rest rolled back). A copy without its
+    table is not guessed at: the upgrade stops, naming it."""
+    if conn.dialect.name != "sqlite":
+        return
+    tables = set(inspect(conn).get_table_names())
+    for copy in sorted(t for t in tables if t.startswith(_BATCH_COPY)):
+        table = copy.removeprefix(_BATCH_COPY)
+        if table not in tables:
+            raise WarehouseError(
+                f"warehouse {_where(engine)}: table {copy} is left from a failed upgrade "
+                f"and {table} is missing: restore the backup taken before the upgrade"
+            )
+        log.warning("dropping %s, left by an upgrade that failed; %s is intact", copy, table)
+        conn.exec_driver_sql(f'DROP TABLE "{copy}"')
 
 
 def open_current(engine: Engine, calendar: WorkingCalendar | None = None) -> None:

@@ -4,6 +4,7 @@ versions change indexes in place and stay unique."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, insert, inspect, select, text
+from sqlalchemy import Engine, event, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from rulewatch.checks.quality import run_quality_checks
@@ -22,10 +23,13 @@ from rulewatch.demo.servers import start_demo_sources
 from rulewatch.report.tables import refresh_report_tables
 from rulewatch.warehouse.db import (
     SCHEMA_HEAD,
+    WarehouseError,
     _alembic_config,
+    make_engine,
     migrate,
     open_warehouse,
     schema_state,
+    stored_revision,
 )
 from rulewatch.warehouse.schema import DEFAULT_AGENCY_ID, landed_record, metadata, sync_state
 from rulewatch.warehouse.sync import sync_source
@@ -185,3 +189,65 @@ def test_landed_versions_are_unique_by_key_and_hash_with_0011_and_go_back(wareho
         assert _landed(engine) == (rows, [KEY_AND_HASH], [])
         again = sync_source(engine, settings, "docreview", full_refresh=True)
         assert again.records_read > 0 and _landed(engine)[0] == rows  # every version known
+
+
+def _tables(url: str) -> set[str]:
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        return {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+
+
+def test_an_upgrade_that_fills_the_disk_leaves_the_warehouse_as_it_was(sqlite_url, tmp_path):
+    """SQLite copies ``landed_record`` to change its constraint (revision 0011); when the
+    disk fills meanwhile (here SQLite's ``max_page_count``), the half-made copy goes
+    with the rest of the upgrade, and the next upgrade, with room again, succeeds."""
+    with _synced(sqlite_url, tmp_path) as (engine, _settings):
+        _alembic(engine, command.downgrade, "0010")
+        rows, before = _landed(engine), _tables(sqlite_url)
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+        conn.execute("VACUUM")  # no free pages: the copy must grow the file
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    full = make_engine(sqlite_url)
+    event.listen(
+        full, "connect", lambda dbapi, _: dbapi.execute(f"PRAGMA max_page_count = {pages + 2}")
+    )
+    try:
+        with pytest.raises(WarehouseError, match="database or disk is full"):
+            migrate(full)
+    finally:
+        full.dispose()
+    assert _tables(sqlite_url) == before and not any(t.startswith("_alembic_tmp") for t in before)
+    roomy = make_engine(sqlite_url)
+    try:
+        assert _landed(roomy)[0] == rows[0]
+        with roomy.connect() as conn:
+            assert stored_revision(conn) == "0010"
+        migrate(roomy)
+        assert _landed(roomy) == (rows[0], [KEY_AND_HASH], [])
+    finally:
+        roomy.dispose()
+
+
+def test_a_copy_left_by_an_earlier_failed_upgrade_is_dropped_when_its_table_is_intact(
+    sqlite_url, tmp_path
+):
+    """Before this rulewatch, a failed SQLite upgrade kept Alembic's half-made copy
+    (``_alembic_tmp_<table>``), and every later upgrade stopped on it. It is dropped when
+    its table is there; a copy without its table stops the upgrade, naming both."""
+    with _synced(sqlite_url, tmp_path) as (engine, _settings):
+        _alembic(engine, command.downgrade, "0010")
+        rows = _landed(engine)[0]
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TABLE _alembic_tmp_landed_record AS SELECT * FROM landed_record LIMIT 3"
+            )
+            conn.exec_driver_sql("CREATE TABLE _alembic_tmp_gone (x INTEGER)")
+        with pytest.raises(
+            WarehouseError,
+            match="_alembic_tmp_gone is left from a failed upgrade and gone is missing",
+        ):
+            migrate(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE _alembic_tmp_gone")
+        migrate(engine)
+        assert _landed(engine) == (rows, [KEY_AND_HASH], [])
+        assert not [t for t in _tables(sqlite_url) if t.startswith("_alembic_tmp")]
