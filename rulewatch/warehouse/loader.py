@@ -132,7 +132,7 @@ class _Write:
     """One set-based write: rows of ``columns`` into ``table``, and what a conflict does.
 
     ``upsert`` False appends versions not seen before (the table's unique columns,
-    :func:`unique_columns`); True merges into current state, the newest version
+    :func:`_unique_columns`); True merges into current state, the newest version
     winning per agency and natural key (:func:`_newer`), with the ``keep`` columns left
     as the existing row has them. The agency is a value in the rows, not in the
     statement, so one compiled statement serves every agency.
@@ -151,7 +151,7 @@ class _Write:
             source = table_clause(staged, *[column(c) for c in self.columns])
             stmt = stmt.from_select(list(self.columns), select(*source.c))
         if not self.upsert:
-            return stmt.on_conflict_do_nothing(index_elements=unique_columns(self.table))
+            return stmt.on_conflict_do_nothing(index_elements=_unique_columns(self.table))
         pk = [c.name for c in self.table.primary_key.columns]
         set_ = {k: stmt.excluded[k] for k in self.columns if k not in self.keep}
         return stmt.on_conflict_do_update(
@@ -159,7 +159,7 @@ class _Write:
         )
 
 
-def unique_columns(table: Table) -> list[str]:
+def _unique_columns(table: Table) -> list[str]:
     """The columns of the one unique constraint of a table of versions: ``agency_id``,
     ``stream``, ``natural_key``, ``record_hash`` for ``landed_record`` (revision 0011),
     ``agency_id``, ``stream``, ``record_hash`` for ``quarantined_record``."""
@@ -183,7 +183,7 @@ def _upsert(
 
 
 def _append(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    """Insert versions not seen before (by the table's :func:`unique_columns`)."""
+    """Insert versions not seen before (by the table's :func:`_unique_columns`)."""
     if rows:
         _write(conn, _Write(table, columns, upsert=False), rows)
 
