@@ -28,9 +28,13 @@ from types import FrameType
 GRACE_SECONDS = 5.0
 #: How long the ephemeral Prefect server gets to stop before it is killed.
 SERVER_STOP_SECONDS = 3.0
+#: How long a hard stop may spend on the way out (Prefect's queues, its server: about
+#: 1 + 2 x SERVER_STOP_SECONDS when all goes to plan) before the process leaves anyway.
+LEAVE_SECONDS = 10.0
 EXIT_STOPPED = 1
 
 _stopping = threading.Lock()
+_leaving = threading.Lock()
 _owned: list[subprocess.Popen] = []  # Prefect servers started outside Prefect
 _owned_lock = threading.Lock()
 _owned_at_exit: list[bool] = []
@@ -120,13 +124,25 @@ def hard_stop(reason: str, *, own_line: bool = False) -> None:
     terminal's ``^C``, Prefect's "Error logging to API" once its server is gone)."""
     if not _stopping.acquire(blocking=False):
         return  # another thread is stopping the process already
+    line = ("\n" if own_line else "") + f"rulewatch: failed: {reason}\n"
+    # The way out waits on Prefect (its queues' locks, its server): should any of it
+    # hang, the process leaves anyway (its server dies with it: PR_SET_PDEATHSIG)
+    backstop = threading.Timer(LEAVE_SECONDS, _leave, args=(line,))
+    backstop.daemon = True
+    backstop.start()
     try:
         stop_prefect_servers(drain_seconds=1.0)
     finally:
-        line = ("\n" if own_line else "") + f"rulewatch: failed: {reason}\n"
-        with contextlib.suppress(OSError):
-            os.write(2, line.encode("utf-8", "replace"))
-        os._exit(EXIT_STOPPED)
+        _leave(line)
+
+
+def _leave(line: str) -> None:
+    """Write the one line and end the process, once, whichever thread comes first (the
+    other waits here until the process ends)."""
+    _leaving.acquire()  # never released: os._exit does not return
+    with contextlib.suppress(OSError):
+        os.write(2, line.encode("utf-8", "replace"))
+    os._exit(EXIT_STOPPED)
 
 
 def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
