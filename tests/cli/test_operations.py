@@ -304,6 +304,13 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C at its default, as a terminal's shell starts a command. A suite started in
+    the background of a non-interactive shell (``cmd &``) inherits SIGINT ignored, and
+    the sync then rightly ignores Ctrl-C, as ``nohup`` would have it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_sync(tmp_path: Path, extra: dict[str, str]) -> tuple[subprocess.Popen, Path]:
     err = tmp_path / "stderr.log"
     proc = subprocess.Popen(
@@ -312,6 +319,7 @@ def _start_sync(tmp_path: Path, extra: dict[str, str]) -> tuple[subprocess.Popen
         stdout=subprocess.DEVNULL,
         stderr=err.open("w"),
         start_new_session=True,
+        preexec_fn=_as_in_a_terminal,  # noqa: PLW1509 - one signal disposition, no threads' state
     )
     return proc, err
 
