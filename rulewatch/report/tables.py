@@ -181,57 +181,90 @@ def store_statuses(
     """Make these the agency's latest statuses, unless a newer as-of date is stored already.
 
     Each must be a stored check (``check_result_id``): a status is never computed
-    beside the checks. Returns (statuses written, offenders written).
+    beside the checks. Returns (statuses written, offenders written). A few statements
+    per period, whatever the number of targets: the stored dates are read at once,
+    and the statuses replaced, with their offenders, in bulk (a night writes the
+    statuses of every report period).
     """
-    written = offenders = 0
-    updated_at = now_utc()
+    statuses = list(statuses)
     for s in statuses:
         if s.check_result_id is None:
             raise ValueError(f"{s.metric} {s.period} {s.as_of}: a status that is no stored check")
-        key = (
-            report_target_status.c.agency_id == agency_id,
-            report_target_status.c.metric == s.metric,
-            report_target_status.c.period == s.period,
-        )
-        stored = conn.execute(select(report_target_status.c.as_of).where(*key)).scalar()
-        if stored is not None and stored > s.as_of:
+    stored = _stored_status_dates(conn, statuses, agency_id)
+    chosen: dict[tuple[str, str], TargetCheck] = {}  # a later status of a key replaces one
+    written = offenders = 0
+    for s in statuses:
+        key = (s.metric, s.period)
+        if stored.get(key) is not None and stored[key] > s.as_of:
             continue
-        conn.execute(delete(report_target_status).where(*key))
-        conn.execute(
-            delete(report_offender).where(
-                report_offender.c.agency_id == agency_id,
-                report_offender.c.metric == s.metric,
-                report_offender.c.period == s.period,
-            )
-        )
-        conn.execute(
-            insert(report_target_status).values(
-                agency_id=agency_id,
-                **s.columns(),
-                slipped_since=s.slipped_since,
-                check_result_id=s.check_result_id,
-                updated_at=updated_at,
-            )
-        )
-        unique = {o.natural_key: o.reason for o in s.offenders}
-        if unique:
-            conn.execute(
-                insert(report_offender),
-                [
-                    {
-                        "agency_id": agency_id,
-                        "metric": s.metric,
-                        "period": s.period,
-                        "natural_key": k,
-                        "as_of": s.as_of,
-                        "reason": r,
-                    }
-                    for k, r in unique.items()
-                ],
-            )
+        stored[key] = s.as_of
+        chosen[key] = s
         written += 1
-        offenders += len(unique)
+        offenders += len({o.natural_key for o in s.offenders})
+    if not chosen:
+        return written, offenders
+    by_period: dict[str, list[str]] = {}
+    for metric, period in chosen:
+        by_period.setdefault(period, []).append(metric)
+    for table in (report_target_status, report_offender):
+        for period, metrics in by_period.items():
+            conn.execute(
+                delete(table).where(
+                    table.c.agency_id == agency_id,
+                    table.c.period == period,
+                    table.c.metric.in_(metrics),
+                )
+            )
+    updated_at = now_utc()
+    conn.execute(
+        insert(report_target_status),
+        [
+            {
+                "agency_id": agency_id,
+                **s.columns(),
+                "slipped_since": s.slipped_since,
+                "check_result_id": s.check_result_id,
+                "updated_at": updated_at,
+            }
+            for s in chosen.values()
+        ],
+    )
+    rows = [
+        {
+            "agency_id": agency_id,
+            "metric": s.metric,
+            "period": s.period,
+            "natural_key": key,
+            "as_of": s.as_of,
+            "reason": reason,
+        }
+        for s in chosen.values()
+        for key, reason in {o.natural_key: o.reason for o in s.offenders}.items()
+    ]
+    if rows:
+        conn.execute(insert(report_offender), rows)
     return written, offenders
+
+
+def _stored_status_dates(
+    conn: Connection, statuses: list[TargetCheck], agency_id: str
+) -> dict[tuple[str, str], date]:
+    """The as-of date of each stored status of these statuses' (metric, period)s."""
+    if not statuses:
+        return {}
+    keys = {(s.metric, s.period) for s in statuses}
+    rows = conn.execute(
+        select(
+            report_target_status.c.metric,
+            report_target_status.c.period,
+            report_target_status.c.as_of,
+        ).where(
+            report_target_status.c.agency_id == agency_id,
+            report_target_status.c.period.in_(sorted({period for _, period in keys})),
+            report_target_status.c.metric.in_(sorted({metric for metric, _ in keys})),
+        )
+    )
+    return {(m, p): as_of for m, p, as_of in rows if (m, p) in keys}
 
 
 def refresh_report_tables(

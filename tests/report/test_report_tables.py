@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from report_support import HISTORY_FROM, demo_warehouse, warehouse_url
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from rulewatch.checks.results import checked_days, latest_target_statuses
 from rulewatch.checks.targets import run_target_checks
@@ -178,3 +178,37 @@ def test_a_status_that_is_no_stored_check_is_refused(loaded):
         (status, *_) = latest_target_statuses(conn, "2024", as_of=DEMO_TODAY)
     with engine.begin() as conn, pytest.raises(ValueError, match="no stored check"):
         store_statuses(conn, [replace(status, check_result_id=None)])
+
+
+def test_a_periods_statuses_are_stored_in_a_few_statements_and_never_over_a_newer_date(loaded):
+    """Storing nine targets' statuses with their offenders is five statements (the
+    stored dates read at once, statuses and offenders deleted and inserted in bulk), not
+    four or five per target; it leaves the tables as they were when they already hold
+    these statuses, and a status of an earlier date writes nothing."""
+    engine, _ = loaded
+    earlier = date(2024, 4, 5)  # a backfilled day, with its stored checks
+
+    def tables(conn) -> tuple[list, list]:  # noqa: ANN001
+        return (
+            sorted(conn.execute(select(*status_columns)).all()),
+            sorted(conn.execute(select(report_offender)).all()),
+        )
+
+    status_columns = [c for c in report_target_status.c if c.name != "updated_at"]
+    with engine.connect() as conn, conn.begin() as transaction:
+        statuses = latest_target_statuses(conn, "2024", as_of=DEMO_TODAY)
+        older = latest_target_statuses(conn, "2024", as_of=earlier)
+        store_statuses(conn, statuses)  # the tables hold these (another test may have checked)
+        before = tables(conn)
+        statements: list[str] = []
+        event.listen(conn, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        written, offenders = store_statuses(conn, statuses)
+        assert len(statements) == 5, statements
+        assert written == len(statuses) == 9
+        assert offenders == sum(len({o.natural_key for o in s.offenders}) for s in statuses) > 0
+        assert tables(conn) == before  # the same statuses again (their updated_at apart)
+        statements.clear()
+        assert store_statuses(conn, older) == (0, 0)
+        assert len(statements) == 1  # the stored dates: all newer, nothing written
+        assert tables(conn) == before
+        transaction.rollback()
