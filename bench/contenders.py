@@ -18,7 +18,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -283,14 +283,15 @@ def rulewatch_step(env: dict[str, str], db_url: str, runs: int = 1) -> dict[str,
     }
 
 
-def _timed_sync(child: dict[str, str]) -> tuple[float, str]:
-    """One ``rulewatch sync`` process with environment ``child``: its wall seconds
-    and standard error; exits when the job itself did not run (3, a target slipped, did)."""
+def _timed_sync(child: dict[str, str], as_of: date = AS_OF) -> tuple[float, str]:
+    """One ``rulewatch sync --as-of AS_OF`` process with environment ``child``: its wall
+    seconds and standard error; exits when the job itself did not run (3, a target
+    slipped, did)."""
     import subprocess
 
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "rulewatch.cli.main", "sync", "--as-of", AS_OF.isoformat()],
+        [sys.executable, "-m", "rulewatch.cli.main", "sync", "--as-of", as_of.isoformat()],
         env=child,
         capture_output=True,
         text=True,
@@ -317,7 +318,10 @@ def sync_served_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
 
     Two nights run on that server: the second is the figure (``wall_s``), as on
     ``serve``'s server after its first night, which has served runs before; the first
-    (``first_s``) is a just-started server's, its own warm-up included."""
+    (``first_s``) is a just-started server's, its own warm-up included. Both keep the
+    as-of date, so the second carries the first's checks and report tables over; a
+    third night, the next day (``next_day_s``), has a new date, as the next real night
+    does: its figures checked again and recorded by GX, every report period refreshed."""
     from rulewatch.config.settings import load_settings
     from rulewatch.flows.prefect_start import served_api_file
     from rulewatch.flows.serve import start_local_server
@@ -329,12 +333,13 @@ def sync_served_step(env: dict[str, str], db_url: str) -> dict[str, Any]:
     try:
         api_file.write_text(server.api_url + "\n", encoding="utf-8")
         nights = [_timed_sync(child) for _ in range(2)]
+        nights.append(_timed_sync(child, AS_OF + timedelta(days=1)))
     finally:
         api_file.unlink(missing_ok=True)
         server.stop()
     if any("Starting temporary server" in stderr for _, stderr in nights):
         raise SystemExit("rulewatch sync started a temporary server beside serve's")
-    return {"wall_s": nights[1][0], "first_s": nights[0][0], "rows": 0}
+    return {"wall_s": nights[1][0], "first_s": nights[0][0], "next_day_s": nights[2][0], "rows": 0}
 
 
 def dlt_process_step(env: dict[str, str], db_url: str, work_dir: Path) -> dict[str, Any]:

@@ -69,6 +69,10 @@ SERVED_RATIO = (
     "no-change `rulewatch sync` process, the server of `rulewatch serve` "
     "(or PREFECT_API_URL) up and past its first night / dlt no change"
 )
+SERVED_NEXT_DAY = (
+    "no-change `rulewatch sync` process, serve's server up, the next day (a new as-of "
+    "date: the checks run and recorded again, every report period refreshed)"
+)
 SERVED_SECONDS = (
     "no-change `rulewatch sync` process, the server of `rulewatch serve` "
     "(or PREFECT_API_URL) up and past its first night"
@@ -610,6 +614,8 @@ def ratios(rows: list[dict], scales: list[int], dbs: list[str]) -> list[dict[str
                     )
                 else:
                     add("info", scale, db, SERVED_FIRST, first, "apart", None, "s")
+            if served and "next_day_s" in served:  # results of earlier runs have none
+                add("info", scale, db, SERVED_NEXT_DAY, served["next_day_s"], "apart", None, "s")
             if served and dlt_process:  # like for like: both whole processes
                 v = served["wall_s"] / dlt_process["wall_s"]
                 add(
