@@ -284,7 +284,7 @@ def rulewatch_step(env: dict[str, str], db_url: str, runs: int = 1) -> dict[str,
 
 
 def _timed_sync(child: dict[str, str], as_of: date = AS_OF) -> tuple[float, str]:
-    """One ``rulewatch sync --as-of AS_OF`` process with environment ``child``: its wall
+    """One ``rulewatch sync --as-of as_of`` process with environment ``child``: its wall
     seconds and standard error; exits when the job itself did not run (3, a target
     slipped, did)."""
     import subprocess

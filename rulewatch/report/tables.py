@@ -191,16 +191,18 @@ def store_statuses(
         if s.check_result_id is None:
             raise ValueError(f"{s.metric} {s.period} {s.as_of}: a status that is no stored check")
     stored = _stored_status_dates(conn, statuses, agency_id)
-    chosen: dict[tuple[str, str], TargetCheck] = {}  # a later status of a key replaces one
+    # a later status of a key replaces an earlier one; each with its offenders by key
+    chosen: dict[tuple[str, str], tuple[TargetCheck, dict[str, str | None]]] = {}
     written = offenders = 0
     for s in statuses:
         key = (s.metric, s.period)
-        if stored.get(key) is not None and stored[key] > s.as_of:
+        if (have := stored.get(key)) is not None and have > s.as_of:
             continue
         stored[key] = s.as_of
-        chosen[key] = s
+        unique = {o.natural_key: o.reason for o in s.offenders}
+        chosen[key] = (s, unique)
         written += 1
-        offenders += len({o.natural_key for o in s.offenders})
+        offenders += len(unique)
     if not chosen:
         return written, offenders
     by_period: dict[str, list[str]] = {}
@@ -226,7 +228,7 @@ def store_statuses(
                 "check_result_id": s.check_result_id,
                 "updated_at": updated_at,
             }
-            for s in chosen.values()
+            for s, _ in chosen.values()
         ],
     )
     rows = [
@@ -238,8 +240,8 @@ def store_statuses(
             "as_of": s.as_of,
             "reason": reason,
         }
-        for s in chosen.values()
-        for key, reason in {o.natural_key: o.reason for o in s.offenders}.items()
+        for s, unique in chosen.values()
+        for key, reason in unique.items()
     ]
     if rows:
         conn.execute(insert(report_offender), rows)
